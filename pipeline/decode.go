@@ -1,0 +1,275 @@
+package pipeline
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// field is one key of a YAML mapping: its documentation, its JSON Schema, and how its
+// value is decoded into the Go value T. The same table drives the parser (known keys,
+// did-you-mean) and `drover schema`, so the two cannot drift apart.
+type field[T any] struct {
+	name   string
+	doc    string
+	schema func() schema
+	decode func(d *decoder, n *yaml.Node, v *T)
+}
+
+// decoder walks YAML nodes and collects positioned errors; it never stops at the first.
+type decoder struct {
+	file string
+	errs ErrorList
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)})
+}
+
+func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
+
+// resolve follows aliases (*anchor) to the node they name.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+// kindName names a node's kind the way a user reads YAML.
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return "nothing"
+		case "!!bool":
+			return "a boolean"
+		case "!!int", "!!float":
+			return "a number"
+		}
+		return fmt.Sprintf("the string %q", n.Value)
+	}
+	return "something else"
+}
+
+// pair is one key and value of a mapping, after `<<` merges are applied.
+type pair struct{ key, value *yaml.Node }
+
+// pairs lists a mapping's entries; keys merged in with `<<: *anchor` come first and are
+// overridden by keys written in the mapping itself, as YAML 1.1 merge keys specify.
+func (d *decoder) pairs(n *yaml.Node) []pair {
+	var own, merged []pair
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.Tag == "!!merge" {
+			srcs := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				srcs = v.Content
+			}
+			for _, s := range srcs {
+				if s = resolve(s); s.Kind != yaml.MappingNode {
+					d.errorf(s, "<< merges a mapping, not %s", kindName(s))
+					continue
+				}
+				merged = append(merged, d.pairs(s)...)
+			}
+			continue
+		}
+		own = append(own, pair{k, v})
+	}
+	seen := map[string]bool{}
+	for _, p := range own {
+		seen[p.key.Value] = true
+	}
+	out := make([]pair, 0, len(own)+len(merged))
+	for _, p := range merged {
+		if !seen[p.key.Value] {
+			seen[p.key.Value] = true
+			out = append(out, p)
+		}
+	}
+	return append(out, own...)
+}
+
+// decodeMapping decodes the mapping n into v with fields, reporting unknown and repeated
+// keys. what names the mapping in messages ("step", "when"). It returns the keys present.
+func decodeMapping[T any](d *decoder, n *yaml.Node, what string, fields []field[T], v *T) map[string]*yaml.Node {
+	present := map[string]*yaml.Node{}
+	if isNull(n) {
+		return present
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s must be a mapping, not %s", what, kindName(n))
+		return present
+	}
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
+	}
+	for _, p := range d.pairs(n) {
+		key := p.key.Value
+		if p.key.Kind != yaml.ScalarNode {
+			d.errorf(p.key, "%s keys must be plain names", what)
+			continue
+		}
+		if prev, dup := present[key]; dup {
+			d.errorf(p.key, "%s field %q is repeated (first at line %d)", what, key, prev.Line)
+			continue
+		}
+		present[key] = p.key
+		if what == "pipeline" && isTemplateKey(key) {
+			continue
+		}
+		i := indexOf(names, key)
+		if i < 0 {
+			d.errorf(p.key, "unknown %s field %q%s", what, key, suggestion(key, names))
+			continue
+		}
+		fields[i].decode(d, p.value, v)
+	}
+	return present
+}
+
+// isTemplateKey reports a top-level key that holds YAML anchors for steps to merge
+// (`.defaults: &defaults`), as GitLab CI's hidden keys and Compose's x- extensions do.
+func isTemplateKey(key string) bool {
+	return strings.HasPrefix(key, ".") || strings.HasPrefix(key, "x-")
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// str decodes a scalar as a string; numbers and booleans keep their written text.
+func (d *decoder) str(n *yaml.Node, what string) string {
+	if n.Kind != yaml.ScalarNode || isNull(n) {
+		d.errorf(n, "%s must be a string, not %s", what, kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) boolean(n *yaml.Node, what string) bool {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		d.errorf(n, "%s must be true or false, not %s", what, kindName(n))
+		return false
+	}
+	b, _ := strconv.ParseBool(strings.ToLower(n.Value))
+	return b
+}
+
+func (d *decoder) integer(n *yaml.Node, what string, lo, hi int) int {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		d.errorf(n, "%s must be a whole number, not %s", what, kindName(n))
+		return 0
+	}
+	i, err := strconv.Atoi(n.Value)
+	if err != nil || i < lo || i > hi {
+		d.errorf(n, "%s must be between %d and %d, not %s", what, lo, hi, n.Value)
+		return 0
+	}
+	return i
+}
+
+func (d *decoder) number(n *yaml.Node, what string, lo, hi float64) float64 {
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+		d.errorf(n, "%s must be a number, not %s", what, kindName(n))
+		return 0
+	}
+	f, err := strconv.ParseFloat(n.Value, 64)
+	if err != nil || f < lo || f > hi {
+		d.errorf(n, "%s must be between %g and %g, not %s", what, lo, hi, n.Value)
+		return 0
+	}
+	return f
+}
+
+// duration decodes a Go duration such as 90s, 10m or 1h30m; it must be positive.
+func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
+	s := d.str(n, what)
+	if s == "" {
+		return 0
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		d.errorf(n, "%s: %q is not a duration; write it like 90s, 10m or 1h30m", what, s)
+		return 0
+	}
+	return v
+}
+
+// strList decodes a list of strings; a single string is a list of one.
+func (d *decoder) strList(n *yaml.Node, what string) ([]string, []Pos) {
+	if n.Kind == yaml.ScalarNode && !isNull(n) {
+		return []string{n.Value}, []Pos{pos(n)}
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "%s must be a list of strings, not %s", what, kindName(n))
+		return nil, nil
+	}
+	out, at := make([]string, 0, len(n.Content)), make([]Pos, 0, len(n.Content))
+	for _, item := range n.Content {
+		if item = resolve(item); item.Kind != yaml.ScalarNode || isNull(item) {
+			d.errorf(item, "%s entries must be strings, not %s", what, kindName(item))
+			continue
+		}
+		out, at = append(out, item.Value), append(at, pos(item))
+	}
+	return out, at
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// env decodes a mapping of variable names to scalar values, keeping the written order.
+func (d *decoder) env(n *yaml.Node, what string) []EnvVar {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s must be a mapping of NAME: value, not %s", what, kindName(n))
+		return nil
+	}
+	var out []EnvVar
+	seen := map[string]int{}
+	for _, p := range d.pairs(n) {
+		name := p.key.Value
+		if !envName.MatchString(name) {
+			d.errorf(p.key, "%s: %q is not a variable name (letters, digits and _, not starting with a digit)", what, name)
+			continue
+		}
+		if line, dup := seen[name]; dup {
+			d.errorf(p.key, "%s: %s is repeated (first at line %d)", what, name, line)
+			continue
+		}
+		seen[name] = p.key.Line
+		v := p.value
+		if v.Kind != yaml.ScalarNode {
+			d.errorf(v, "%s: %s must be a string, number or boolean, not %s", what, name, kindName(v))
+			continue
+		}
+		value := v.Value
+		if isNull(v) {
+			value = ""
+		}
+		out = append(out, EnvVar{Name: name, Value: value, Pos: pos(p.key)})
+	}
+	return out
+}
