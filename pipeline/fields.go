@@ -116,6 +116,12 @@ func whenFields() []field[When] {
 // events are the values of when.event.
 var events = []string{"push", "pull_request", "tag", "manual", "cron"}
 
+// IsEvent reports whether s is an event when.event knows.
+func IsEvent(s string) bool { return indexOf(events, s) >= 0 }
+
+// EventNames lists the events, for messages.
+func EventNames() string { return strings.Join(events, ", ") }
+
 func reportsFields() []field[Reports] {
 	return []field[Reports]{
 		{"junit", "JUnit XML files: a glob or a list of globs relative to the workspace.", stringOrListSchema,

@@ -19,11 +19,11 @@ func Parse(file string, data []byte) (*Pipeline, error) {
 		return nil, ErrorList{syntaxError(file, err)}
 	}
 	root := &doc
-	if root.Kind == yaml.DocumentNode {
-		if len(root.Content) == 0 {
-			return nil, ErrorList{{File: file, Line: 1, Col: 1, Msg: "the file is empty; it needs steps:"}}
-		}
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		root = resolve(root.Content[0])
+	}
+	if root.Kind == 0 || root.Kind == yaml.DocumentNode || isNull(root) {
+		return nil, ErrorList{{File: file, Line: 1, Col: 1, Msg: "the file is empty; it needs a steps: list"}}
 	}
 	got := decodeMapping(d, root, "pipeline", pipelineFields(), p)
 	if root.Kind == yaml.MappingNode && got["steps"] == nil {
@@ -64,11 +64,12 @@ func (d *decoder) steps(n *yaml.Node) []*Step {
 	out := make([]*Step, 0, len(n.Content))
 	for i, item := range n.Content {
 		item = resolve(item)
-		s := &Step{Pos: pos(item)}
-		got := decodeMapping(d, item, "step", stepFields(), s)
 		if item.Kind != yaml.MappingNode {
+			d.errorf(item, "step %d must be a mapping with name: and run:, not %s", i+1, kindName(item))
 			continue
 		}
+		s := &Step{Pos: pos(item)}
+		got := decodeMapping(d, item, "step", stepFields(), s)
 		label := fmt.Sprintf("step %d", i+1)
 		if got["name"] == nil {
 			d.errorf(item, "%s has no name: every step needs name:", label)

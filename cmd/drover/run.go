@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-cd/drover/artifact"
+	"github.com/drover-cd/drover/backend/process"
+	"github.com/drover-cd/drover/console"
+	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/runlog"
+	"github.com/drover-cd/drover/source"
+)
+
+// errInterrupted is the cause the run is cancelled with on Ctrl-C or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+type runOptions struct {
+	dir      string
+	file     string
+	steps    []string
+	env      []string
+	branch   string
+	event    string
+	parallel int
+	grace    time.Duration
+}
+
+func runCommand() *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the pipeline in this folder, as CI would, with no server",
+		Long: `Run the pipeline of drover.yml on this machine: steps in the order written unless
+needs: says otherwise, independent steps in parallel. Each step's output is shown
+prefixed with its name and kept in .drover/runs/N/; artifacts are stored in
+.drover/artifacts/ (an OCI image layout).
+
+Ctrl-C stops the running steps (SIGTERM, then SIGKILL after --grace), still runs
+clean-up steps (when: {status: always}), and exits with 130; a second Ctrl-C stops
+the clean-up too.`,
+		Example: `  drover run
+  drover run --step lint --step test
+  drover run -C examples/hello --env GOFLAGS=-race --branch main`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.dir, "dir", "C", ".", "run as if drover was started in this folder (the workspace)")
+	f.StringVarP(&o.file, "file", "f", "drover.yml", "pipeline file, relative to the workspace")
+	f.StringArrayVar(&o.steps, "step", nil, "run only this step (repeatable; a matrix step's name selects all its combinations)")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "set a variable for every step, over drover.yml's env (KEY=VALUE, repeatable)")
+	f.StringVar(&o.branch, "branch", "", "branch for when: conditions and DROVER_BRANCH (default: the checkout's branch)")
+	f.StringVar(&o.event, "event", "push", "event for when: conditions: push, pull_request, tag, manual or cron")
+	f.IntVarP(&o.parallel, "parallel", "p", runtime.NumCPU(), "most steps running at once")
+	f.DurationVar(&o.grace, "grace", 10*time.Second, "time a stopped step gets between SIGTERM and SIGKILL")
+	return cmd
+}
+
+func (o *runOptions) run(stdout, stderr io.Writer) error {
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return badInput(err)
+	}
+	if err := o.check(); err != nil {
+		return badInput(err)
+	}
+	g, err := loadGraph(filepath.Join(dir, o.file))
+	if err != nil {
+		return err
+	}
+	if err := g.Select(o.steps); err != nil {
+		return badInput(err)
+	}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	cleanup, stopCleanup := context.WithCancelCause(context.Background())
+	defer stopCleanup(nil)
+
+	checkout, _, err := source.Local(ctx, dir)
+	if err != nil {
+		return err
+	}
+	trigger := pipeline.Trigger{Branch: checkout.Branch, Event: o.event}
+	if o.branch != "" {
+		trigger.Branch = o.branch
+	}
+	if needsChangedFiles(g) && checkout.Dir != "" {
+		if files, err := checkout.Changed(ctx); err == nil {
+			trigger.Changed, trigger.ChangedKnown = files, true
+		}
+	}
+
+	rd, err := runlog.Create(filepath.Join(dir, ".drover", "runs"))
+	if err != nil {
+		return err
+	}
+	store, err := artifact.Open(filepath.Join(dir, ".drover", "artifacts"))
+	if err != nil {
+		return err
+	}
+	color := false
+	if f, ok := stdout.(*os.File); ok {
+		color = console.IsTerminal(f)
+	}
+	printer := console.NewPrinter(stdout, color)
+
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	go func() {
+		if _, ok := <-signals; !ok {
+			return
+		}
+		printer.Fprintln("drover: interrupted: stopping the running steps; clean-up steps still run (Ctrl-C again to stop them)")
+		cancel(errInterrupted)
+		if _, ok := <-signals; ok {
+			stopCleanup(errInterrupted)
+		}
+	}()
+
+	eng := &engine.Engine{Backend: &process.Backend{Grace: o.grace}, Parallel: o.parallel}
+	job := engine.Job{
+		Graph:     g,
+		Workspace: dir,
+		Vars: engine.Vars{Run: rd.Number, Branch: trigger.Branch, Commit: checkout.Commit,
+			Event: o.event, Workspace: dir},
+		Trigger:   trigger,
+		BaseEnv:   os.Environ(),
+		Overrides: o.env,
+		Sink:      engine.Sinks{printer, rd},
+		Artifacts: store,
+		Cleanup:   cleanup,
+	}
+	if checkout.Commit != "" {
+		job.Annotations = map[string]string{"org.opencontainers.image.revision": checkout.Commit}
+	}
+	res, err := eng.Run(ctx, job)
+	if err != nil {
+		return err
+	}
+	if err := printer.Close(); err != nil {
+		return err
+	}
+	if err := console.Summary(stdout, res, color); err != nil {
+		return err
+	}
+	rec := runlog.Record{Number: rd.Number, Status: res.Status, Started: res.Started, Finished: res.Finished,
+		Branch: trigger.Branch, Commit: checkout.Commit, Steps: res.Steps}
+	if res.Artifact != nil {
+		rec.Artifact = res.Artifact.Digest.String()
+		if err := store.Tag(fmt.Sprintf("run-%d", rd.Number), *res.Artifact); err != nil {
+			return err
+		}
+	}
+	if err := errors.Join(rd.Close(), rd.WriteResult(rec)); err != nil {
+		return err
+	}
+	rel, _ := filepath.Rel(dir, rd.Path)
+	fmt.Fprintf(stdout, "logs: %s\n", rel)
+	return exitFor(ctx, res.Status)
+}
+
+// check rejects flags that cannot work before anything runs.
+func (o *runOptions) check() error {
+	for _, kv := range o.env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\n$") {
+			return fmt.Errorf("--env %q: write it as KEY=VALUE", kv)
+		}
+	}
+	if !pipeline.IsEvent(o.event) {
+		return fmt.Errorf("--event %q: use one of %s", o.event, pipeline.EventNames())
+	}
+	if o.parallel < 1 {
+		return fmt.Errorf("--parallel %d: at least 1 step must be able to run", o.parallel)
+	}
+	return nil
+}
+
+func needsChangedFiles(g *pipeline.Graph) bool {
+	for _, n := range g.Nodes {
+		if len(n.Step.When.Path) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// exitFor maps a run's outcome to the process's exit code.
+func exitFor(ctx context.Context, status engine.Status) error {
+	switch {
+	case errors.Is(context.Cause(ctx), errInterrupted):
+		return &exitError{code: exitInterrupted, err: errors.New("")}
+	case status == engine.Success:
+		return nil
+	}
+	return &exitError{code: exitFailed, err: errors.New("")}
+}

@@ -1,0 +1,40 @@
+package engine
+
+import (
+	"context"
+	"io"
+
+	"github.com/drover-cd/drover/pipeline"
+)
+
+// Backend runs the script of one step attempt. backend/process runs it as a local process
+// group; later backends run it in a container or on a remote agent.
+//
+// Contract:
+//   - Exec is called concurrently for different steps of one run and of different runs.
+//   - It runs spec.Script with `sh -e` in spec.Dir with exactly spec.Env, writes the
+//     script's stdout and stderr, interleaved as produced, to out, and returns once the
+//     script and everything it started have stopped and out will not be written again.
+//   - exitCode is the script's exit status (128+N when killed by signal N); err is non-nil
+//     only when the script could not be run or was stopped by ctx.
+//   - When ctx is done, Exec stops the script and everything it started (politely first,
+//     then by force) and returns promptly with context.Cause(ctx).
+type Backend interface {
+	Exec(ctx context.Context, spec *Spec, out io.Writer) (exitCode int, err error)
+}
+
+// Spec is one attempt of one step, ready to run.
+type Spec struct {
+	Name    string         // the node's name, e.g. "test (GOARCH=arm64)"
+	Step    *pipeline.Step // the step as written
+	Script  string         // the run: script
+	Dir     string         // the workspace
+	Env     []string       // the complete environment, KEY=VALUE
+	Attempt int            // 1 for the first attempt
+}
+
+// Supporter is implemented by backends that cannot run every step, e.g. a process backend
+// asked for a container image. Supports returns why the step cannot run, or nil.
+type Supporter interface {
+	Supports(step *pipeline.Step) error
+}

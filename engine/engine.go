@@ -1,0 +1,284 @@
+// Package engine runs a compiled pipeline DAG: it schedules steps as their needs finish,
+// in parallel up to a limit, evaluates when: conditions, retries, timeouts and cancellation,
+// reads reports and gates, packs artifacts, and reports everything as events to a Sink.
+// Scripts run through a Backend; the engine itself does no process or container work.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/drover-cd/drover/artifact"
+	"github.com/drover-cd/drover/pipeline"
+)
+
+// ErrCancelled is the cause a run's context is cancelled with when a person stops it.
+var ErrCancelled = errors.New("run cancelled")
+
+// Engine runs pipelines. Its zero value is not usable: Backend is required.
+type Engine struct {
+	// Backend runs the steps' scripts. Required.
+	Backend Backend
+	// Parallel is the most steps of one run that execute at once. Zero means the number
+	// of CPUs.
+	Parallel int
+	// Now is the clock; nil means time.Now. Tests set it to get stable timings.
+	Now func() time.Time
+}
+
+// Job is one run of a compiled pipeline.
+type Job struct {
+	Graph     *pipeline.Graph
+	Workspace string           // where scripts run and reports and artifacts are read
+	Vars      Vars             // the DROVER_* facts
+	Trigger   pipeline.Trigger // what when: branch, event and path look at
+	BaseEnv   []string         // KEY=VALUE under every step's variables
+	Overrides []string         // KEY=VALUE over the pipeline's and steps' env
+	Sink      Sink             // nil discards events
+	// Artifacts stores the steps' artifacts; nil makes a step with artifacts: fail.
+	Artifacts *artifact.Store
+	// Annotations go on the run's artifact manifest.
+	Annotations map[string]string
+	// Cleanup is the context clean-up steps (when: {status: always}) run under, so they
+	// still run after ctx is cancelled and can be stopped separately (a second Ctrl-C).
+	// Nil means context.WithoutCancel(ctx).
+	Cleanup context.Context
+}
+
+// Run runs the job to the end and returns its outcome. Cancelling ctx stops the running
+// steps, skips the rest except clean-up steps, and ends the run as cancelled. Run returns
+// an error only when the job itself is unusable.
+func (e *Engine) Run(ctx context.Context, job Job) (*RunResult, error) {
+	if e.Backend == nil || job.Graph == nil {
+		return nil, errors.New("engine: a Backend and a Graph are required")
+	}
+	r := &run{
+		e:       e,
+		job:     job,
+		now:     e.Now,
+		results: make(map[*pipeline.Node]*StepResult, len(job.Graph.Nodes)),
+		done:    make(chan stepDone),
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.job.Sink == nil {
+		r.job.Sink = SinkFunc(func(Event) {})
+	}
+	if r.job.Cleanup == nil {
+		r.job.Cleanup = context.WithoutCancel(ctx)
+	}
+	return r.execute(ctx), nil
+}
+
+// stepDone carries a finished step back to the scheduling loop, the only writer of results.
+type stepDone struct {
+	node   *pipeline.Node
+	result *StepResult
+}
+
+// run is the state of one Engine.Run.
+type run struct {
+	e   *Engine
+	job Job
+	now func() time.Time
+
+	mu      sync.Mutex // serialises sink calls
+	results map[*pipeline.Node]*StepResult
+	done    chan stepDone
+	failed  bool // a step failed (not allowed) or errored
+}
+
+func (r *run) emit(ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ev.Time.IsZero() {
+		ev.Time = r.now()
+	}
+	r.job.Sink.Handle(ev)
+}
+
+func (r *run) execute(ctx context.Context) *RunResult {
+	nodes := r.job.Graph.Nodes
+	res := &RunResult{Status: Running, Started: r.now()}
+	r.emit(Event{Type: RunStarted, Nodes: nodes})
+
+	parallel := r.e.Parallel
+	if parallel <= 0 {
+		parallel = runtime.NumCPU()
+	}
+	started := make(map[*pipeline.Node]bool, len(nodes))
+	running, finished := 0, 0
+	for finished < len(nodes) {
+		// Start, in written order, every node whose needs are done, while slots last.
+		// Skipped nodes finish at once and may make more nodes ready: loop until stable.
+		for progress := true; progress; {
+			progress = false
+			for _, n := range nodes {
+				if started[n] || !r.ready(n) {
+					continue
+				}
+				if reason := r.skipReason(ctx, n); reason != "" {
+					started[n], progress = true, true
+					r.finish(n, &StepResult{Name: n.Name, Status: Skipped, Reason: reason})
+					finished++
+					continue
+				}
+				if running >= parallel {
+					continue
+				}
+				started[n], progress = true, true
+				running++
+				stepCtx := ctx
+				if n.Step.When.Status == pipeline.StatusAlways {
+					stepCtx = r.job.Cleanup
+				}
+				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n)} }()
+			}
+		}
+		if finished == len(nodes) {
+			break
+		}
+		if running == 0 {
+			// Cannot happen with a graph from pipeline.Compile (it has no cycles); guard
+			// against a hand-made one rather than wait for ever.
+			for _, n := range nodes {
+				if !started[n] {
+					r.finish(n, &StepResult{Name: n.Name, Status: Errored, Reason: "its needs can never finish"})
+				}
+			}
+			break
+		}
+		// Running steps see ctx too and finish as cancelled when it ends; later iterations
+		// then skip everything but clean-up steps.
+		d := <-r.done
+		r.finish(d.node, d.result)
+		running--
+		finished++
+	}
+
+	res.Finished = r.now()
+	for _, n := range nodes {
+		res.Steps = append(res.Steps, r.results[n])
+	}
+	res.Status = r.status(ctx, res.Steps)
+	if desc, err := r.publish(res.Steps); err != nil {
+		res.Status = Errored
+		r.emit(Event{Type: StepNote, Line: "publishing the run's artifact failed: " + err.Error()})
+	} else {
+		res.Artifact = desc
+	}
+	r.emit(Event{Type: RunFinished, Run: res})
+	return res
+}
+
+// ready reports whether every node n needs has finished.
+func (r *run) ready(n *pipeline.Node) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, dep := range n.Needs {
+		if r.results[dep] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// skipReason decides, when n is ready, whether it runs: "" means run.
+func (r *run) skipReason(ctx context.Context, n *pipeline.Node) string {
+	r.mu.Lock()
+	failed := r.failed
+	r.mu.Unlock()
+	cancelled := ctx.Err() != nil
+	switch n.Step.When.Status {
+	case pipeline.StatusAlways:
+	case pipeline.StatusFailure:
+		if cancelled {
+			return "the run was cancelled"
+		}
+		if !failed {
+			return "nothing failed (when: status: failure)"
+		}
+	default:
+		if cancelled {
+			return "the run was cancelled"
+		}
+		if failed {
+			return "an earlier step failed"
+		}
+	}
+	if ok, why := n.Step.When.Matches(r.job.Trigger); !ok {
+		return why
+	}
+	return unsupported(r.e.Backend, n.Step)
+}
+
+// unsupported says why a step needs more than this engine has.
+func unsupported(b Backend, s *pipeline.Step) string {
+	switch {
+	case s.Deploy != "":
+		return "deploy: needs a Drover server with environments (drover server)"
+	case s.Approval != nil:
+		return "approval: needs a Drover server to record who approved (drover server)"
+	case s.Environment != "":
+		return "environment: " + s.Environment + " needs a Drover server to create it (drover server)"
+	}
+	if sup, ok := b.(Supporter); ok {
+		if err := sup.Supports(s); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+// finish records n's result and tells the sink.
+func (r *run) finish(n *pipeline.Node, res *StepResult) {
+	r.mu.Lock()
+	r.results[n] = res
+	if (res.Status == Failure && !res.Allowed) || res.Status == Errored {
+		r.failed = true
+	}
+	r.mu.Unlock()
+	r.emit(Event{Type: StepFinished, Step: n.Name, Result: res})
+}
+
+// status folds the steps' outcomes into the run's: cancelled, then error, then failure.
+func (r *run) status(ctx context.Context, steps []*StepResult) Status {
+	if ctx.Err() != nil {
+		return Cancelled
+	}
+	status := Success
+	for _, s := range steps {
+		switch {
+		case s.Status == Errored:
+			return Errored
+		case s.Status == Cancelled:
+			status = Cancelled
+		case s.Status == Failure && !s.Allowed && status == Success:
+			status = Failure
+		}
+	}
+	return status
+}
+
+// publish writes the run's artifact manifest over every step's layers.
+func (r *run) publish(steps []*StepResult) (*ocispec.Descriptor, error) {
+	var layers []ocispec.Descriptor
+	for _, s := range steps {
+		layers = append(layers, s.Artifacts...)
+	}
+	if len(layers) == 0 || r.job.Artifacts == nil {
+		return nil, nil
+	}
+	desc, err := r.job.Artifacts.PutManifest(layers, r.job.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("write artifact manifest: %w", err)
+	}
+	return &desc, nil
+}

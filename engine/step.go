@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/report"
+)
+
+// TimeoutError is the cause of a step attempt's context when its timeout: runs out.
+type TimeoutError struct{ After time.Duration }
+
+func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s", e.After) }
+
+// runStep runs every attempt of n and returns its result. It does not touch r.results:
+// the scheduling loop records the result.
+func (r *run) runStep(ctx context.Context, n *pipeline.Node) *StepResult {
+	s := n.Step
+	res := &StepResult{Name: n.Name, Started: r.now()}
+	attempts := 1 + s.Retry
+	for attempt := 1; attempt <= attempts; attempt++ {
+		res.Attempts = attempt
+		if attempt > 1 {
+			r.note(n, attempt, fmt.Sprintf("retrying: attempt %d of %d", attempt, attempts))
+		}
+		r.attempt(ctx, n, attempt, res)
+		if res.Status == Success || res.Status == Cancelled || res.Status == Errored || ctx.Err() != nil {
+			break
+		}
+	}
+	if res.Status == Success && len(s.Artifacts) > 0 {
+		r.pack(ctx, n, res)
+	}
+	if res.Status == Failure && s.AllowFailure {
+		res.Allowed = true
+	}
+	res.Finished = r.now()
+	return res
+}
+
+// attempt runs the script once and reads its reports, setting res.Status and res.Reason.
+func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *StepResult) {
+	s := n.Step
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if s.Timeout > 0 {
+		actx, cancel = context.WithTimeoutCause(ctx, s.Timeout, &TimeoutError{After: s.Timeout})
+	}
+	defer cancel()
+
+	spec := &Spec{
+		Name:    n.Name,
+		Step:    s,
+		Script:  s.Run,
+		Dir:     r.job.Workspace,
+		Env:     stepEnv(r.job.BaseEnv, r.job.Graph.Pipeline, n, r.job.Vars, r.job.Overrides, attempt),
+		Attempt: attempt,
+	}
+	r.emit(Event{Type: StepStarted, Step: n.Name, Attempt: attempt})
+	out := &lineWriter{emit: func(line string) {
+		r.emit(Event{Type: StepLog, Step: n.Name, Attempt: attempt, Line: line})
+	}}
+	code, err := r.e.Backend.Exec(actx, spec, out)
+	out.Flush()
+	res.ExitCode = code
+
+	var timeout *TimeoutError
+	switch {
+	case ctx.Err() != nil:
+		res.Status, res.Reason = Cancelled, cancelReason(ctx)
+		return
+	case errors.As(context.Cause(actx), &timeout):
+		res.Status, res.Reason = Failure, timeout.Error()
+	case err != nil:
+		res.Status, res.Reason = Errored, "could not run the script: "+err.Error()
+		return
+	case code != 0:
+		res.Status, res.Reason = Failure, fmt.Sprintf("exit code %d", code)
+	default:
+		res.Status, res.Reason = Success, ""
+	}
+	r.readReports(n, attempt, res)
+}
+
+func cancelReason(ctx context.Context) string {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause.Error()
+	}
+	return ErrCancelled.Error()
+}
+
+// readReports parses the step's reports and checks its gates; a failed gate fails a
+// step whose script succeeded.
+func (r *run) readReports(n *pipeline.Node, attempt int, res *StepResult) {
+	s := n.Step
+	if len(s.Reports.JUnit) == 0 && s.Reports.Coverage == "" && s.Gates.Coverage == nil && s.Gates.Failures == nil {
+		return
+	}
+	sum, warnings, err := report.Collect(r.job.Workspace, s.Reports.JUnit, s.Reports.Coverage)
+	for _, w := range warnings {
+		r.note(n, attempt, "reports: "+w)
+	}
+	res.Reports = &sum
+	if err != nil {
+		r.note(n, attempt, "reports: "+err.Error())
+		if res.Status == Success {
+			res.Status, res.Reason = Failure, "reports: "+err.Error()
+		}
+		return
+	}
+	if sum.Tests != nil {
+		r.note(n, attempt, fmt.Sprintf("tests: %d passed, %d failed, %d skipped", sum.Tests.Passed, sum.Tests.Failed, sum.Tests.Skipped))
+	}
+	if sum.Coverage != nil {
+		r.note(n, attempt, fmt.Sprintf("coverage: %.1f%%", sum.Coverage.Percent()))
+	}
+	gates := report.Gates{Coverage: s.Gates.Coverage, Failures: s.Gates.Failures}
+	if err := report.Check(gates, sum); err != nil {
+		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+		r.note(n, attempt, "gate failed: "+msg)
+		if res.Status == Success {
+			res.Status, res.Reason = Failure, msg
+		}
+	}
+}
+
+// pack stores each declared artifact path as a layer.
+func (r *run) pack(ctx context.Context, n *pipeline.Node, res *StepResult) {
+	if r.job.Artifacts == nil {
+		res.Status, res.Reason = Errored, "artifacts: no artifact store is configured"
+		return
+	}
+	for _, p := range n.Step.Artifacts {
+		desc, err := r.job.Artifacts.Pack(ctx, r.job.Workspace, p)
+		if err != nil {
+			res.Status, res.Reason = Errored, "artifacts: "+err.Error()
+			if errors.Is(err, fs.ErrNotExist) {
+				res.Status = Failure
+			}
+			return
+		}
+		res.Artifacts = append(res.Artifacts, desc)
+		r.note(n, res.Attempts, fmt.Sprintf("artifact %s %s (%d bytes)", p, desc.Digest, desc.Size))
+	}
+}
+
+func (r *run) note(n *pipeline.Node, attempt int, line string) {
+	r.emit(Event{Type: StepNote, Step: n.Name, Attempt: attempt, Line: line})
+}
