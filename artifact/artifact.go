@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover-cd/drover/atomicfile"
 	"hash"
 	"io"
 	"io/fs"
@@ -256,7 +257,7 @@ func placeNoClobber(tmp, dst string) error {
 		}
 	}
 	os.Remove(tmp) // no-op if renamed
-	return syncDir(filepath.Dir(dst))
+	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
 // createFile atomically creates dir/name with data unless it already exists.
@@ -264,34 +265,11 @@ func createFile(dir, name string, data []byte) error {
 	if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 		return nil
 	}
-	tmp, err := writeTemp(dir, name, data)
+	tmp, err := atomicfile.WriteTemp(dir, name, data, 0o644)
 	if err != nil {
 		return err
 	}
 	return placeNoClobber(tmp, filepath.Join(dir, name))
-}
-
-// writeTemp writes data to a fsynced temp file in dir and returns its path.
-func writeTemp(dir, name string, data []byte) (string, error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	err = f.Chmod(0o644)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
 }
 
 // sha256Digest hashes data. Using crypto/sha256 directly in this package also

@@ -5,6 +5,3 @@ package artifact
 // lockDir is a no-op where flock is unavailable: index.json updates are then
 // serialised only within one process (by Store's mutex).
 func lockDir(string) (func(), error) { return func() {}, nil }
-
-// syncDir is a no-op where directories cannot be fsynced.
-func syncDir(string) error { return nil }

@@ -26,16 +26,3 @@ func lockDir(dir string) (func(), error) {
 	}
 	return func() { f.Close() }, nil // closing the descriptor drops the lock
 }
-
-// syncDir fsyncs a directory so a rename or link in it is durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

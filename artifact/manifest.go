@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover-cd/drover/atomicfile"
 	"maps"
 	"os"
 	"path/filepath"
@@ -139,15 +140,7 @@ func (s *Store) writeIndex(index ocispec.Index) error {
 	if err != nil {
 		return fmt.Errorf("encode index: %w", err)
 	}
-	tmp, err := writeTemp(s.dir, ocispec.ImageIndexFile, data)
-	if err != nil {
-		return fmt.Errorf("write index: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, ocispec.ImageIndexFile)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write index: %w", err)
-	}
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, ocispec.ImageIndexFile), data, 0o644); err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
 	return nil

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/term"
 
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/pipeline"
@@ -42,19 +45,19 @@ type Printer struct {
 	nodes  map[string]*pipeline.Node
 	stop   chan struct{}
 	done   chan struct{}
+	closed sync.Once
 }
 
 // FlushEvery is how stale buffered output may get.
 const FlushEvery = 50 * time.Millisecond
 
 // IsTerminal reports whether f is a terminal and colour is wanted (NO_COLOR unset,
-// https://no-color.org).
+// https://no-color.org, and TERM not dumb).
 func IsTerminal(f *os.File) bool {
 	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }
 
 // NewPrinter writes to w, in colour when color is set. Close it to flush.
@@ -87,9 +90,9 @@ func (p *Printer) flusher() {
 	}
 }
 
-// Close flushes and stops the background flusher.
+// Close flushes and stops the background flusher. Closing twice is harmless.
 func (p *Printer) Close() error {
-	close(p.stop)
+	p.closed.Do(func() { close(p.stop) })
 	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -105,7 +108,7 @@ func (p *Printer) Handle(e engine.Event) {
 		for i, n := range e.Nodes {
 			p.colors[n.Name] = palette[i%len(palette)]
 			p.nodes[n.Name] = n
-			p.width = min(max(p.width, len(n.Name)), maxPrefix)
+			p.width = min(max(p.width, utf8.RuneCountInString(n.Name)), maxPrefix)
 		}
 	case engine.StepStarted:
 		// Echo the script, as GitLab and Woodpecker do, so the log reads on its own.
@@ -141,19 +144,21 @@ func (p *Printer) Handle(e engine.Event) {
 }
 
 func (p *Printer) line(step, text string) {
-	name := step
-	if len(name) > p.width {
-		name = name[:p.width-1] + "…"
-	}
-	pad := strings.Repeat(" ", max(p.width-len([]rune(name)), 0))
 	if step == "" {
 		p.out.WriteString(text)
-	} else {
-		p.out.WriteString(p.paint(p.colors[step], name))
-		p.out.WriteString(pad)
-		p.out.WriteString(p.paint(p.colors[step], " | "))
-		p.out.WriteString(text)
+		p.out.WriteByte('\n')
+		return
 	}
+	// Widths count runes, and cuts fall between them, so names stay valid UTF-8.
+	name := []rune(step)
+	width := max(p.width, 1)
+	if len(name) > width {
+		name = append(name[:width-1], '…')
+	}
+	p.out.WriteString(p.paint(p.colors[step], string(name)))
+	p.out.WriteString(strings.Repeat(" ", width-len(name)))
+	p.out.WriteString(p.paint(p.colors[step], " | "))
+	p.out.WriteString(text)
 	p.out.WriteByte('\n')
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -18,21 +19,38 @@ func Summary(w io.Writer, res *engine.RunResult, color bool) error {
 		}
 		return code + s + reset
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nSTEP\tSTATUS\tDURATION\tDETAILS")
-	for _, s := range res.Steps {
-		status := string(s.Status)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tSTATUS\tDURATION\tDETAILS")
+	statuses := make([]string, len(res.Steps))
+	for i, s := range res.Steps {
+		statuses[i] = string(s.Status)
 		if s.Allowed {
-			status += " (allowed)"
+			statuses[i] += " (allowed)"
 		}
 		dur := "-"
 		if d := s.Duration(); d > 0 {
 			dur = round(d)
 		}
-		// tabwriter counts escape codes as width: pad the plain text, then paint it.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, paint(statusColor(s), status), dur, details(s))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, statuses[i], dur, details(s))
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Colour after alignment: tabwriter would count the escape codes as width.
+	// tabwriter aligns runes, not bytes, so the status column is found by rune.
+	lines := strings.SplitAfter(table.String(), "\n")
+	col := strings.Index(lines[0], "STATUS") // the header is ASCII
+	var b strings.Builder
+	b.WriteString("\n" + lines[0])
+	for i, line := range lines[1:] {
+		if r := []rune(line); i < len(statuses) && len(r) >= col+len(statuses[i]) {
+			end := col + len(statuses[i])
+			line = string(r[:col]) + paint(statusColor(res.Steps[i]), string(r[col:end])) + string(r[end:])
+		}
+		b.WriteString(line)
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
 	}
 	verdict := fmt.Sprintf("\nrun %s in %s", res.Status, round(res.Finished.Sub(res.Started)))

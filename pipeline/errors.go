@@ -64,12 +64,13 @@ func (l ErrorList) sorted() ErrorList {
 }
 
 // didYouMean suggests the closest of candidates to s, or "" when none is close:
-// at most a third of the candidate's letters (and at least one) may differ.
+// at most a third of the candidate's letters (and at least one) may differ, and never
+// all of them ("c" is not a typo of "a").
 func didYouMean(s string, candidates []string) string {
 	best, bestDist := "", -1
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
-		if d <= max(1, len(c)/3) && (bestDist < 0 || d < bestDist) {
+		if d <= max(1, len(c)/3) && d < len(c) && (bestDist < 0 || d < bestDist) {
 			best, bestDist = c, d
 		}
 	}

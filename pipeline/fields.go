@@ -149,7 +149,10 @@ func gatesFields() []field[Gates] {
 		{"coverage", "Minimum coverage percent, 0 to 100. Default: not checked.", numberSchema(0, 100),
 			func(d *decoder, n *yaml.Node, g *Gates) { v := d.number(n, "gates.coverage", 0, 100); g.Coverage = &v }},
 		{"failures", "Most failed tests allowed. Default: 0 when the step has a JUnit report.", integerSchema(0, 1<<30),
-			func(d *decoder, n *yaml.Node, g *Gates) { v := d.integer(n, "gates.failures", 0, 1<<30); g.Failures = &v }},
+			func(d *decoder, n *yaml.Node, g *Gates) {
+				v := d.integer(n, "gates.failures", 0, 1<<30)
+				g.Failures = &v
+			}},
 	}
 }
 

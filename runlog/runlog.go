@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover-cd/drover/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drover-cd/drover/engine"
@@ -90,7 +92,7 @@ func (d *Dir) Handle(e engine.Event) {
 		d.write(e, "drover: "+e.Line)
 	case engine.StepFinished:
 		if lf := d.open[e.Step]; lf != nil {
-			d.write(e, fmt.Sprintf("drover: %s %s", e.Result.Status, e.Result.Reason))
+			d.write(e, strings.TrimSpace(fmt.Sprintf("drover: %s %s", e.Result.Status, e.Result.Reason)))
 			d.fail(lf.w.Flush())
 			d.fail(lf.f.Close())
 			delete(d.open, e.Step)
@@ -147,32 +149,7 @@ func (d *Dir) WriteResult(rec Record) error {
 	if err != nil {
 		return fmt.Errorf("encode run.json: %w", err)
 	}
-	return WriteFileAtomic(filepath.Join(d.Path, "run.json"), append(data, '\n'))
-}
-
-// WriteFileAtomic replaces path with data so that a reader or a crash sees either the old
-// content or the new, never a part.
-func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(d.Path, "run.json"), append(data, '\n'), 0o644)
 }
 
 // safeName keeps letters, digits, dot, dash and underscore of a step name for a file name.

@@ -22,7 +22,8 @@ type Checkout struct {
 func Local(ctx context.Context, dir string) (c Checkout, ok bool, err error) {
 	c.Dir = dir
 	// One git process for both answers: start-up of git dominates the cost.
-	out, err := git(ctx, dir, "rev-parse", "--abbrev-ref", "HEAD", "HEAD")
+	// --abbrev-ref applies to the names after it: the hash first, then the branch.
+	out, err := git(ctx, dir, "rev-parse", "HEAD", "--abbrev-ref", "HEAD")
 	if err != nil {
 		// Not a repository, no git, or no commit yet: ask the cheaper question to tell which.
 		if _, err2 := git(ctx, dir, "rev-parse", "--git-dir"); err2 != nil {
@@ -37,10 +38,10 @@ func Local(ctx context.Context, dir string) (c Checkout, ok bool, err error) {
 	}
 	lines := strings.Fields(out)
 	if len(lines) == 2 {
-		if lines[0] != "HEAD" {
-			c.Branch = lines[0]
+		c.Commit = lines[0]
+		if lines[1] != "HEAD" { // detached
+			c.Branch = lines[1]
 		}
-		c.Commit = lines[1]
 	}
 	return c, true, nil
 }
@@ -56,8 +57,16 @@ func (c Checkout) Changed(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		files = splitZ(out)
+	} else {
+		// No commit to compare with: everything staged so far is new.
+		out, err := git(ctx, c.Dir, "ls-files", "--cached", "--full-name", "-z", ":/")
+		if err != nil {
+			return nil, err
+		}
+		files = splitZ(out)
 	}
-	out, err := git(ctx, c.Dir, "ls-files", "--others", "--exclude-standard", "--full-name", "-z")
+	// ":/" is the repository root: ls-files otherwise lists only below the current folder.
+	out, err := git(ctx, c.Dir, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", ":/")
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 	if err := o.check(); err != nil {
 		return badInput(err)
 	}
-	g, err := loadGraph(filepath.Join(dir, o.file))
+	g, err := loadGraphAt(filepath.Join(dir, o.file), filepath.Join(o.dir, o.file))
 	if err != nil {
 		return err
 	}

@@ -33,15 +33,20 @@ FILE:LINE:COL: message. Exit code 0 when the file is valid, 2 when it is not.`,
 
 // loadGraph reads, parses and compiles a pipeline file; every error is bad input.
 func loadGraph(file string) (*pipeline.Graph, error) {
-	data, err := os.ReadFile(file)
+	return loadGraphAt(file, file)
+}
+
+// loadGraphAt reads path and names it display in messages: the path as the user wrote it.
+func loadGraphAt(path, display string) (*pipeline.Graph, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		if os.IsNotExist(err) {
-			abs, _ := filepath.Abs(file)
-			return nil, badInput(fmt.Errorf("%s: no pipeline file here (%s); write one, see 'drover schema' and the README", file, abs))
+			abs, _ := filepath.Abs(path)
+			return nil, badInput(fmt.Errorf("%s: no pipeline file here (%s); write one, see 'drover schema' and the README", display, abs))
 		}
 		return nil, badInput(fmt.Errorf("read pipeline: %w", err))
 	}
-	p, err := pipeline.Parse(file, data)
+	p, err := pipeline.Parse(display, data)
 	if err != nil {
 		return nil, badInput(err)
 	}
