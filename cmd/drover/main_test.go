@@ -385,3 +385,25 @@ func TestSchemaIsJSONSchema(t *testing.T) {
 		t.Errorf("schema:\n%s", r)
 	}
 }
+
+// The README's first command runs this example; it must pass on a fresh checkout.
+func TestExampleHelloPipelinePasses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go program; skipped with -short")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../examples/hello")); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(dir, ".drover"))
+	r := drover(t, dir, "run")
+	for _, want := range []string{"build   | hello, Drover!", "coverage 100.0%", "staging  skipped", "run success"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if r.code != 0 || t.Failed() {
+		t.Fatalf("the example pipeline failed:\n%s", r)
+	}
+}
