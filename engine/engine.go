@@ -45,6 +45,10 @@ type Job struct {
 	Artifacts *artifact.Store
 	// Annotations go on the run's artifact manifest.
 	Annotations map[string]string
+	// Done holds results kept from an earlier run, by node name: those nodes are not run
+	// again and count as they ended then. A re-run from a failed step passes the results
+	// of the steps before it.
+	Done map[string]*StepResult
 	// Cleanup is the context clean-up steps (when: {status: always}) run under, so they
 	// still run after ctx is cancelled and can be stopped separately (a second Ctrl-C).
 	// Nil means context.WithoutCancel(ctx).
@@ -122,6 +126,12 @@ func (r *run) execute(ctx context.Context) *RunResult {
 			progress = false
 			for _, n := range nodes {
 				if started[n] || !r.ready(n) {
+					continue
+				}
+				if kept := r.job.Done[n.Name]; kept != nil {
+					started[n], progress = true, true
+					r.finish(n, kept)
+					finished++
 					continue
 				}
 				if reason := r.skipReason(ctx, n); reason != "" {

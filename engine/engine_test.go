@@ -385,3 +385,19 @@ steps:
 		t.Errorf("a's lines: %q", got)
 	}
 }
+
+func TestDoneStepsKeepTheirResults(t *testing.T) {
+	f := newFake()
+	kept := &StepResult{Name: "test", Status: Success, ExitCode: 0, Attempts: 1}
+	res, rec := runJob(t, f, 1, `
+steps:
+  - {name: test, run: echo must not run}
+  - {name: build, run: echo built}
+`, func(j *Job) { j.Done = map[string]*StepResult{"test": kept} })
+	if res.Status != Success || result(t, res, "test") != kept {
+		t.Fatalf("run %s: %s", res.Status, statuses(res))
+	}
+	if len(rec.logs("test")) != 0 || len(rec.logs("build")) != 1 {
+		t.Errorf("test ran again or build did not: %q %q", rec.logs("test"), rec.logs("build"))
+	}
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// clientOptions are the flags of commands that talk to a server.
+type clientOptions struct {
+	server string
+	token  string
+}
+
+func (c *clientOptions) flags(cmd *cobra.Command) {
+	server := os.Getenv("DROVER_SERVER")
+	if server == "" {
+		server = "http://127.0.0.1:8080"
+	}
+	cmd.Flags().StringVar(&c.server, "server", server, "Drover server URL (env DROVER_SERVER)")
+	cmd.Flags().StringVar(&c.token, "token", os.Getenv("DROVER_TOKEN"), "API token (env DROVER_TOKEN; default: the admin-token file of ./drover-data)")
+}
+
+// call sends a JSON request to the server's API and decodes the JSON answer into out.
+func (c *clientOptions) call(method, path string, in, out any) error {
+	token := c.token
+	if token == "" {
+		data, err := os.ReadFile(filepath.Join("drover-data", "admin-token"))
+		if err != nil {
+			return badInput(fmt.Errorf("no token: pass --token, set DROVER_TOKEN, or run this where ./drover-data/admin-token is"))
+		}
+		token = strings.TrimSpace(string(data))
+	}
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, strings.TrimSuffix(c.server, "/")+path, body)
+	if err != nil {
+		return badInput(fmt.Errorf("--server %s: %w", c.server, err))
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the server at %s (is 'drover server' running?): %w", c.server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 10<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("server: %s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("server: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func tokenCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	c := &clientOptions{}
+	var role, name string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create an API token with a role: viewer, developer or admin",
+		Long: `Create an API token. The token is printed once; the server keeps only its hash.
+viewer reads; developer also pushes and starts, cancels and re-runs runs; admin also
+adds projects and creates tokens.`,
+		Example: "  drover token create --role developer --name ci-bot",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct{ Token string }
+			if err := c.call("POST", "/api/v1/tokens", map[string]string{"role": role, "name": name}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out.Token)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&role, "role", "developer", "viewer, developer or admin")
+	create.Flags().StringVar(&name, "name", "", "what the token is for (default: the role)")
+	c.flags(create)
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func projectCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "project", Short: "Manage projects"}
+	c := &clientOptions{}
+	var url, secret string
+	var poll time.Duration
+	add := &cobra.Command{
+		Use:   "add NAME --url URL",
+		Short: "Follow an external git repository: poll it and accept its push webhooks",
+		Long: `Follow an external repository. The server fetches it now, then every --poll, and on
+each push webhook at /hooks/NAME (GitHub, Gitea/Forgejo or GitLab format, checked
+against --webhook-secret). Hosted projects need no command: git push creates them.`,
+		Example: "  drover project add shop --url https://git.example.com/team/shop.git --poll 1m --webhook-secret s3cret",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if url == "" {
+				return badInput(fmt.Errorf("--url is required"))
+			}
+			in := map[string]string{"name": args[0], "url": url, "webhook_secret": secret}
+			if poll > 0 {
+				in["poll_interval"] = poll.String()
+			}
+			if err := c.call("POST", "/api/v1/projects", in, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "following %s as project %s\n", url, args[0])
+			return nil
+		},
+	}
+	add.Flags().StringVar(&url, "url", "", "clone URL of the repository")
+	add.Flags().DurationVar(&poll, "poll", time.Minute, "how often to poll; 0 for webhooks only")
+	add.Flags().StringVar(&secret, "webhook-secret", "", "secret the webhooks are signed with; empty refuses webhooks")
+	c.flags(add)
+	cmd.AddCommand(add)
+	return cmd
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-cd/drover/artifact"
+	"github.com/drover-cd/drover/atomicfile"
+	"github.com/drover-cd/drover/backend/process"
+	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/server"
+	"github.com/drover-cd/drover/source"
+	"github.com/drover-cd/drover/steplog"
+	"github.com/drover-cd/drover/store"
+	"github.com/drover-cd/drover/store/sqlstore"
+)
+
+type serverOptions struct {
+	data    string
+	listen  string
+	db      string
+	public  bool
+	workers int
+	grace   time.Duration
+}
+
+func serverCommand() *cobra.Command {
+	o := &serverOptions{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Drover server: git hosting, runs, API and web UI",
+		Long: `Run the Drover server with embedded defaults: SQLite and everything else in --data,
+listening on 127.0.0.1:8080. Push a repository with a drover.yml to run its pipeline:
+
+  git push http://127.0.0.1:8080/git/NAME.git main
+
+On first start the server creates an admin token in DATA/admin-token (mode 0600);
+git takes it as the password of HTTP basic auth, the API as a bearer token.`,
+		Example: `  drover server
+  drover server --data /var/lib/drover --listen :8080 --db postgres://drover@localhost/drover`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.data, "data", "drover-data", "folder for the database, repositories, logs and artifacts")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
+	f.StringVar(&o.db, "db", "", "database: a postgres:// URL, or empty for SQLite in --data")
+	f.BoolVar(&o.public, "public", false, "let anonymous users read projects, runs and logs")
+	f.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs executing at once")
+	f.DurationVar(&o.grace, "grace", 10*time.Second, "time a stopped step gets between SIGTERM and SIGKILL")
+	return cmd
+}
+
+func (o *serverOptions) run(cmd *cobra.Command) error {
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
+	}
+	dsn := o.db
+	if dsn == "" {
+		dsn = filepath.Join(o.data, "drover.db")
+	}
+	st, err := sqlstore.Open(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("open the database: %w", err)
+	}
+	defer st.Close()
+	if err := ensureAdminToken(ctx, st, o.data, log); err != nil {
+		return err
+	}
+	logs, err := steplog.New(filepath.Join(o.data, "logs"))
+	if err != nil {
+		return err
+	}
+	arts, err := artifact.Open(filepath.Join(o.data, "artifacts"))
+	if err != nil {
+		return err
+	}
+	hub := &notify.Hub{}
+	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
+	run := runner.New(runner.Config{
+		Store: st, Logs: logs, Hub: hub, Artifacts: arts,
+		Repos:   hosting.RepoPath,
+		WorkDir: filepath.Join(o.data, "work"),
+		Backend: &process.Backend{Grace: o.grace},
+		Workers: o.workers,
+		Log:     log,
+	})
+	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting,
+		Log: log, Public: o.public, Started: time.Now()})
+	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return badInput(fmt.Errorf("--listen %s: %w", o.listen, err))
+	}
+	if err := run.Start(ctx); err != nil {
+		return err
+	}
+	go srv.Follow(ctx)
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "data", o.data)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("stopping: finishing requests; running runs are marked on the next start")
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = hs.Shutdown(shutdown)
+	run.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ensureAdminToken creates the first admin token when the store has no token at all,
+// and writes it to DATA/admin-token for the CLI and the person starting the server.
+func ensureAdminToken(ctx context.Context, st store.Store, data string, log *slog.Logger) error {
+	n, err := st.CountTokens(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	token, err := server.CreateToken(ctx, st, "admin", server.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(data, "admin-token")
+	if err := atomicfile.Write(path, []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
+	log.Info("created the admin token", "file", path)
+	return nil
+}

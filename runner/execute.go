@@ -1,0 +1,211 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/report"
+	"github.com/drover-cd/drover/source"
+	"github.com/drover-cd/drover/steplog"
+	"github.com/drover-cd/drover/store"
+)
+
+// execute runs a claimed run to its end and records the outcome.
+func (r *Runner) execute(ctx context.Context, run *store.Run) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r.mu.Lock()
+	r.cancels[run.ID] = cancel
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.cancels, run.ID)
+		r.mu.Unlock()
+	}()
+	// Writes about the run must land even when the run is cancelled, but not outlive the
+	// server's own stop.
+	rec := context.WithoutCancel(ctx)
+
+	run.Started = time.Now()
+	_ = r.cfg.Store.UpdateRun(rec, run)
+	r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
+	log := r.cfg.Log.With("project", run.Project, "run", run.Number)
+	log.Info("run started", "commit", short(run.Commit))
+
+	status, reason, artifact := r.perform(runCtx, rec, run)
+	if ctx.Err() != nil {
+		// The server is stopping: leave the run as running; the next start marks it.
+		return
+	}
+	run.Status, run.Reason, run.Artifact, run.Finished = status, reason, artifact, time.Now()
+	if err := r.cfg.Store.UpdateRun(rec, run); err != nil {
+		log.Error("record the run's end", "err", err)
+	}
+	_ = r.endSteps(rec, run.ID, string(engine.Skipped), reason)
+	log.Info("run finished", "status", status, "duration", run.Finished.Sub(run.Started).Round(time.Millisecond))
+	r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
+}
+
+// perform checks the run's commit out and runs its pipeline, returning the run's final
+// status, the reason for it and its artifact digest.
+func (r *Runner) perform(ctx, rec context.Context, run *store.Run) (status, reason, artifact string) {
+	repo := r.cfg.Repos(run.Project)
+	data, err := source.ReadFile(ctx, repo, run.Commit, PipelineFile)
+	if err != nil {
+		return Errored, "read drover.yml: " + err.Error(), ""
+	}
+	p, err := pipeline.Parse(PipelineFile, data)
+	if err != nil {
+		return Failure, err.Error(), ""
+	}
+	g, err := pipeline.Compile(p)
+	if err != nil {
+		return Failure, err.Error(), ""
+	}
+	done, err := r.kept(rec, run, g)
+	if err != nil {
+		return Errored, err.Error(), ""
+	}
+	ws := r.workspace(run.ID)
+	_ = os.RemoveAll(ws)
+	defer os.RemoveAll(ws)
+	if err := source.CheckoutCommit(ctx, repo, run.Commit, ws); err != nil {
+		if ctx.Err() != nil {
+			return Cancelled, cancelReason(ctx), ""
+		}
+		return Errored, "check out: " + err.Error(), ""
+	}
+	changed, changedErr := source.ChangedFiles(ctx, repo, "", run.Commit)
+	sink := &sink{r: r, run: run, rec: rec, positions: map[string]int{}, needs: map[string][]string{},
+		logs: map[string]*steplog.Writer{}}
+	for i, n := range g.Nodes {
+		sink.positions[n.Name] = i
+		for _, d := range n.Needs {
+			sink.needs[n.Name] = append(sink.needs[n.Name], d.Name)
+		}
+	}
+	defer sink.closeAll()
+	eng := &engine.Engine{Backend: r.cfg.Backend, Parallel: r.cfg.Parallel}
+	res, err := eng.Run(ctx, engine.Job{
+		Graph:     g,
+		Workspace: ws,
+		Vars:      engine.Vars{Run: run.Number, Branch: run.Branch, Commit: run.Commit, Event: run.Event, Workspace: ws},
+		Trigger: pipeline.Trigger{Branch: run.Branch, Event: run.Event, Changed: changed,
+			ChangedKnown: changedErr == nil},
+		BaseEnv:   minimalEnv(),
+		Sink:      sink,
+		Artifacts: r.cfg.Artifacts,
+		Annotations: map[string]string{
+			"org.opencontainers.image.revision": run.Commit,
+			"dev.drover.project":                run.Project,
+			"dev.drover.run":                    fmt.Sprint(run.Number),
+			"dev.drover.branch":                 run.Branch,
+		},
+		Done: done,
+	})
+	if err != nil {
+		return Errored, err.Error(), ""
+	}
+	if res.Artifact != nil {
+		artifact = res.Artifact.Digest.String()
+	}
+	switch res.Status {
+	case engine.Cancelled:
+		return Cancelled, cancelReason(ctx), artifact
+	case engine.Failure:
+		return Failure, firstReason(res), artifact
+	case engine.Errored:
+		return Errored, firstReason(res), artifact
+	}
+	return Success, "", artifact
+}
+
+func cancelReason(ctx context.Context) string {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause.Error()
+	}
+	return "cancelled"
+}
+
+func firstReason(res *engine.RunResult) string {
+	for _, s := range res.Steps {
+		if (s.Status == engine.Failure && !s.Allowed) || s.Status == engine.Errored {
+			return fmt.Sprintf("step %s: %s", s.Name, s.Reason)
+		}
+	}
+	return ""
+}
+
+// minimalEnv is what steps on the server inherit from the server's environment: enough to
+// find programs and a home, not the server's secrets.
+func minimalEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "LANG", "TMPDIR", "GOPATH", "GOCACHE", "GOMODCACHE", "GOPROXY", "GOFLAGS", "SSL_CERT_FILE"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// kept returns, for a re-run from a step, the earlier run's results of the steps that
+// neither are that step nor depend on it.
+func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (map[string]*engine.StepResult, error) {
+	if run.RerunOf == 0 || run.FromStep == "" {
+		return nil, nil
+	}
+	old, err := r.cfg.Store.Run(ctx, run.Project, run.RerunOf)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := r.cfg.Store.Steps(ctx, old.ID)
+	if err != nil {
+		return nil, err
+	}
+	rerun := map[string]bool{}
+	for _, n := range g.Nodes { // topological order: needs come first
+		if n.Name == run.FromStep || n.Step.Name == run.FromStep {
+			rerun[n.Name] = true
+		}
+		for _, d := range n.Needs {
+			rerun[n.Name] = rerun[n.Name] || rerun[d.Name]
+		}
+	}
+	done := map[string]*engine.StepResult{}
+	for _, s := range steps {
+		if rerun[s.Name] || (s.Status != Success && s.Status != string(engine.Skipped)) {
+			continue
+		}
+		res := toResult(s)
+		res.Reason = fmt.Sprintf("kept from run #%d", old.Number)
+		done[s.Name] = res
+	}
+	return done, nil
+}
+
+// toResult reads a stored step back as an engine result.
+func toResult(s *store.Step) *engine.StepResult {
+	res := &engine.StepResult{Name: s.Name, Status: engine.Status(s.Status), Allowed: s.Allowed, Reason: s.Reason,
+		ExitCode: s.ExitCode, Attempts: s.Attempts, Started: s.Started, Finished: s.Finished}
+	if len(s.Reports) > 0 {
+		var sum report.Summary
+		if json.Unmarshal(s.Reports, &sum) == nil {
+			res.Reports = &sum
+		}
+	}
+	if len(s.Artifacts) > 0 {
+		var descs []ocispec.Descriptor
+		if json.Unmarshal(s.Artifacts, &descs) == nil {
+			res.Artifacts = descs
+		}
+	}
+	return res
+}

@@ -1,0 +1,208 @@
+// Package runner executes the server's runs: a queue in the store, a fixed number of
+// workers woken the moment a run is queued, a fresh checkout of the run's commit per run,
+// the engine, and the results and logs written back as they happen.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/artifact"
+	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/steplog"
+	"github.com/drover-cd/drover/store"
+)
+
+// Run states of the store, as in shared/DESIGN.md.
+const (
+	Pending   = "pending"
+	Running   = "running"
+	Waiting   = "waiting"
+	Success   = "success"
+	Failure   = "failure"
+	Cancelled = "cancelled"
+	Errored   = "error"
+)
+
+// ErrNoPipeline is returned by Enqueue for a commit without a drover.yml.
+var ErrNoPipeline = errors.New("the commit has no drover.yml")
+
+// ErrFinished is returned when cancelling a run that already ended.
+var ErrFinished = errors.New("the run has already finished")
+
+// Config is what a Runner needs. Store, Logs, Repos, WorkDir and Backend are required.
+type Config struct {
+	Store     store.Store
+	Logs      *steplog.Store
+	Hub       *notify.Hub                 // told about every change; nil tells nobody
+	Repos     func(project string) string // the bare repository of a project
+	WorkDir   string                      // runs check out into WorkDir/<run id>
+	Artifacts *artifact.Store             // where runs publish; nil fails steps with artifacts
+	Backend   engine.Backend
+	Workers   int // runs executing at once; 0 means the number of CPUs
+	Parallel  int // steps of one run executing at once; 0 means the number of CPUs
+	Log       *slog.Logger
+}
+
+// Runner runs queued runs. Create it with New, then Start it.
+type Runner struct {
+	cfg  Config
+	wake chan struct{}
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	cancels map[int64]context.CancelCauseFunc
+}
+
+// New returns a Runner; it does nothing until Start.
+func New(cfg Config) *Runner {
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.NumCPU()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Hub == nil {
+		cfg.Hub = &notify.Hub{}
+	}
+	return &Runner{cfg: cfg, wake: make(chan struct{}, cfg.Workers), cancels: map[int64]context.CancelCauseFunc{}}
+}
+
+// Start recovers from a previous stop and starts the workers, which run until ctx ends.
+// Runs that were executing when the server stopped are marked error with the reason;
+// queued runs are run.
+func (r *Runner) Start(ctx context.Context) error {
+	if err := r.recover(ctx); err != nil {
+		return err
+	}
+	for range r.cfg.Workers {
+		r.wg.Add(1)
+		go r.worker(ctx)
+	}
+	r.kick()
+	return nil
+}
+
+// Wait returns once every worker has stopped after Start's ctx ended.
+func (r *Runner) Wait() { r.wg.Wait() }
+
+// kick wakes one idle worker, without blocking.
+func (r *Runner) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// errServerStopped ends runs that were executing when the server went away.
+const errServerStopped = "the server stopped while this run was executing; re-run it"
+
+func (r *Runner) recover(ctx context.Context) error {
+	runs, err := r.cfg.Store.Runs(ctx, store.RunFilter{Status: []string{Running}, Limit: 10000})
+	if err != nil {
+		return fmt.Errorf("find interrupted runs: %w", err)
+	}
+	for _, run := range runs {
+		if _, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Running}, Errored, errServerStopped); err != nil {
+			return fmt.Errorf("mark run %s #%d: %w", run.Project, run.Number, err)
+		}
+		run.Status, run.Reason, run.Finished = Errored, errServerStopped, time.Now()
+		if err := r.cfg.Store.UpdateRun(ctx, run); err != nil {
+			return err
+		}
+		if err := r.endSteps(ctx, run.ID, Errored, errServerStopped); err != nil {
+			return err
+		}
+		_ = os.RemoveAll(r.workspace(run.ID))
+		r.cfg.Log.Warn("run interrupted by a server stop", "project", run.Project, "run", run.Number)
+		r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
+	}
+	return nil
+}
+
+// endSteps gives the steps still pending or running a final status.
+func (r *Runner) endSteps(ctx context.Context, runID int64, status, reason string) error {
+	steps, err := r.cfg.Store.Steps(ctx, runID)
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if s.Status != Pending && s.Status != Running {
+			continue
+		}
+		s.Status, s.Reason = status, reason
+		if s.Status == Errored && s.Started.IsZero() {
+			s.Status = string(engine.Skipped)
+		}
+		if !s.Started.IsZero() {
+			s.Finished = time.Now()
+		}
+		if err := r.cfg.Store.SaveStep(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Runner) worker(ctx context.Context) {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+		for ctx.Err() == nil {
+			run, err := r.claim(ctx)
+			if err != nil {
+				r.cfg.Log.Error("claim a queued run", "err", err)
+				break
+			}
+			if run == nil {
+				break
+			}
+			r.kick() // more may be queued: let another idle worker look
+			r.execute(ctx, run)
+		}
+	}
+}
+
+// claim takes the oldest queued run, or nil when none is queued.
+func (r *Runner) claim(ctx context.Context) (*store.Run, error) {
+	runs, err := r.cfg.Store.Runs(ctx, store.RunFilter{Status: []string{Pending}, Limit: 1000})
+	if err != nil {
+		return nil, err
+	}
+	for i := len(runs) - 1; i >= 0; i-- { // newest first: walk from the oldest
+		ok, err := r.cfg.Store.TransitionRun(ctx, runs[i].ID, []string{Pending}, Running, "")
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			runs[i].Status = Running
+			return runs[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func (r *Runner) workspace(runID int64) string {
+	return filepath.Join(r.cfg.WorkDir, fmt.Sprint(runID))
+}
+
+func runKey(id int64) string        { return fmt.Sprintf("run:%d", id) }
+func projectKey(name string) string { return "project:" + name }
+
+// RunKey is the notify key of a run's changes.
+func RunKey(id int64) string { return runKey(id) }
+
+// ProjectKey is the notify key of changes to a project's runs.
+func ProjectKey(name string) string { return projectKey(name) }

@@ -1,0 +1,79 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/steplog"
+	"github.com/drover-cd/drover/store"
+)
+
+var _ engine.Sink = (*sink)(nil)
+
+// sink records a run's events: step states in the store, lines in the step logs, and a
+// notification for watchers. The engine calls it from one goroutine at a time.
+type sink struct {
+	r         *Runner
+	run       *store.Run
+	rec       context.Context
+	positions map[string]int
+	needs     map[string][]string
+	logs      map[string]*steplog.Writer
+}
+
+func (s *sink) Handle(e engine.Event) {
+	switch e.Type {
+	case engine.StepStarted:
+		s.save(&store.Step{Name: e.Step, Status: Running, Attempts: e.Attempt, Started: e.Time})
+		if s.logs[e.Step] == nil {
+			w, err := s.r.cfg.Logs.Create(s.run.ID, s.positions[e.Step])
+			if err != nil {
+				s.r.cfg.Log.Error("open step log", "step", e.Step, "err", err)
+				return
+			}
+			s.logs[e.Step] = w
+		}
+	case engine.StepLog:
+		if w := s.logs[e.Step]; w != nil {
+			w.WriteLine(e.Line)
+		}
+	case engine.StepNote:
+		if w := s.logs[e.Step]; w != nil {
+			w.WriteLine("drover: " + e.Line)
+		}
+	case engine.StepFinished:
+		res := e.Result
+		st := &store.Step{Name: res.Name, Status: string(res.Status), Allowed: res.Allowed, Reason: res.Reason,
+			ExitCode: res.ExitCode, Attempts: res.Attempts, Started: res.Started, Finished: res.Finished}
+		if res.Reports != nil {
+			st.Reports, _ = json.Marshal(res.Reports)
+		}
+		if len(res.Artifacts) > 0 {
+			st.Artifacts, _ = json.Marshal(res.Artifacts)
+		}
+		s.save(st)
+		if w := s.logs[e.Step]; w != nil {
+			if err := w.Close(); err != nil {
+				s.r.cfg.Log.Error("close step log", "step", e.Step, "err", err)
+			}
+			delete(s.logs, e.Step)
+		}
+	}
+}
+
+// save writes a step's state with the needs from the graph.
+func (s *sink) save(st *store.Step) {
+	st.RunID, st.Position, st.Needs = s.run.ID, s.positions[st.Name], s.needs[st.Name]
+	if err := s.r.cfg.Store.SaveStep(s.rec, st); err != nil {
+		s.r.cfg.Log.Error("record step", "step", st.Name, "err", err)
+	}
+	s.r.cfg.Hub.Notify(runKey(s.run.ID))
+}
+
+func (s *sink) closeAll() {
+	for name, w := range s.logs {
+		_ = w.Close()
+		delete(s.logs, name)
+	}
+}

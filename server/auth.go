@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/drover-cd/drover/store"
+)
+
+// Roles, each allowed what the ones before it are.
+const (
+	RoleViewer    = "viewer"    // read projects, runs, logs; clone
+	RoleDeveloper = "developer" // also push, start, cancel and re-run runs
+	RoleAdmin     = "admin"     // also add projects and create tokens
+)
+
+func roleRank(role string) int {
+	switch role {
+	case RoleViewer:
+		return 1
+	case RoleDeveloper:
+		return 2
+	case RoleAdmin:
+		return 3
+	}
+	return 0
+}
+
+// ValidRole reports whether role is one of the roles.
+func ValidRole(role string) bool { return roleRank(role) > 0 }
+
+// Principal is who made a request.
+type Principal struct {
+	Name string // the token's name; "anonymous" without one
+	Role string // "" when nothing is allowed
+}
+
+// Can reports whether p holds role or a higher one.
+func (p Principal) Can(role string) bool { return roleRank(p.Role) >= roleRank(role) }
+
+// NewToken makes a random token and the hash the store keeps of it.
+func NewToken() (token string, hash []byte, err error) {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, fmt.Errorf("make token: %w", err)
+	}
+	token = "drover_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+	return token, HashToken(token), nil
+}
+
+// HashToken is how a token is looked up: its SHA-256.
+func HashToken(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// CreateToken stores a new token with a name and a role and returns the token, which is
+// shown once and never stored.
+func CreateToken(ctx context.Context, st store.Store, name, role string) (string, error) {
+	if !ValidRole(role) {
+		return "", fmt.Errorf("role %q: use %s, %s or %s", role, RoleViewer, RoleDeveloper, RoleAdmin)
+	}
+	token, hash, err := NewToken()
+	if err != nil {
+		return "", err
+	}
+	if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Hash: hash}); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+type principalKey struct{}
+
+// principal is who made r; set by authenticate.
+func principal(r *http.Request) Principal {
+	p, _ := r.Context().Value(principalKey{}).(Principal)
+	return p
+}
+
+// authenticate finds the caller from a bearer token, or from HTTP basic auth with the
+// token as password (what git clients send). A wrong token is refused outright, so a
+// typo is not mistaken for anonymous access.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := Principal{Name: "anonymous"}
+		if s.cfg.Public {
+			p.Role = RoleViewer
+		}
+		token := ""
+		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
+			token = strings.TrimPrefix(h, "Bearer ")
+		} else if _, pass, ok := r.BasicAuth(); ok {
+			token = pass
+		}
+		if token != "" {
+			t, err := s.cfg.Store.TokenByHash(r.Context(), HashToken(token))
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				s.unauthorized(w, r, "the token is not valid")
+				return
+			case err != nil:
+				s.fail(w, r, err)
+				return
+			}
+			p = Principal{Name: t.Name, Role: t.Role}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// require answers 401 (no credentials) or 403 (not enough) unless the caller holds role.
+func (s *Server) require(role string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := principal(r)
+		switch {
+		case p.Can(role):
+			next(w, r)
+		case p.Role == "":
+			s.unauthorized(w, r, "sign in with a token: Authorization: Bearer TOKEN")
+		default:
+			s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("%s needs the %s role; %s has %s", r.URL.Path, role, p.Name, p.Role))
+		}
+	}
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
+	if strings.HasPrefix(r.URL.Path, "/git/") {
+		w.Header().Set("WWW-Authenticate", `Basic realm="drover"`)
+	}
+	s.errorJSON(w, http.StatusUnauthorized, msg)
+}

@@ -1,0 +1,93 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/source"
+	"github.com/drover-cd/drover/store"
+)
+
+// gitHandler serves hosted repositories over smart HTTP. Reading needs the viewer role,
+// pushing the developer role; a push to a new name creates the project.
+func (s *Server) gitHandler() http.Handler {
+	h := http.StripPrefix("/git", s.cfg.Hosting)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		role := RoleViewer
+		if strings.HasSuffix(r.URL.Path, "/git-receive-pack") || r.URL.Query().Get("service") == "git-receive-pack" {
+			role = RoleDeveloper
+		}
+		s.require(role, h.ServeHTTP)(w, r)
+	})
+}
+
+// projectName is the project of a hosted repository path like "shop.git".
+func projectName(repo string) string { return strings.TrimSuffix(repo, ".git") }
+
+// AllowCreate lets a push create a repository: it creates the project in the store first.
+func (s *Server) AllowCreate(repo string) bool {
+	name := projectName(repo)
+	if !source.ValidName(name) {
+		return false
+	}
+	err := s.cfg.Store.CreateProject(context.Background(), &store.Project{Name: name})
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		s.cfg.Log.Error("create project on first push", "project", name, "err", err)
+		return false
+	}
+	if err == nil {
+		s.cfg.Log.Info("project created by a push", "project", name)
+		s.cfg.Hub.Notify("projects")
+	}
+	return true
+}
+
+// OnPush queues a run for every branch a push created or moved.
+func (s *Server) OnPush(ctx context.Context, repo string, updates []source.RefUpdate) {
+	s.queueUpdates(ctx, projectName(repo), "push", "push", updates)
+}
+
+// queueUpdates queues runs for updated branches; deleted branches and tags are ignored.
+func (s *Server) queueUpdates(ctx context.Context, project, event, trigger string, updates []source.RefUpdate) {
+	for _, u := range updates {
+		branch, ok := strings.CutPrefix(u.Ref, "refs/heads/")
+		if !ok || u.New == "" || strings.Trim(u.New, "0") == "" {
+			continue
+		}
+		run, err := s.cfg.Runner.Enqueue(context.WithoutCancel(ctx), runner.Request{Project: project, Branch: branch,
+			Commit: u.New, Event: event, Trigger: trigger})
+		switch {
+		case errors.Is(err, runner.ErrNoPipeline):
+			s.cfg.Log.Info("no drover.yml: nothing to run", "project", project, "branch", branch)
+		case err != nil:
+			s.cfg.Log.Error("queue a run", "project", project, "branch", branch, "err", err)
+		default:
+			_ = run
+		}
+	}
+}
+
+// untilRunEnds returns a context that ends with ctx or when the run finishes.
+func (s *Server) untilRunEnds(ctx context.Context, run *store.Run) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	changed, stop := s.cfg.Hub.Subscribe(runner.RunKey(run.ID))
+	go func() {
+		defer stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				cur, err := s.cfg.Store.RunByID(ctx, run.ID)
+				if err != nil || (cur.Status != runner.Pending && cur.Status != runner.Running) {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, cancel
+}

@@ -1,0 +1,111 @@
+// Package server is Drover's HTTP face: the JSON API under /api/v1, git hosting under
+// /git/, webhooks under /hooks/, /healthz, /metrics and the web UI. It wires the store,
+// the runner and git hosting together; nothing imports it but the binary.
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/source"
+	"github.com/drover-cd/drover/steplog"
+	"github.com/drover-cd/drover/store"
+)
+
+// Config is what a Server serves.
+type Config struct {
+	Store   store.Store
+	Runner  *runner.Runner
+	Logs    *steplog.Store
+	Hub     *notify.Hub
+	Hosting *source.Hosting // repositories of hosted and followed projects
+	Log     *slog.Logger
+	Public  bool // anonymous users may read (viewer role)
+	// Started is when the server started, for /healthz.
+	Started time.Time
+}
+
+// Server handles Drover's HTTP requests.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New builds the server's routes.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// ServeHTTP authenticates the caller and routes the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.authenticate(s.mux).ServeHTTP(w, r)
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /metrics", s.metrics)
+
+	m.HandleFunc("GET /api/v1/projects", s.require(RoleViewer, s.listProjects))
+	m.HandleFunc("POST /api/v1/projects", s.require(RoleAdmin, s.addProject))
+	m.HandleFunc("GET /api/v1/projects/{p}/runs", s.require(RoleViewer, s.listRuns))
+	m.HandleFunc("POST /api/v1/projects/{p}/runs", s.require(RoleDeveloper, s.startRun))
+	m.HandleFunc("GET /api/v1/projects/{p}/runs/{n}", s.require(RoleViewer, s.getRun))
+	m.HandleFunc("GET /api/v1/projects/{p}/runs/{n}/steps/{step}/log", s.require(RoleViewer, s.stepLog))
+	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/cancel", s.require(RoleDeveloper, s.cancelRun))
+	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/rerun", s.require(RoleDeveloper, s.rerun))
+	m.HandleFunc("POST /api/v1/tokens", s.require(RoleAdmin, s.createToken))
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.errorJSON(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	})
+
+	m.Handle("/git/", s.gitHandler())
+	m.HandleFunc("POST /hooks/{p}", s.webhook)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	status := http.StatusOK
+	body := map[string]any{"status": "ok", "uptime_seconds": int(time.Since(s.cfg.Started).Seconds())}
+	if _, err := s.cfg.Store.CountTokens(r.Context()); err != nil {
+		status, body["status"], body["error"] = http.StatusServiceUnavailable, "unhealthy", "store: "+err.Error()
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// errorJSON answers {"error": msg}.
+func (s *Server) errorJSON(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// fail answers an error with the status its kind calls for.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.errorJSON(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrExists):
+		s.errorJSON(w, http.StatusConflict, err.Error())
+	case errors.Is(err, runner.ErrNoPipeline), errors.Is(err, runner.ErrFinished):
+		s.errorJSON(w, http.StatusConflict, err.Error())
+	default:
+		s.cfg.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.errorJSON(w, http.StatusInternalServerError, err.Error())
+	}
+}

@@ -1,0 +1,114 @@
+// Package store keeps the server's state: projects, runs, their steps and API tokens. One
+// implementation over database/sql serves SQLite (the embedded default) and PostgreSQL;
+// storetest holds the test suite both must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers choose with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrSchemaTooNew = errors.New("the database schema is newer than this drover binary")
+)
+
+// Project is a git repository Drover builds.
+type Project struct {
+	ID            int64
+	Name          string        // unique; letters, digits, '-', '_', '.'
+	URL           string        // remote repository followed; "" for a repository hosted by Drover
+	PollInterval  time.Duration // how often URL is polled; 0 = never (webhooks only)
+	WebhookSecret string        // HMAC secret or token for /hooks/NAME; "" = webhooks refused
+	Created       time.Time
+}
+
+// Run is one execution of a project's pipeline for one commit.
+type Run struct {
+	ID        int64
+	ProjectID int64
+	Project   string // the project's name (filled in on reads)
+	Number    int    // per project, from 1, assigned by CreateRun
+	Status    string // pending, running, waiting, success, failure, cancelled, error
+	Reason    string // why it ended as it did (error, cancel), for people
+	Branch    string
+	Commit    string
+	Message   string // the commit's subject line
+	Event     string // push, manual, ...
+	Trigger   string // who or what started it: a user name, "webhook", "poll"
+	RerunOf   int    // the run number this re-runs; 0 for a fresh run
+	FromStep  string // re-run starting at this step; steps before it keep RerunOf's results
+	Artifact  string // the run's artifact manifest digest; "" when none
+	Created   time.Time
+	Started   time.Time // zero until it starts
+	Finished  time.Time // zero until it ends
+}
+
+// Step is the state of one step of a run.
+type Step struct {
+	RunID     int64
+	Name      string
+	Position  int    // order in the compiled graph, from 0
+	Needs     []string
+	Status    string // pending, running, success, failure, skipped, cancelled, error
+	Allowed   bool   // a failure allow_failure let through
+	Reason    string
+	ExitCode  int
+	Attempts  int
+	Started   time.Time
+	Finished  time.Time
+	Reports   []byte // JSON of report.Summary; nil when none
+	Artifacts []byte // JSON of the step's layer descriptors; nil when none
+}
+
+// Token is an API token; only its SHA-256 hash is stored.
+type Token struct {
+	ID      int64
+	Name    string
+	Role    string // admin, developer, viewer
+	Hash    []byte
+	Created time.Time
+}
+
+// RunFilter selects runs for listing. Zero fields do not filter.
+type RunFilter struct {
+	Project string
+	Branch  string
+	Status  []string
+	Before  int // only runs numbered below this (paging, with Project)
+	Limit   int // at most this many; 0 means 50
+}
+
+// Store is the server's persistence. Every method is safe for concurrent use and
+// honours ctx. Reads of missing things return errors wrapping ErrNotFound.
+type Store interface {
+	CreateProject(ctx context.Context, p *Project) error // sets ID and Created; ErrExists on a taken name
+	Project(ctx context.Context, name string) (*Project, error)
+	Projects(ctx context.Context) ([]*Project, error) // by name
+
+	// CreateRun stores r with the next number of its project, atomically even when
+	// several runs are created at once, and sets ID, Number and Created.
+	CreateRun(ctx context.Context, r *Run) error
+	Run(ctx context.Context, project string, number int) (*Run, error)
+	RunByID(ctx context.Context, id int64) (*Run, error)
+	Runs(ctx context.Context, f RunFilter) ([]*Run, error) // newest first
+	// UpdateRun writes r's Status, Reason, Commit, Message, Artifact, Started and Finished.
+	UpdateRun(ctx context.Context, r *Run) error
+	// TransitionRun sets run id's status to to only if it is one of from; it reports
+	// whether it did. The queue claims runs with it, so two workers never run one run.
+	TransitionRun(ctx context.Context, id int64, from []string, to string, reason string) (bool, error)
+	CountRuns(ctx context.Context) (map[string]int, error) // by status, for /metrics
+
+	// SaveStep inserts or replaces the step (RunID, Name).
+	SaveStep(ctx context.Context, s *Step) error
+	Steps(ctx context.Context, runID int64) ([]*Step, error) // by Position
+
+	CreateToken(ctx context.Context, t *Token) error // sets ID and Created
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	CountTokens(ctx context.Context) (int, error)
+
+	Close() error
+}
