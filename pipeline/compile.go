@@ -151,3 +151,14 @@ func (g *Graph) Select(names []string) error {
 	g.Nodes = out
 	return nil
 }
+
+// UsesChangedFiles reports whether a step has a when.path condition, so the caller knows
+// whether listing the change's files (a git process) is worth it.
+func (g *Graph) UsesChangedFiles() bool {
+	for _, n := range g.Nodes {
+		if len(n.Step.When.Path) > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -83,7 +83,11 @@ func (r *Runner) perform(ctx, rec context.Context, run *store.Run) (status, reas
 		}
 		return Errored, "check out: " + err.Error(), ""
 	}
-	changed, changedErr := source.ChangedFiles(ctx, repo, "", run.Commit)
+	trigger := pipeline.Trigger{Branch: run.Branch, Event: run.Event}
+	if g.UsesChangedFiles() {
+		files, err := source.ChangedFiles(ctx, repo, "", run.Commit)
+		trigger.Changed, trigger.ChangedKnown = files, err == nil
+	}
 	sink := &sink{r: r, run: run, rec: rec, positions: map[string]int{}, needs: map[string][]string{},
 		logs: map[string]*steplog.Writer{}}
 	for i, n := range g.Nodes {
@@ -98,8 +102,7 @@ func (r *Runner) perform(ctx, rec context.Context, run *store.Run) (status, reas
 		Graph:     g,
 		Workspace: ws,
 		Vars:      engine.Vars{Run: run.Number, Branch: run.Branch, Commit: run.Commit, Event: run.Event, Workspace: ws},
-		Trigger: pipeline.Trigger{Branch: run.Branch, Event: run.Event, Changed: changed,
-			ChangedKnown: changedErr == nil},
+		Trigger:   trigger,
 		BaseEnv:   minimalEnv(),
 		Sink:      sink,
 		Artifacts: r.cfg.Artifacts,

@@ -76,6 +76,9 @@ func CreateToken(ctx context.Context, st store.Store, name, role string) (string
 	return token, nil
 }
 
+// TokenCookie is the cookie the web UI keeps the signed-in token in.
+const TokenCookie = "drover_token"
+
 type principalKey struct{}
 
 // principal is who made r; set by authenticate.
@@ -98,6 +101,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			token = strings.TrimPrefix(h, "Bearer ")
 		} else if _, pass, ok := r.BasicAuth(); ok {
 			token = pass
+		} else if c, err := r.Cookie(TokenCookie); err == nil {
+			token = c.Value // the web UI's sign-in; SameSite=Strict keeps other sites from using it
 		}
 		if token != "" {
 			t, err := s.cfg.Store.TokenByHash(r.Context(), HashToken(token))

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -19,17 +20,19 @@ func (s *Server) gitHandler() http.Handler {
 		role := RoleViewer
 		if strings.HasSuffix(r.URL.Path, "/git-receive-pack") || r.URL.Query().Get("service") == "git-receive-pack" {
 			role = RoleDeveloper
+			// A followed project's repository is a mirror the next fetch overwrites.
+			name, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/git/"), ".git/")
+			if p, err := s.cfg.Store.Project(r.Context(), name); err == nil && p.URL != "" {
+				s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("project %s follows %s: push there", p.Name, p.URL))
+				return
+			}
 		}
 		s.require(role, h.ServeHTTP)(w, r)
 	})
 }
 
-// projectName is the project of a hosted repository path like "shop.git".
-func projectName(repo string) string { return strings.TrimSuffix(repo, ".git") }
-
 // AllowCreate lets a push create a repository: it creates the project in the store first.
-func (s *Server) AllowCreate(repo string) bool {
-	name := projectName(repo)
+func (s *Server) AllowCreate(name string) bool {
 	if !source.ValidName(name) {
 		return false
 	}
@@ -47,7 +50,7 @@ func (s *Server) AllowCreate(repo string) bool {
 
 // OnPush queues a run for every branch a push created or moved.
 func (s *Server) OnPush(ctx context.Context, repo string, updates []source.RefUpdate) {
-	s.queueUpdates(ctx, projectName(repo), "push", "push", updates)
+	s.queueUpdates(ctx, repo, "push", "push", updates)
 }
 
 // queueUpdates queues runs for updated branches; deleted branches and tags are ignored.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/drover-cd/drover/source"
@@ -40,6 +41,11 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 func (s *Server) poll(p *store.Project) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// One fetch of a project at a time, so a webhook during a scheduled poll does not
+	// report the same moved branch twice.
+	mu, _ := s.polling.LoadOrStore(p.Name, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	bare := s.cfg.Hosting.RepoPath(p.Name)
 	before, _ := source.Heads(ctx, bare)
 	after, err := source.Mirror(ctx, p.URL, bare)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/drover-cd/drover/notify"
@@ -32,8 +33,9 @@ type Config struct {
 
 // Server handles Drover's HTTP requests.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg     Config
+	mux     *http.ServeMux
+	polling sync.Map // project name -> *sync.Mutex held while fetching it
 }
 
 // New builds the server's routes.
@@ -70,6 +72,7 @@ func (s *Server) routes() {
 	})
 
 	m.Handle("/git/", s.gitHandler())
+	s.webRoutes()
 	m.HandleFunc("POST /hooks/{p}", s.webhook)
 }
 

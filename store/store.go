@@ -51,7 +51,7 @@ type Run struct {
 type Step struct {
 	RunID     int64
 	Name      string
-	Position  int    // order in the compiled graph, from 0
+	Position  int // order in the compiled graph, from 0
 	Needs     []string
 	Status    string // pending, running, success, failure, skipped, cancelled, error
 	Allowed   bool   // a failure allow_failure let through

@@ -100,7 +100,7 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 	if o.branch != "" {
 		trigger.Branch = o.branch
 	}
-	if needsChangedFiles(g) && checkout.Dir != "" {
+	if g.UsesChangedFiles() && checkout.Dir != "" {
 		if files, err := checkout.Changed(ctx); err == nil {
 			trigger.Changed, trigger.ChangedKnown = files, true
 		}
@@ -191,15 +191,6 @@ func (o *runOptions) check() error {
 		return fmt.Errorf("--parallel %d: at least 1 step must be able to run", o.parallel)
 	}
 	return nil
-}
-
-func needsChangedFiles(g *pipeline.Graph) bool {
-	for _, n := range g.Nodes {
-		if len(n.Step.When.Path) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // exitFor maps a run's outcome to the process's exit code.

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestPushStartsARunAndLogsAreStored(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "")
+	repo := gitRepo(t, `
+steps:
+  - {name: hello, run: 'echo "hello from $DROVER_BRANCH"; echo second line'}
+  - name: build
+    run: mkdir -p dist && echo binary > dist/app
+    artifacts: [dist/]
+`)
+	git(t, repo, "push", "-q", s.pushURL("shop"), "main")
+	run := s.waitRun("shop", 1, finished)
+	if run.Status != "success" || run.Commit != git(t, repo, "rev-parse", "HEAD") || run.Branch != "main" {
+		t.Fatalf("run: %+v", run)
+	}
+	if got := s.text("/api/v1/projects/shop/runs/1/steps/hello/log"); got != "hello from main\nsecond line\n" {
+		t.Errorf("log %q", got)
+	}
+	// A second branch is a second run (multibranch), and clone works.
+	git(t, repo, "checkout", "-q", "-b", "feature")
+	git(t, repo, "commit", "-q", "--allow-empty", "-m", "feature work")
+	git(t, repo, "push", "-q", s.pushURL("shop"), "feature")
+	if run := s.waitRun("shop", 2, finished); run.Branch != "feature" || run.Status != "success" {
+		t.Errorf("feature run: %+v", run)
+	}
+	clone := filepath.Join(t.TempDir(), "clone")
+	git(t, t.TempDir(), "clone", "-q", s.pushURL("shop"), clone)
+	if _, err := os.Stat(filepath.Join(clone, "drover.yml")); err != nil {
+		t.Errorf("clone: %v", err)
+	}
+}
+
+func TestAuthRoles(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "")
+	if code := s.api("GET", "/api/v1/projects", "-", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("anonymous: %d, want 401", code)
+	}
+	if code := s.api("GET", "/api/v1/projects", "drover_wrong", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d, want 401", code)
+	}
+	var viewer struct{ Token string }
+	if code := s.api("POST", "/api/v1/tokens", "", map[string]string{"role": "viewer"}, &viewer); code != http.StatusCreated {
+		t.Fatalf("create token: %d", code)
+	}
+	if code := s.api("GET", "/api/v1/projects", viewer.Token, nil, nil); code != http.StatusOK {
+		t.Errorf("viewer reads: %d", code)
+	}
+	if code := s.api("POST", "/api/v1/tokens", viewer.Token, map[string]string{"role": "admin"}, nil); code != http.StatusForbidden {
+		t.Errorf("viewer creates a token: %d, want 403", code)
+	}
+	repo := gitRepo(t, "steps: [{name: a, run: 'true'}]\n")
+	viewerURL := strings.Replace(s.URL, "http://", "http://v:"+viewer.Token+"@", 1) + "/git/x.git"
+	cmd := []string{"push", "-q", viewerURL, "main"}
+	if out, err := gitErr(repo, cmd...); err == nil || !strings.Contains(out, "403") {
+		t.Errorf("a viewer pushed: %v %s", err, out)
+	}
+}
+
+func TestKillMidRunAndRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, dir, "", "--workers", "1")
+	marker := filepath.Join(t.TempDir(), "started")
+	repo := gitRepo(t, fmt.Sprintf(`
+steps:
+  - name: long
+    run: |
+      echo acknowledged line
+      touch %s
+      sleep 60
+`, marker))
+	git(t, repo, "push", "-q", s.pushURL("app"), "main")
+	waitForFile(t, marker)
+	time.Sleep(2 * 50 * time.Millisecond) // two log flush periods: the line is acknowledged
+	// A second run is queued behind the first (one worker).
+	git(t, repo, "commit", "-q", "--allow-empty", "-m", "second")
+	git(t, repo, "push", "-q", s.pushURL("app"), "main")
+	s.waitRun("app", 2, func(r apiRun) bool { return r.Status == "pending" })
+	s.stop(syscall.SIGKILL)
+
+	os.Remove(marker)
+	s.start("--workers", "1")
+	first := s.waitRun("app", 1, finished)
+	if first.Status != "error" || !strings.Contains(first.Reason, "server stopped") {
+		t.Errorf("interrupted run: %+v", first)
+	}
+	if got := s.text("/api/v1/projects/app/runs/1/steps/long/log"); !strings.Contains(got, "acknowledged line") {
+		t.Errorf("the acknowledged log line is gone: %q", got)
+	}
+	// The queued run runs after the restart (and is cancelled here to end the test).
+	waitForFile(t, marker)
+	if code := s.api("POST", "/api/v1/projects/app/runs/2/cancel", "", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("cancel: %d", code)
+	}
+	if second := s.waitRun("app", 2, finished); second.Status != "cancelled" {
+		t.Errorf("second run: %+v", second)
+	}
+}
+
+func TestRerunFromAFailedStep(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "")
+	flag := filepath.Join(t.TempDir(), "fixed")
+	repo := gitRepo(t, fmt.Sprintf(`
+steps:
+  - {name: prepare, run: echo prepared}
+  - {name: flaky, run: test -f %s}
+  - {name: after, run: echo after}
+`, flag))
+	git(t, repo, "push", "-q", s.pushURL("re"), "main")
+	if run := s.waitRun("re", 1, finished); run.Status != "failure" {
+		t.Fatalf("first run: %+v", run)
+	}
+	os.WriteFile(flag, nil, 0o644)
+	if code := s.api("POST", "/api/v1/projects/re/runs/1/rerun", "", map[string]string{"from_step": "flaky"}, nil); code != http.StatusCreated {
+		t.Fatalf("rerun: %d", code)
+	}
+	run := s.waitRun("re", 2, finished)
+	if run.Status != "success" || run.Steps[0].Reason != "kept from run #1" {
+		t.Errorf("rerun: %+v", run)
+	}
+	if got := s.text("/api/v1/projects/re/runs/2/steps/prepare/log"); got != "" {
+		t.Errorf("the kept step ran again: %q", got)
+	}
+}
+
+func TestWebhookSignatures(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "")
+	upstream := gitRepo(t, "steps: [{name: a, run: echo from upstream}]\n")
+	in := map[string]string{"name": "ext", "url": upstream, "webhook_secret": "s3cret", "poll_interval": "1h"}
+	if code := s.api("POST", "/api/v1/projects", "", in, nil); code != http.StatusCreated {
+		t.Fatalf("add project: %d", code)
+	}
+	s.waitRun("ext", 1, finished) // the first fetch runs the current head
+	git(t, upstream, "commit", "-q", "--allow-empty", "-m", "new")
+	body := `{"ref":"refs/heads/main","before":"0","after":"` + git(t, upstream, "rev-parse", "HEAD") + `","repository":{"clone_url":"x"}}`
+	post := func(secret string) int {
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte(body))
+		req, _ := http.NewRequest("POST", s.URL+"/hooks/ext", strings.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("wrong"); code != http.StatusUnauthorized {
+		t.Errorf("bad signature: %d, want 401", code)
+	}
+	if code := post("s3cret"); code != http.StatusAccepted {
+		t.Fatalf("good signature: %d, want 202", code)
+	}
+	if run := s.waitRun("ext", 2, finished); run.Status != "success" || run.Commit != git(t, upstream, "rev-parse", "HEAD") {
+		t.Errorf("webhook run: %+v", run)
+	}
+	if !strings.Contains(s.log.String(), "bad signature") {
+		t.Error("the refused webhook was not logged")
+	}
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testServer is a `drover server` process started by a test.
+type testServer struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	URL   string
+	Data  string
+	Token string
+	log   *syncBuffer
+	db    string
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) WriteString(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.WriteString(s)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var listening = regexp.MustCompile(`msg="drover server listening" url=(http://\S+)`)
+
+// startServer runs drover server on a free loopback port with data in dir; db is the
+// --db flag ("" for SQLite).
+func startServer(t *testing.T, dir, db string, extra ...string) *testServer {
+	t.Helper()
+	s := &testServer{t: t, Data: dir, log: &syncBuffer{}, db: db}
+	s.start(extra...)
+	return s
+}
+
+func (s *testServer) start(extra ...string) {
+	t := s.t
+	t.Helper()
+	args := append([]string{"server", "--data", s.Data, "--listen", "127.0.0.1:0", "--grace", "500ms"}, extra...)
+	if s.db != "" {
+		args = append(args, "--db", s.db)
+	}
+	cmd := exec.Command(droverBin, args...)
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = cmd
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			s.log.WriteString(line + "\n")
+			if m := listening.FindStringSubmatch(line); m != nil && !sent {
+				found <- m[1]
+				sent = true
+			}
+		}
+	}()
+	select {
+	case s.URL = <-found:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the server did not start:\n%s", s.log)
+	}
+	token, err := os.ReadFile(filepath.Join(s.Data, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Token = strings.TrimSpace(string(token))
+	t.Cleanup(func() { s.stop(syscall.SIGTERM) })
+}
+
+// stop ends the server with sig and waits for it.
+func (s *testServer) stop(sig syscall.Signal) {
+	if s.cmd == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// api calls the JSON API with the admin token (or token, when given) and decodes into out.
+func (s *testServer) api(method, path, token string, in, out any) int {
+	s.t.Helper()
+	if token == "" {
+		token = s.Token
+	}
+	var body io.Reader
+	if in != nil {
+		data, _ := json.Marshal(in)
+		body = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, s.URL+path, body)
+	if token != "-" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(data, out); err != nil {
+			s.t.Fatalf("%s %s: %v: %s", method, path, err, data)
+		}
+	}
+	return resp.StatusCode
+}
+
+// text fetches a plain-text API answer.
+func (s *testServer) text(path string) string {
+	s.t.Helper()
+	req, _ := http.NewRequest("GET", s.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return string(data)
+}
+
+type apiRun struct {
+	Number int    `json:"number"`
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+	Commit string `json:"commit"`
+	Branch string `json:"branch"`
+	Steps  []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+		Reason string `json:"reason"`
+	} `json:"steps"`
+}
+
+// waitRun polls run n of project p until ok(run) or the deadline.
+func (s *testServer) waitRun(p string, n int, ok func(apiRun) bool) apiRun {
+	s.t.Helper()
+	var run apiRun
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if code := s.api("GET", fmt.Sprintf("/api/v1/projects/%s/runs/%d", p, n), "", nil, &run); code == 200 && ok(run) {
+			return run
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("run %s #%d never got there; last: %+v\nserver log:\n%s", p, n, run, s.log)
+	return run
+}
+
+func finished(r apiRun) bool {
+	return r.Status != "pending" && r.Status != "running"
+}
+
+// gitRepo makes a repository with drover.yml and commits it; it returns the folder.
+func gitRepo(t *testing.T, yml string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "drover.yml"), []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(t, dir, "init", "-q", "-b", "main")
+	git(t, dir, "add", ".")
+	git(t, dir, "commit", "-q", "-m", "add pipeline")
+	return dir
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=Test", "-c", "user.email=test@example.invalid"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// pushURL is the authenticated URL of hosted project name.
+func (s *testServer) pushURL(name string) string {
+	return strings.Replace(s.URL, "http://", "http://admin:"+s.Token+"@", 1) + "/git/" + name + ".git"
+}
+
+// gitErr runs git and returns its output and error, for pushes expected to fail.
+func gitErr(dir string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

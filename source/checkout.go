@@ -1,0 +1,215 @@
+package source
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Commit is what CommitInfo tells about a commit.
+type Commit struct {
+	Hash    string    // full hash
+	Subject string    // first line of the message
+	Author  string    // "Name <email>"
+	Time    time.Time // author date, in the author's time zone
+}
+
+// CheckoutCommit makes dest a git working tree with HEAD detached at exactly commit (a full
+// or abbreviated hash; a tag works too). dest must not exist or be an empty folder; when
+// CheckoutCommit fails it leaves dest as it found it.
+//
+// dest borrows repoDir's objects (git clone --shared) instead of copying them: it is fast,
+// but it stays valid only while repoDir keeps those objects. Do not prune repoDir (git gc
+// --prune=now) while checkouts made from it are in use; a plain git gc keeps unreachable
+// objects for two weeks. The checkout has repoDir's branches as origin/* and its tags.
+//
+// (The name Checkout is taken by the type Local returns.)
+func CheckoutCommit(ctx context.Context, repoDir, commit, dest string) error {
+	if err := checkRev(commit); err != nil {
+		return err
+	}
+	existed := false
+	if entries, err := os.ReadDir(dest); err == nil {
+		if len(entries) > 0 {
+			return fmt.Errorf("checkout into %s: folder is not empty", dest)
+		}
+		existed = true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("checkout into %s: %w", dest, err)
+	}
+	// --template=: no sample hooks, which a workspace has no use for.
+	_, err := runGit(ctx, "", nil, nil, "clone", "--quiet", "--no-checkout", "--shared", "--template=", "--", repoDir, dest)
+	if err == nil {
+		_, err = runGit(ctx, dest, nil, nil, "checkout", "--quiet", "--detach", commit+"^{commit}")
+	}
+	if err != nil {
+		if existed {
+			emptyDir(dest)
+		} else {
+			os.RemoveAll(dest)
+		}
+		return err
+	}
+	return nil
+}
+
+// emptyDir removes what is inside dir, best effort.
+func emptyDir(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
+
+// ReadFile returns the content of file (a slash-separated path from the repository root)
+// in commit. When commit has no file there the error wraps fs.ErrNotExist;
+// an unknown commit is a different error.
+func ReadFile(ctx context.Context, repoDir, commit, file string) ([]byte, error) {
+	if err := checkRev(commit); err != nil {
+		return nil, err
+	}
+	file = strings.TrimPrefix(path.Clean("/"+file), "/")
+	if strings.ContainsAny(commit+file, "\n\r") {
+		return nil, fmt.Errorf("read %s:%s: newline in name", commit, file)
+	}
+	// One git process answers both questions, exactly and without parsing messages meant
+	// for people: does the commit exist, and what is at the path? Each line of the batch
+	// protocol gets "<hash> <type> <size>\n<content>\n" or "<name> missing\n".
+	in := commit + "^{commit}\n" + commit + ":" + file + "\n"
+	out, err := runGit(ctx, repoDir, strings.NewReader(in), nil, "cat-file", "--batch")
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(bytes.NewReader(out))
+	if _, _, err := batchObject(r); err != nil {
+		return nil, fmt.Errorf("read %s:%s: commit %s: %w", commit, file, commit, err)
+	}
+	typ, content, err := batchObject(r)
+	switch {
+	case errors.Is(err, errMissing):
+		return nil, fmt.Errorf("read %s:%s: %w", commit, file, fs.ErrNotExist)
+	case err != nil:
+		return nil, fmt.Errorf("read %s:%s: %w", commit, file, err)
+	case typ != "blob":
+		return nil, fmt.Errorf("read %s:%s: not a file but a %s", commit, file, typ)
+	}
+	return content, nil
+}
+
+var errMissing = errors.New("not found")
+
+// batchObject reads one answer of git cat-file --batch.
+func batchObject(r *bufio.Reader) (typ string, content []byte, err error) {
+	header, err := r.ReadString('\n')
+	if err != nil {
+		return "", nil, fmt.Errorf("git cat-file --batch: short answer: %w", err)
+	}
+	header = strings.TrimSuffix(header, "\n")
+	if strings.HasSuffix(header, " missing") { // "<name> missing"; the name may hold spaces
+		return "", nil, errMissing
+	}
+	f := strings.Fields(header)
+	if len(f) != 3 {
+		return "", nil, fmt.Errorf("git cat-file --batch: %q", header)
+	}
+	size, err := strconv.Atoi(f[2])
+	if err != nil {
+		return "", nil, fmt.Errorf("git cat-file --batch: bad size in %q", header)
+	}
+	content = make([]byte, size+1) // and the newline after it
+	if _, err := io.ReadFull(r, content); err != nil {
+		return "", nil, fmt.Errorf("git cat-file --batch: short object: %w", err)
+	}
+	return f[1], content[:size], nil
+}
+
+// CommitInfo returns the hash, subject, author and author date of commit.
+func CommitInfo(ctx context.Context, repoDir, commit string) (Commit, error) {
+	if err := checkRev(commit); err != nil {
+		return Commit{}, err
+	}
+	out, err := runGit(ctx, repoDir, nil, nil, "show", "--no-patch", "--no-show-signature",
+		"--format=%H%x00%an <%ae>%x00%aI%x00%s", commit+"^{commit}", "--")
+	if err != nil {
+		return Commit{}, err
+	}
+	f := strings.SplitN(strings.TrimSuffix(string(out), "\n"), "\x00", 4)
+	if len(f) != 4 {
+		return Commit{}, fmt.Errorf("git show %s: unexpected output %q", commit, out)
+	}
+	t, err := time.Parse(time.RFC3339, f[2])
+	if err != nil {
+		return Commit{}, fmt.Errorf("git show %s: author date: %w", commit, err)
+	}
+	return Commit{Hash: f[0], Author: f[1], Time: t, Subject: f[3]}, nil
+}
+
+// ChangedFiles lists the files that differ between commits old and new, as paths relative to
+// the repository root; a renamed file is listed under both names. When old is "" or all
+// zeros (a new branch) it lists what new changed against its first parent, or every file of
+// new when new has no parent. Both commits must be in repoDir. Between unrelated commits
+// (after a forced push) it lists every file whose content differs.
+func ChangedFiles(ctx context.Context, repoDir, old, new string) ([]string, error) {
+	if err := checkRev(new); err != nil {
+		return nil, err
+	}
+	args := []string{"diff-tree", "-r", "--name-only", "-z", "--no-commit-id", "--no-renames"}
+	if isZeroHash(old) {
+		// --root: a first commit against the empty tree. --diff-merges: a merge against its
+		// first parent, which is what the merge brought into the branch.
+		args = append(args, "--root", "--diff-merges=first-parent", new+"^{commit}")
+	} else {
+		if err := checkRev(old); err != nil {
+			return nil, err
+		}
+		args = append(args, old+"^{commit}", new+"^{commit}")
+	}
+	out, err := runGit(ctx, repoDir, nil, nil, append(args, "--")...)
+	if err != nil {
+		return nil, err
+	}
+	return splitZ(string(out)), nil
+}
+
+// isZeroHash reports whether h is "" or git's all-zeros hash, which webhooks and hooks use
+// for "no commit".
+func isZeroHash(h string) bool {
+	return strings.Trim(h, "0") == ""
+}
+
+// checkRev refuses revisions git would take for an option.
+func checkRev(rev string) error {
+	if rev == "" || strings.HasPrefix(rev, "-") {
+		return fmt.Errorf("bad revision %q", rev)
+	}
+	return nil
+}
+
+// runGit runs git in dir (the process's folder when "") with stdin and env added to the
+// environment, and returns its standard output. The error names the command and carries
+// git's stderr.
+func runGit(ctx context.Context, dir string, stdin io.Reader, env []string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Stdin = stdin
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}

@@ -1,0 +1,179 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/drover-cd/drover/store"
+)
+
+// migration is one step of the schema; the schema's version after it is its index in
+// migrations plus one. Never edit or reorder a released migration: append a new one.
+type migration struct {
+	name string
+	// stmts run in order, with ${id}, ${blob} and ${time} replaced by the dialect's
+	// types. sqlite or postgres, when not nil, replace stmts on that engine.
+	stmts, sqlite, postgres []string
+}
+
+// migrations is the schema's history, oldest first.
+var migrations = []migration{
+	{name: "projects, runs, steps and tokens", stmts: []string{
+		`CREATE TABLE projects (
+			id ${id},
+			name TEXT NOT NULL UNIQUE,
+			url TEXT NOT NULL DEFAULT '',
+			poll_interval BIGINT NOT NULL DEFAULT 0,
+			webhook_secret TEXT NOT NULL DEFAULT '',
+			created ${time} NOT NULL
+		)`,
+		`CREATE TABLE runs (
+			id ${id},
+			project_id BIGINT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+			number INTEGER NOT NULL,
+			status TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '',
+			branch TEXT NOT NULL DEFAULT '',
+			commit_sha TEXT NOT NULL DEFAULT '',
+			message TEXT NOT NULL DEFAULT '',
+			event TEXT NOT NULL DEFAULT '',
+			triggered_by TEXT NOT NULL DEFAULT '',
+			rerun_of INTEGER NOT NULL DEFAULT 0,
+			from_step TEXT NOT NULL DEFAULT '',
+			artifact TEXT NOT NULL DEFAULT '',
+			created ${time} NOT NULL,
+			started ${time},
+			finished ${time},
+			UNIQUE (project_id, number)
+		)`,
+		// Listing by project, newest first, uses the unique index above; listing by
+		// status (the queue, /metrics) uses this one.
+		`CREATE INDEX runs_status ON runs (status, id)`,
+		`CREATE TABLE steps (
+			run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+			name TEXT NOT NULL,
+			position INTEGER NOT NULL,
+			needs TEXT NOT NULL DEFAULT '[]',
+			status TEXT NOT NULL,
+			allowed BOOLEAN NOT NULL DEFAULT FALSE,
+			reason TEXT NOT NULL DEFAULT '',
+			exit_code INTEGER NOT NULL DEFAULT 0,
+			attempts INTEGER NOT NULL DEFAULT 0,
+			started ${time},
+			finished ${time},
+			reports ${blob},
+			artifacts ${blob},
+			PRIMARY KEY (run_id, name)
+		)`,
+		`CREATE TABLE tokens (
+			id ${id},
+			name TEXT NOT NULL,
+			role TEXT NOT NULL,
+			hash ${blob} NOT NULL UNIQUE,
+			created ${time} NOT NULL
+		)`,
+	}},
+}
+
+// SchemaVersion is the schema version this binary creates and understands.
+func SchemaVersion() int { return len(migrations) }
+
+// SchemaTooNewError is Open's error for a database a newer drover has migrated. It
+// wraps store.ErrSchemaTooNew.
+type SchemaTooNewError struct {
+	Database int // the database's schema version
+	Binary   int // the newest version this binary knows
+}
+
+// Error implements error.
+func (e *SchemaTooNewError) Error() string {
+	return fmt.Sprintf("database schema version %d is newer than this drover binary supports (%d); upgrade drover",
+		e.Database, e.Binary)
+}
+
+// Unwrap returns store.ErrSchemaTooNew.
+func (e *SchemaTooNewError) Unwrap() error { return store.ErrSchemaTooNew }
+
+// migrate brings the schema up to date in one transaction, which concurrent Opens of
+// the same database take in turn: SQLite's writer transactions are IMMEDIATE, and on
+// PostgreSQL an advisory lock keyed by the schema serializes them. A database newer
+// than the binary is left as it is.
+func (db *DB) migrate(ctx context.Context) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer tx.Rollback() // a no-op after Commit
+	if db.d.name == "postgres" {
+		if err := lockSchema(ctx, tx); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, db.d.types.Replace(`CREATE TABLE IF NOT EXISTS schema_version (
+		version INTEGER PRIMARY KEY,
+		name TEXT NOT NULL,
+		applied ${time} NOT NULL
+	)`)); err != nil {
+		return fmt.Errorf("migrate: create schema_version: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return &SchemaTooNewError{Database: current, Binary: len(migrations)}
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		if err := db.apply(ctx, tx, v); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// lockSchema takes a PostgreSQL advisory lock, held until tx ends, on the schema the
+// tables are created in. The lock is keyed by the schema's name, so that stores in
+// different schemas of a database migrate independently.
+func lockSchema(ctx context.Context, tx *sql.Tx) error {
+	var schema sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("current schema: %w", err)
+	}
+	if !schema.Valid {
+		return errors.New("no schema to create tables in: check search_path")
+	}
+	h := fnv.New64a()
+	h.Write([]byte("drover schema " + schema.String))
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+		return fmt.Errorf("lock schema %s: %w", schema.String, err)
+	}
+	return nil
+}
+
+// apply runs migration version v in tx and records it.
+func (db *DB) apply(ctx context.Context, tx *sql.Tx, v int) error {
+	m := migrations[v-1]
+	stmts := m.stmts
+	switch {
+	case db.d.name == "sqlite" && m.sqlite != nil:
+		stmts = m.sqlite
+	case db.d.name == "postgres" && m.postgres != nil:
+		stmts = m.postgres
+	}
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, db.d.types.Replace(s)); err != nil {
+			return fmt.Errorf("migrate to version %d (%s): %w", v, m.name, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, db.d.rebind(`INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)`),
+		v, m.name, db.d.timeArg(now())); err != nil {
+		return fmt.Errorf("migrate to version %d: record it: %w", v, err)
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/drover-cd/drover/store"
+)
+
+const projectCols = `id, name, url, poll_interval, webhook_secret, created`
+
+// scanProject reads a row of projectCols.
+func scanProject(sc scanner) (*store.Project, error) {
+	p := &store.Project{}
+	var poll int64
+	if err := sc.Scan(&p.ID, &p.Name, &p.URL, &poll, &p.WebhookSecret, dbTime{&p.Created}); err != nil {
+		return nil, err
+	}
+	p.PollInterval = time.Duration(poll)
+	return p, nil
+}
+
+// CreateProject stores p and sets its ID and Created. A taken name is an error
+// wrapping store.ErrExists.
+func (db *DB) CreateProject(ctx context.Context, p *store.Project) error {
+	created := now()
+	var id int64
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO projects (name, url, poll_interval, webhook_secret, created)
+		VALUES (?, ?, ?, ?, ?) RETURNING id`),
+		p.Name, p.URL, int64(p.PollInterval), p.WebhookSecret, db.d.timeArg(created)).Scan(&id)
+	if db.d.isUnique(err) {
+		return fmt.Errorf("store: create project %q: %w", p.Name, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create project %q: %w", p.Name, err)
+	}
+	p.ID, p.Created = id, created
+	return nil
+}
+
+// Project returns the project called name.
+func (db *DB) Project(ctx context.Context, name string) (*store.Project, error) {
+	row := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT `+projectCols+` FROM projects WHERE name = ?`), name)
+	p, err := scanProject(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: project %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: project %q: %w", name, err)
+	}
+	return p, nil
+}
+
+// Projects returns every project, by name.
+func (db *DB) Projects(ctx context.Context) ([]*store.Project, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+projectCols+` FROM projects ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list projects: %w", err)
+	}
+	defer rows.Close()
+	ps := []*store.Project{}
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list projects: %w", err)
+		}
+		ps = append(ps, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list projects: %w", err)
+	}
+	return ps, nil
+}
+
+// CreateToken stores t and sets its ID and Created. A hash already stored is an error
+// wrapping store.ErrExists.
+func (db *DB) CreateToken(ctx context.Context, t *store.Token) error {
+	created := now()
+	var id int64
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO tokens (name, role, hash, created)
+		VALUES (?, ?, ?, ?) RETURNING id`),
+		t.Name, t.Role, t.Hash, db.d.timeArg(created)).Scan(&id)
+	if db.d.isUnique(err) {
+		return fmt.Errorf("store: create token %q: %w", t.Name, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create token %q: %w", t.Name, err)
+	}
+	t.ID, t.Created = id, created
+	return nil
+}
+
+// TokenByHash returns the token whose hash is hash.
+func (db *DB) TokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
+	t := &store.Token{}
+	err := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT id, name, role, hash, created FROM tokens WHERE hash = ?`), hash).
+		Scan(&t.ID, &t.Name, &t.Role, &t.Hash, dbTime{&t.Created})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: token by hash: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: token by hash: %w", err)
+	}
+	return t, nil
+}
+
+// CountTokens returns how many tokens there are.
+func (db *DB) CountTokens(ctx context.Context) (int, error) {
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count tokens: %w", err)
+	}
+	return n, nil
+}

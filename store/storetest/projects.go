@@ -1,0 +1,141 @@
+package storetest
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/drover-cd/drover/store"
+)
+
+func testProjects(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ps, err := s.Projects(ctx)
+	if err != nil || len(ps) != 0 {
+		t.Fatalf("Projects of an empty store = %v, %v; want none", ps, err)
+	}
+
+	want := map[string]*store.Project{}
+	for _, name := range []string{"zeta", "alpha", "mid.app_2"} {
+		p := &store.Project{Name: name, URL: "https://example.com/" + name + ".git",
+			PollInterval: 90 * time.Second, WebhookSecret: "s3cret-" + name}
+		if err := s.CreateProject(ctx, p); err != nil {
+			t.Fatalf("CreateProject(%s): %v", name, err)
+		}
+		if p.ID == 0 {
+			t.Errorf("CreateProject(%s) did not set ID", name)
+		}
+		checkCreated(t, "CreateProject("+name+")", p.Created)
+		want[name] = p
+	}
+	if want["zeta"].ID == want["alpha"].ID {
+		t.Errorf("two projects have ID %d", want["zeta"].ID)
+	}
+	// A project without URL or polling, as one hosted by Drover is.
+	hosted := &store.Project{Name: "hosted"}
+	if err := s.CreateProject(ctx, hosted); err != nil {
+		t.Fatalf("CreateProject(hosted): %v", err)
+	}
+	want["hosted"] = hosted
+
+	for name, w := range want {
+		got, err := s.Project(ctx, name)
+		if err != nil {
+			t.Fatalf("Project(%s): %v", name, err)
+		}
+		checkProject(t, "Project("+name+")", got, w)
+	}
+
+	ps, err = s.Projects(ctx)
+	if err != nil {
+		t.Fatalf("Projects: %v", err)
+	}
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.Name)
+		checkProject(t, "Projects: "+p.Name, p, want[p.Name])
+	}
+	if wantNames := []string{"alpha", "hosted", "mid.app_2", "zeta"}; !reflect.DeepEqual(names, wantNames) {
+		t.Errorf("Projects = %v, want %v", names, wantNames)
+	}
+}
+
+// checkProject fails unless got equals want in every field.
+func checkProject(t *testing.T, what string, got, want *store.Project) {
+	t.Helper()
+	if got == nil || want == nil {
+		t.Errorf("%s: got %v, want %v", what, got, want)
+		return
+	}
+	g, w := *got, *want
+	sameTimes(t, what, []string{"Created"}, []*time.Time{&g.Created}, []*time.Time{&w.Created})
+	if g != w {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, g, w)
+	}
+}
+
+func testProjectDuplicate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	first := mustProject(t, s, "app")
+	dup := &store.Project{Name: "app", URL: "https://elsewhere.example/app.git"}
+	wantErr(t, "CreateProject of a taken name", s.CreateProject(ctx, dup), store.ErrExists)
+
+	got, err := s.Project(ctx, "app")
+	if err != nil {
+		t.Fatalf("Project(app): %v", err)
+	}
+	checkProject(t, "Project(app) after a duplicate", got, first)
+	if ps, err := s.Projects(ctx); err != nil || len(ps) != 1 {
+		t.Errorf("Projects after a duplicate = %d projects, %v; want 1", len(ps), err)
+	}
+	// Names are compared exactly: another case is another project.
+	if err := s.CreateProject(ctx, &store.Project{Name: "App"}); err != nil {
+		t.Errorf("CreateProject(App) after app: %v", err)
+	}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if n, err := s.CountTokens(ctx); err != nil || n != 0 {
+		t.Fatalf("CountTokens of an empty store = %d, %v; want 0", n, err)
+	}
+	admin := &store.Token{Name: "ci", Role: "admin", Hash: bytes.Repeat([]byte{0xde, 0xad, 0x00, 0xff}, 8)}
+	viewer := &store.Token{Name: "dashboard", Role: "viewer", Hash: bytes.Repeat([]byte{0x01, 0x00}, 16)}
+	for _, tok := range []*store.Token{admin, viewer} {
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatalf("CreateToken(%s): %v", tok.Name, err)
+		}
+		if tok.ID == 0 {
+			t.Errorf("CreateToken(%s) did not set ID", tok.Name)
+		}
+		checkCreated(t, "CreateToken("+tok.Name+")", tok.Created)
+	}
+	if admin.ID == viewer.ID {
+		t.Errorf("two tokens have ID %d", admin.ID)
+	}
+	if n, err := s.CountTokens(ctx); err != nil || n != 2 {
+		t.Errorf("CountTokens = %d, %v; want 2", n, err)
+	}
+
+	for _, want := range []*store.Token{admin, viewer} {
+		got, err := s.TokenByHash(ctx, want.Hash)
+		if err != nil {
+			t.Fatalf("TokenByHash(%s): %v", want.Name, err)
+		}
+		g, w := *got, *want
+		sameTimes(t, "TokenByHash("+want.Name+")", []string{"Created"}, []*time.Time{&g.Created}, []*time.Time{&w.Created})
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("TokenByHash(%s):\n got %+v\nwant %+v", want.Name, g, w)
+		}
+	}
+	// A prefix of a hash is not the hash.
+	_, err := s.TokenByHash(ctx, admin.Hash[:16])
+	wantErr(t, "TokenByHash(prefix)", err, store.ErrNotFound)
+
+	dup := &store.Token{Name: "again", Role: "viewer", Hash: admin.Hash}
+	wantErr(t, "CreateToken of a stored hash", s.CreateToken(ctx, dup), store.ErrExists)
+	if n, err := s.CountTokens(ctx); err != nil || n != 2 {
+		t.Errorf("CountTokens after a duplicate = %d, %v; want 2", n, err)
+	}
+}
