@@ -60,6 +60,9 @@ type Runner struct {
 
 	mu      sync.Mutex
 	cancels map[int64]context.CancelCauseFunc
+
+	// StepDurations records how long every step that ran took, for /metrics.
+	StepDurations *Histogram
 }
 
 // New returns a Runner; it does nothing until Start.
@@ -73,7 +76,8 @@ func New(cfg Config) *Runner {
 	if cfg.Hub == nil {
 		cfg.Hub = &notify.Hub{}
 	}
-	return &Runner{cfg: cfg, wake: make(chan struct{}, cfg.Workers), cancels: map[int64]context.CancelCauseFunc{}}
+	return &Runner{cfg: cfg, wake: make(chan struct{}, cfg.Workers), cancels: map[int64]context.CancelCauseFunc{},
+		StepDurations: NewHistogram(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)}
 }
 
 // Start recovers from a previous stop and starts the workers, which run until ctx ends.

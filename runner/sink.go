@@ -53,6 +53,9 @@ func (s *sink) Handle(e engine.Event) {
 			st.Artifacts, _ = json.Marshal(res.Artifacts)
 		}
 		s.save(st)
+		if d := res.Duration(); d > 0 {
+			s.r.StepDurations.Observe(d)
+		}
 		if w := s.logs[e.Step]; w != nil {
 			if err := w.Close(); err != nil {
 				s.r.cfg.Log.Error("close step log", "step", e.Step, "err", err)

@@ -27,4 +27,6 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "# HELP drover_queue_length Runs waiting for a worker.")
 	fmt.Fprintln(w, "# TYPE drover_queue_length gauge")
 	fmt.Fprintf(w, "drover_queue_length %d\n", counts["pending"])
+	s.cfg.Runner.StepDurations.WritePrometheus(w, "drover_step_duration_seconds",
+		"How long steps ran, since the server started.")
 }

@@ -32,6 +32,15 @@ steps:
 	if got := s.text("/api/v1/projects/shop/runs/1/steps/hello/log"); got != "hello from main\nsecond line\n" {
 		t.Errorf("log %q", got)
 	}
+	metrics := s.text("/metrics")
+	for _, want := range []string{`drover_runs{status="success"} 1`, "drover_queue_length 0", "drover_step_duration_seconds_count 2"} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
+		}
+	}
+	if health := s.text("/healthz"); !strings.Contains(health, `"status": "ok"`) {
+		t.Errorf("/healthz: %s", health)
+	}
 	// A second branch is a second run (multibranch), and clone works.
 	git(t, repo, "checkout", "-q", "-b", "feature")
 	git(t, repo, "commit", "-q", "--allow-empty", "-m", "feature work")
@@ -176,5 +185,28 @@ func TestWebhookSignatures(t *testing.T) {
 	}
 	if !strings.Contains(s.log.String(), "bad signature") {
 		t.Error("the refused webhook was not logged")
+	}
+}
+
+func TestAutoCancelSupersedesOlderRunsOfTheBranch(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "")
+	started := filepath.Join(t.TempDir(), "started")
+	repo := gitRepo(t, fmt.Sprintf(`
+auto_cancel: true
+steps:
+  - {name: slow, run: "touch %s; sleep 30"}
+`, started))
+	git(t, repo, "push", "-q", s.pushURL("ac"), "main")
+	waitForFile(t, started)
+	git(t, repo, "commit", "-q", "--allow-empty", "-m", "newer")
+	git(t, repo, "push", "-q", s.pushURL("ac"), "main")
+	first := s.waitRun("ac", 1, finished)
+	if first.Status != "cancelled" || first.Reason != "superseded by run #2" {
+		t.Errorf("older run: %+v", first)
+	}
+	s.api("POST", "/api/v1/projects/ac/runs/2/cancel", "", nil, nil)
+	if second := s.waitRun("ac", 2, finished); second.Status != "cancelled" || !strings.Contains(second.Reason, "cancelled by admin") {
+		t.Errorf("newer run: %+v", second)
 	}
 }
