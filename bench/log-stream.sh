@@ -11,13 +11,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+. "$root/bench/lib.sh"
+start_server
 cd "$root"
-go build -o "$work/drover" ./cmd/drover
-"$work/drover" server --data "$work/data" --listen 127.0.0.1:0 2> "$work/server.log" &
-server=$!
-for _ in $(seq 100); do grep -q 'drover server listening' "$work/server.log" && break; sleep 0.05; done
-url=$(sed -n 's/.*drover server listening" url=\(http[^ ]*\).*/\1/p' "$work/server.log")
-token=$(cat "$work/data/admin-token")
 auth=(-H "Authorization: Bearer $token")
 
 mkdir "$work/repo" && cd "$work/repo"
@@ -31,6 +27,7 @@ push="${url/http:\/\//http://admin:$token@}/git/loud.git"
 local_ms=() server_ms=()
 for i in $(seq "$rounds"); do
 	t0=$(date +%s%N); "$work/drover" run > /dev/null; t1=$(date +%s%N)
+	echo "round $i: drover run $(( (t1 - t0) / 1000000 )) ms, its step $(grep -m1 duration .drover/runs/$i/run.json || true)" >&2
 	local_ms+=($(( (t1 - t0) / 1000000 )))
 	[ "$i" -gt 1 ] && git -c user.name=b -c user.email=b@b commit -q --allow-empty -m "round $i"
 	git push -q "$push" main
@@ -43,6 +40,8 @@ for i in $(seq "$rounds"); do
 		[ "$st" = running ] || [ "$st" = pending ] || break; sleep 0.1
 	done
 	d=$(curl -s "${auth[@]}" "$url/api/v1/projects/loud/runs/$i" | grep -m1 '"duration_ms"' | tr -dc 0-9)
+	sd=$(curl -s "${auth[@]}" "$url/api/v1/projects/loud/runs/$i" | grep '"duration_ms"' | sed -n 2p | tr -dc 0-9)
+	echo "round $i: server run $d ms, its step $sd ms" >&2
 	server_ms+=($d)
 	size=$(stat -c %s "$work/followed.log")
 done

@@ -8,14 +8,10 @@ set -euo pipefail
 rounds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-
-(cd "$root" && go build -o "$work/drover" ./cmd/drover)
-"$work/drover" server --data "$work/data" --listen 127.0.0.1:0 2> "$work/server.log" &
-server=$!
-for _ in $(seq 100); do grep -q 'drover server listening' "$work/server.log" && break; sleep 0.05; done
-url=$(sed -n 's/.*drover server listening" url=\(http[^ ]*\).*/\1/p' "$work/server.log")
-token=$(cat "$work/data/admin-token")
+server=
+trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+. "$root/bench/lib.sh"
+start_server
 push="${url/http:\/\//http://admin:$token@}/git/bench.git"
 
 mkdir "$work/repo" && cd "$work/repo"

@@ -12,15 +12,11 @@ work=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
 cd "$root"
-go build -o "$work/drover" ./cmd/drover
 go build -o "$work/seedruns" ./bench/seedruns
 echo "seeding $runs runs..." >&2
 "$work/seedruns" -data "$work/data" -runs "$runs"
-"$work/drover" server --data "$work/data" --listen 127.0.0.1:0 2> "$work/server.log" &
-server=$!
-for _ in $(seq 100); do grep -q 'drover server listening' "$work/server.log" && break; sleep 0.05; done
-url=$(sed -n 's/.*drover server listening" url=\(http[^ ]*\).*/\1/p' "$work/server.log")
-token=$(cat "$work/data/admin-token")
+. "$root/bench/lib.sh"
+start_server
 
 measure() { # NAME PATH
 	local t=()
