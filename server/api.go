@@ -173,7 +173,8 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
 		s.errorJSON(w, http.StatusNotFound, fmt.Sprintf("run #%d has no step %q", run.Number, r.PathValue("step")))
 		return
 	}
-	follow := r.URL.Query().Get("follow") == "1" && (run.Status == runner.Pending || run.Status == runner.Running)
+	follow := r.URL.Query().Get("follow") == "1" &&
+		(run.Status == runner.Pending || run.Status == runner.Running || run.Status == runner.Waiting)
 	ctx := r.Context()
 	if follow {
 		// Stop following when the run ends, also for a step that never starts.
@@ -183,6 +184,7 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("X-Accel-Buffering", "no") // stream through proxies such as nginx
 	rc := http.NewResponseController(w)
 	if err := s.cfg.Logs.Follow(ctx, run.ID, position, follow, w, func() { _ = rc.Flush() }); err != nil {
 		s.cfg.Log.Warn("stream log", "err", err)

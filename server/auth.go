@@ -96,17 +96,22 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if s.cfg.Public {
 			p.Role = RoleViewer
 		}
-		token := ""
+		token, fromCookie := "", false
 		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
 			token = strings.TrimPrefix(h, "Bearer ")
 		} else if _, pass, ok := r.BasicAuth(); ok {
 			token = pass
 		} else if c, err := r.Cookie(TokenCookie); err == nil {
-			token = c.Value // the web UI's sign-in; SameSite=Strict keeps other sites from using it
+			token, fromCookie = c.Value, true // the web UI's sign-in; SameSite=Strict keeps other sites from using it
 		}
 		if token != "" {
 			t, err := s.cfg.Store.TokenByHash(r.Context(), HashToken(token))
 			switch {
+			case errors.Is(err, store.ErrNotFound) && fromCookie:
+				// A stale sign-in: forget it and carry on as anonymous, so /login still works.
+				http.SetCookie(w, &http.Cookie{Name: TokenCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+				return
 			case errors.Is(err, store.ErrNotFound):
 				s.unauthorized(w, r, "the token is not valid")
 				return

@@ -50,7 +50,12 @@ func (s *Server) AllowCreate(name string) bool {
 
 // OnPush queues a run for every branch a push created or moved.
 func (s *Server) OnPush(ctx context.Context, repo string, updates []source.RefUpdate) {
-	s.queueUpdates(ctx, repo, "push", "push", updates)
+	// The push's request context carries who pushed; they are the run's trigger.
+	who := "push"
+	if p, ok := ctx.Value(principalKey{}).(Principal); ok && p.Name != "" {
+		who = p.Name
+	}
+	s.queueUpdates(ctx, repo, "push", who, updates)
 }
 
 // queueUpdates queues runs for updated branches; deleted branches and tags are ignored.
@@ -85,7 +90,7 @@ func (s *Server) untilRunEnds(ctx context.Context, run *store.Run) (context.Cont
 				return
 			case <-changed:
 				cur, err := s.cfg.Store.RunByID(ctx, run.ID)
-				if err != nil || (cur.Status != runner.Pending && cur.Status != runner.Running) {
+				if err != nil || (cur.Status != runner.Pending && cur.Status != runner.Running && cur.Status != runner.Waiting) {
 					cancel()
 					return
 				}

@@ -26,7 +26,7 @@ steps:
 `)
 	git(t, repo, "push", "-q", s.pushURL("shop"), "main")
 	run := s.waitRun("shop", 1, finished)
-	if run.Status != "success" || run.Commit != git(t, repo, "rev-parse", "HEAD") || run.Branch != "main" {
+	if run.Status != "success" || run.Commit != git(t, repo, "rev-parse", "HEAD") || run.Branch != "main" || run.Trigger != "admin" {
 		t.Fatalf("run: %+v", run)
 	}
 	if got := s.text("/api/v1/projects/shop/runs/1/steps/hello/log"); got != "hello from main\nsecond line\n" {

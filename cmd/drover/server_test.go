@@ -161,12 +161,13 @@ func (s *testServer) text(path string) string {
 }
 
 type apiRun struct {
-	Number int    `json:"number"`
-	Status string `json:"status"`
-	Reason string `json:"reason"`
-	Commit string `json:"commit"`
-	Branch string `json:"branch"`
-	Steps  []struct {
+	Number  int    `json:"number"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Commit  string `json:"commit"`
+	Branch  string `json:"branch"`
+	Trigger string `json:"trigger"`
+	Steps   []struct {
 		Name   string `json:"name"`
 		Status string `json:"status"`
 		Reason string `json:"reason"`

@@ -1,0 +1,122 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/drover-cd/drover/report"
+	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/store"
+)
+
+// runPage is the data of a run's page.
+type runPage struct {
+	Run       runJSON
+	Graph     dagGraph
+	Failures  []stepFailure  // failed tests of every step, first
+	Coverage  []stepCoverage // coverage of every step that measured it
+	Artifacts []stepArtifact
+	Failed    []string // failed steps, for "Re-run from this step"
+}
+
+type stepFailure struct {
+	Step string
+	report.Failure
+}
+
+type stepCoverage struct {
+	Step    string
+	Percent float64
+}
+
+type stepArtifact struct {
+	Step string
+	artifactJSON
+}
+
+// findRun is the run named by the path's {p} and {n}, or an error page.
+func (w *web) findRun(rw http.ResponseWriter, r *http.Request) (*store.Run, bool) {
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil || n < 1 {
+		w.fail(rw, r, http.StatusNotFound, fmt.Errorf("run number %q is not a positive number", r.PathValue("n")))
+		return nil, false
+	}
+	run, err := w.s.cfg.Store.Run(r.Context(), r.PathValue("p"), n)
+	if err != nil {
+		w.failErr(rw, r, fmt.Errorf("run %s #%d: %w", r.PathValue("p"), n, err))
+		return nil, false
+	}
+	return run, true
+}
+
+// run shows a run: its header, step graph, tests, coverage, artifacts and actions.
+func (w *web) run(rw http.ResponseWriter, r *http.Request) {
+	run, ok := w.findRun(rw, r)
+	if !ok {
+		return
+	}
+	detail, err := w.s.runDetail(r.Context(), run)
+	if err != nil {
+		w.failErr(rw, r, fmt.Errorf("steps of run %s #%d: %w", run.Project, run.Number, err))
+		return
+	}
+	w.render(rw, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Project, run.Number), newRunPage(detail))
+}
+
+// newRunPage gathers what the run page shows from the run's JSON view.
+func newRunPage(detail runJSON) runPage {
+	page := runPage{Run: detail, Graph: layoutDAG(detail.Steps, func(step string) string {
+		return stepURL(detail.Project, detail.Number, step)
+	})}
+	for _, st := range detail.Steps {
+		for _, f := range st.Failures {
+			page.Failures = append(page.Failures, stepFailure{Step: st.Name, Failure: f})
+		}
+		if st.Coverage != nil {
+			page.Coverage = append(page.Coverage, stepCoverage{Step: st.Name, Percent: *st.Coverage})
+		}
+		for _, a := range st.Artifacts {
+			page.Artifacts = append(page.Artifacts, stepArtifact{Step: st.Name, artifactJSON: a})
+		}
+		if st.Status == "failure" || st.Status == "error" || st.Status == "cancelled" {
+			page.Failed = append(page.Failed, st.Name)
+		}
+	}
+	return page
+}
+
+// cancel is the Cancel button: it stops the run and returns to its page.
+func (w *web) cancel(rw http.ResponseWriter, r *http.Request) {
+	run, ok := w.findRun(rw, r)
+	if !ok {
+		return
+	}
+	err := w.s.cfg.Runner.Cancel(r.Context(), run.Project, run.Number, principal(r).Name)
+	if err != nil && !errors.Is(err, runner.ErrFinished) {
+		w.failErr(rw, r, fmt.Errorf("cancel run %s #%d: %w", run.Project, run.Number, err))
+		return
+	}
+	http.Redirect(rw, r, runURL(run.Project, run.Number), http.StatusSeeOther)
+}
+
+// rerun is the Re-run buttons: it queues the run again, from the form's from_step if
+// given, and opens the new run.
+func (w *web) rerun(rw http.ResponseWriter, r *http.Request) {
+	run, ok := w.findRun(rw, r)
+	if !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		w.fail(rw, r, http.StatusBadRequest, fmt.Errorf("read the form: %w", err))
+		return
+	}
+	next, err := w.s.cfg.Runner.Rerun(r.Context(), run.Project, run.Number, r.PostForm.Get("from_step"), principal(r).Name)
+	if err != nil {
+		w.failErr(rw, r, fmt.Errorf("re-run %s #%d: %w", run.Project, run.Number, err))
+		return
+	}
+	http.Redirect(rw, r, runURL(next.Project, next.Number), http.StatusSeeOther)
+}
