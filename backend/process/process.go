@@ -32,6 +32,9 @@ type Backend struct {
 	// Drain bounds how long output is still read after the script's process group was
 	// killed, for a process that left the group and kept the output open. Default: 2s.
 	Drain time.Duration
+	// Leftovers, when set, records running steps' process groups so a restarted server
+	// can stop those a crash left behind. Default: not recorded.
+	Leftovers *Leftovers
 }
 
 // Supports refuses steps that need containers: this backend has none.
@@ -78,6 +81,8 @@ func (b *Backend) Exec(ctx context.Context, spec *engine.Spec, out io.Writer) (i
 	}
 	pw.Close()
 	pgid := cmd.Process.Pid
+	b.Leftovers.add(pgid)
+	defer b.Leftovers.remove(pgid)
 
 	copied := make(chan struct{})
 	go func() {

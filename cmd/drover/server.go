@@ -72,6 +72,12 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	}
+	// Absolute, so that workspaces, DROVER_WORKSPACE and leftover detection agree.
+	data, err := filepath.Abs(o.data)
+	if err != nil {
+		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
+	}
+	o.data = data
 	dsn := o.db
 	if dsn == "" {
 		dsn = filepath.Join(o.data, "drover.db")
@@ -92,13 +98,20 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	work := filepath.Join(o.data, "work")
+	leftovers := &process.Leftovers{Dir: filepath.Join(o.data, "pids"), Marker: "DROVER_WORKSPACE=" + work + string(filepath.Separator)}
+	if n, err := leftovers.Kill(); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("stopped steps a previous server left running", "process_groups", n)
+	}
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
 	run := runner.New(runner.Config{
 		Store: st, Logs: logs, Hub: hub, Artifacts: arts,
 		Repos:   hosting.RepoPath,
-		WorkDir: filepath.Join(o.data, "work"),
-		Backend: &process.Backend{Grace: o.grace},
+		WorkDir: work,
+		Backend: &process.Backend{Grace: o.grace, Leftovers: leftovers},
 		Workers: o.workers,
 		Log:     log,
 	})

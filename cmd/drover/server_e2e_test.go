@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,6 +99,10 @@ steps:
 	git(t, repo, "push", "-q", s.pushURL("app"), "main")
 	waitForFile(t, marker)
 	time.Sleep(2 * 50 * time.Millisecond) // two log flush periods: the line is acknowledged
+	shellPid, err := strconv.Atoi(onlyEntry(t, filepath.Join(dir, "pids"))) // the step's process group
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A second run is queued behind the first (one worker).
 	git(t, repo, "commit", "-q", "--allow-empty", "-m", "second")
 	git(t, repo, "push", "-q", s.pushURL("app"), "main")
@@ -106,6 +111,10 @@ steps:
 
 	os.Remove(marker)
 	s.start("--workers", "1")
+	if alive(shellPid) {
+		syscall.Kill(-shellPid, syscall.SIGKILL)
+		t.Errorf("the step the killed server left running (group %d) still runs after the restart", shellPid)
+	}
 	first := s.waitRun("app", 1, finished)
 	if first.Status != "error" || !strings.Contains(first.Reason, "server stopped") {
 		t.Errorf("interrupted run: %+v", first)
@@ -209,4 +218,14 @@ steps:
 	if second := s.waitRun("ac", 2, finished); second.Status != "cancelled" || !strings.Contains(second.Reason, "cancelled by admin") {
 		t.Errorf("newer run: %+v", second)
 	}
+}
+
+// onlyEntry is the name of the single entry of dir.
+func onlyEntry(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("%s: %v, %d entries; want one", dir, err, len(entries))
+	}
+	return entries[0].Name()
 }
