@@ -365,11 +365,8 @@ func TestBadFlagsAreExit2(t *testing.T) {
 
 func TestEveryCommandHasHelp(t *testing.T) {
 	t.Parallel()
-	for _, cmd := range []string{"", "run", "validate", "schema", "version"} {
-		args := []string{"--help"}
-		if cmd != "" {
-			args = []string{cmd, "--help"}
-		}
+	for _, cmd := range []string{"", "run", "validate", "schema", "version", "server", "token", "token create", "project add"} {
+		args := append(strings.Fields(cmd), "--help")
 		r := drover(t, t.TempDir(), args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
 			t.Errorf("drover %s --help:\n%s", cmd, r)

@@ -98,7 +98,7 @@ steps:
 `, marker))
 	git(t, repo, "push", "-q", s.pushURL("app"), "main")
 	waitForFile(t, marker)
-	time.Sleep(2 * 50 * time.Millisecond) // two log flush periods: the line is acknowledged
+	time.Sleep(2 * 50 * time.Millisecond)                                   // two log flush periods: the line is acknowledged
 	shellPid, err := strconv.Atoi(onlyEntry(t, filepath.Join(dir, "pids"))) // the step's process group
 	if err != nil {
 		t.Fatal(err)
@@ -228,4 +228,29 @@ func onlyEntry(t *testing.T, dir string) string {
 		t.Fatalf("%s: %v, %d entries; want one", dir, err, len(entries))
 	}
 	return entries[0].Name()
+}
+
+func TestTokenAndProjectCommands(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "")
+	r := drover(t, t.TempDir(), "token", "create", "--server", s.URL, "--token", s.Token, "--role", "viewer", "--name", "dashboard")
+	token := strings.TrimSpace(r.stdout)
+	if r.code != 0 || !strings.HasPrefix(token, "drover_") {
+		t.Fatalf("token create:\n%s", r)
+	}
+	if code := s.api("GET", "/api/v1/projects", token, nil, nil); code != http.StatusOK {
+		t.Errorf("the new token reads: %d", code)
+	}
+	upstream := gitRepo(t, "steps: [{name: a, run: echo followed}]\n")
+	r = drover(t, t.TempDir(), "project", "add", "ext", "--url", upstream, "--server", s.URL, "--token", s.Token)
+	if r.code != 0 || !strings.Contains(r.stdout, "following") {
+		t.Fatalf("project add:\n%s", r)
+	}
+	if run := s.waitRun("ext", 1, finished); run.Status != "success" {
+		t.Errorf("the followed project's first run: %+v", run)
+	}
+	r = drover(t, t.TempDir(), "token", "create", "--server", s.URL, "--token", token, "--role", "admin")
+	if r.code == 0 || !strings.Contains(r.stderr, "403") {
+		t.Errorf("a viewer created a token:\n%s", r)
+	}
 }
