@@ -179,8 +179,7 @@ func (r *run) execute(ctx context.Context) *RunResult {
 	}
 	res.Status = r.status(ctx, res.Steps)
 	if desc, err := r.publish(res.Steps); err != nil {
-		res.Status = Errored
-		r.emit(Event{Type: StepNote, Line: "publishing the run's artifact failed: " + err.Error()})
+		res.Status, res.Reason = Errored, "publishing the run's artifact failed: "+err.Error()
 	} else {
 		res.Artifact = desc
 	}

@@ -101,4 +101,5 @@ type RunResult struct {
 	Started  time.Time           `json:"started"`
 	Finished time.Time           `json:"finished"`
 	Artifact *ocispec.Descriptor `json:"artifact,omitempty"` // the run's artifact manifest; nil when it has none
+	Reason   string              `json:"reason,omitempty"`   // why the run itself (not a step) errored
 }

@@ -128,12 +128,20 @@ func (r *Runner) cancel(ctx context.Context, run *store.Run, reason string) erro
 		return nil
 	}
 	r.mu.Lock()
-	stop := r.cancels[run.ID]
-	r.mu.Unlock()
-	if stop == nil {
+	defer r.mu.Unlock()
+	if stop := r.cancels[run.ID]; stop != nil {
+		stop(errors.New(reason))
+		return nil
+	}
+	// Not executing here: claimed but not started yet, or already over.
+	cur, err := r.cfg.Store.RunByID(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	if cur.Status != Running {
 		return ErrFinished
 	}
-	stop(errors.New(reason))
+	r.cancelled[run.ID] = errors.New(reason)
 	return nil
 }
 

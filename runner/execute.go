@@ -24,6 +24,10 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 	defer cancel(nil)
 	r.mu.Lock()
 	r.cancels[run.ID] = cancel
+	if cause := r.cancelled[run.ID]; cause != nil {
+		cancel(cause) // cancelled between the claim and now
+		delete(r.cancelled, run.ID)
+	}
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -40,7 +44,7 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 	log := r.cfg.Log.With("project", run.Project, "run", run.Number)
 	log.Info("run started", "commit", short(run.Commit))
 
-	status, reason, artifact := r.perform(runCtx, rec, run)
+	status, reason, artifact := r.perform(runCtx, ctx, rec, run)
 	if ctx.Err() != nil {
 		// The server is stopping: leave the run as running; the next start marks it.
 		return
@@ -56,10 +60,16 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 
 // perform checks the run's commit out and runs its pipeline, returning the run's final
 // status, the reason for it and its artifact digest.
-func (r *Runner) perform(ctx, rec context.Context, run *store.Run) (status, reason, artifact string) {
+//
+// ctx ends when the run is cancelled or the server stops; serverCtx only when the server
+// stops; rec never (for recording the outcome).
+func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (status, reason, artifact string) {
 	repo := r.cfg.Repos(run.Project)
 	data, err := source.ReadFile(ctx, repo, run.Commit, PipelineFile)
 	if err != nil {
+		if ctx.Err() != nil {
+			return Cancelled, cancelReason(ctx), ""
+		}
 		return Errored, "read drover.yml: " + err.Error(), ""
 	}
 	p, err := pipeline.Parse(PipelineFile, data)
@@ -113,6 +123,8 @@ func (r *Runner) perform(ctx, rec context.Context, run *store.Run) (status, reas
 			"dev.drover.branch":                 run.Branch,
 		},
 		Done: done,
+		// Clean-up steps still run after a user's cancel, but not past the server's stop.
+		Cleanup: serverCtx,
 	})
 	if err != nil {
 		return Errored, err.Error(), ""
@@ -126,6 +138,9 @@ func (r *Runner) perform(ctx, rec context.Context, run *store.Run) (status, reas
 	case engine.Failure:
 		return Failure, firstReason(res), artifact
 	case engine.Errored:
+		if res.Reason != "" {
+			return Errored, res.Reason, artifact
+		}
 		return Errored, firstReason(res), artifact
 	}
 	return Success, "", artifact
@@ -184,7 +199,9 @@ func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (m
 	}
 	done := map[string]*engine.StepResult{}
 	for _, s := range steps {
-		if rerun[s.Name] || (s.Status != Success && s.Status != string(engine.Skipped)) {
+		// Only successes are kept: a skip depended on how the old run went (an earlier
+		// failure, a cancel), so the engine decides skips afresh.
+		if rerun[s.Name] || s.Status != Success {
 			continue
 		}
 		res := toResult(s)

@@ -32,6 +32,12 @@ const (
 	Errored   = "error"
 )
 
+// Active reports whether a run in this state may still change: queued, running or
+// waiting for an approval.
+func Active(status string) bool {
+	return status == Pending || status == Running || status == Waiting
+}
+
 // ErrNoPipeline is returned by Enqueue for a commit without a drover.yml.
 var ErrNoPipeline = errors.New("the commit has no drover.yml")
 
@@ -60,6 +66,9 @@ type Runner struct {
 
 	mu      sync.Mutex
 	cancels map[int64]context.CancelCauseFunc
+	// cancelled holds cancels that came for a claimed run before execute registered its
+	// cancel function; execute applies them at once.
+	cancelled map[int64]error
 
 	// StepDurations records how long every step that ran took, for /metrics.
 	StepDurations *Histogram
@@ -77,6 +86,7 @@ func New(cfg Config) *Runner {
 		cfg.Hub = &notify.Hub{}
 	}
 	return &Runner{cfg: cfg, wake: make(chan struct{}, cfg.Workers), cancels: map[int64]context.CancelCauseFunc{},
+		cancelled:     map[int64]error{},
 		StepDurations: NewHistogram(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)}
 }
 
@@ -167,7 +177,10 @@ func (r *Runner) worker(ctx context.Context) {
 		for ctx.Err() == nil {
 			run, err := r.claim(ctx)
 			if err != nil {
-				r.cfg.Log.Error("claim a queued run", "err", err)
+				// Nothing polls the queue: look again soon, or queued runs would wait
+				// for the next push.
+				r.cfg.Log.Error("claim a queued run; retrying in 2s", "err", err)
+				time.AfterFunc(2*time.Second, r.kick)
 				break
 			}
 			if run == nil {

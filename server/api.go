@@ -173,8 +173,7 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
 		s.errorJSON(w, http.StatusNotFound, fmt.Sprintf("run #%d has no step %q", run.Number, r.PathValue("step")))
 		return
 	}
-	follow := r.URL.Query().Get("follow") == "1" &&
-		(run.Status == runner.Pending || run.Status == runner.Running || run.Status == runner.Waiting)
+	follow := r.URL.Query().Get("follow") == "1" && runner.Active(run.Status)
 	ctx := r.Context()
 	if follow {
 		// Stop following when the run ends, also for a step that never starts.

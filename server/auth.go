@@ -37,8 +37,9 @@ func ValidRole(role string) bool { return roleRank(role) > 0 }
 
 // Principal is who made a request.
 type Principal struct {
-	Name string // the token's name; "anonymous" without one
-	Role string // "" when nothing is allowed
+	Name          string // the token's name; "anonymous" without one
+	Role          string // "" when nothing is allowed
+	Authenticated bool   // a valid token was presented
 }
 
 // Can reports whether p holds role or a higher one.
@@ -101,7 +102,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			token = strings.TrimPrefix(h, "Bearer ")
 		} else if _, pass, ok := r.BasicAuth(); ok {
 			token = pass
-		} else if c, err := r.Cookie(TokenCookie); err == nil {
+		} else if c, err := r.Cookie(TokenCookie); err == nil && !unsafeAPI(r) {
 			token, fromCookie = c.Value, true // the web UI's sign-in; SameSite=Strict keeps other sites from using it
 		}
 		if token != "" {
@@ -119,7 +120,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				s.fail(w, r, err)
 				return
 			}
-			p = Principal{Name: t.Name, Role: t.Role}
+			p = Principal{Name: t.Name, Role: t.Role, Authenticated: true}
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
@@ -132,12 +133,25 @@ func (s *Server) require(role string, next http.HandlerFunc) http.HandlerFunc {
 		switch {
 		case p.Can(role):
 			next(w, r)
-		case p.Role == "":
+		case !p.Authenticated:
+			// 401, not 403, for anonymous callers even with --public: git sends its
+			// credentials only after a 401 challenge.
 			s.unauthorized(w, r, "sign in with a token: Authorization: Bearer TOKEN")
 		default:
 			s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("%s needs the %s role; %s has %s", r.URL.Path, role, p.Name, p.Role))
 		}
 	}
+}
+
+// unsafeAPI reports a state-changing request to the API or to git. The web UI's cookie
+// does not authenticate those: a page on another port or subdomain of the same site
+// could otherwise make a signed-in browser send them (SameSite stops only other sites).
+// The UI's own forms post to its pages, which check the origin.
+func unsafeAPI(r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+		return false
+	}
+	return strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/git/")
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {

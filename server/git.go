@@ -82,20 +82,21 @@ func (s *Server) queueUpdates(ctx context.Context, project, event, trigger strin
 func (s *Server) untilRunEnds(ctx context.Context, run *store.Run) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	changed, stop := s.cfg.Hub.Subscribe(runner.RunKey(run.ID))
+	ended := func() bool {
+		cur, err := s.cfg.Store.RunByID(ctx, run.ID)
+		return err != nil || !runner.Active(cur.Status)
+	}
 	go func() {
 		defer stop()
-		for {
+		// Look once after subscribing too: the run may have ended just before.
+		for !ended() {
 			select {
 			case <-ctx.Done():
 				return
 			case <-changed:
-				cur, err := s.cfg.Store.RunByID(ctx, run.ID)
-				if err != nil || (cur.Status != runner.Pending && cur.Status != runner.Running && cur.Status != runner.Waiting) {
-					cancel()
-					return
-				}
 			}
 		}
+		cancel()
 	}()
 	return ctx, cancel
 }

@@ -28,6 +28,9 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, source.ErrNotPush):
 		w.WriteHeader(http.StatusNoContent)
 		return
+	case errors.As(err, new(*http.MaxBytesError)):
+		s.errorJSON(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
 	case err != nil:
 		s.errorJSON(w, http.StatusBadRequest, err.Error())
 		return

@@ -61,14 +61,16 @@ func (s *Store) Create(runID int64, position int) (*Writer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
+	// Create the file and register its writer under one lock: a follower that sees the
+	// file must also see that it is still being written.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	w := &Writer{s: s, path: path, f: f, buf: bufio.NewWriterSize(f, 64<<10), grown: make(chan struct{}), stop: make(chan struct{})}
-	s.mu.Lock()
 	s.live[path] = w
-	s.mu.Unlock()
 	go w.flusher()
 	return w, nil
 }

@@ -136,11 +136,18 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("stopping: finishing requests; running runs are marked on the next start")
+	stop() // a second signal now ends the process at once
+	log.Info("stopping: finishing requests and stopping steps; a second Ctrl-C quits at once")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = hs.Shutdown(shutdown)
-	run.Wait()
+	waited := make(chan struct{})
+	go func() { run.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(o.grace + 5*time.Second):
+		log.Warn("steps did not stop in time; the next start stops what is left")
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

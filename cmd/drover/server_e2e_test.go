@@ -83,6 +83,24 @@ func TestAuthRoles(t *testing.T) {
 	}
 }
 
+// With --public, anonymous users read, and git still gets the 401 challenge it needs to
+// send the token of a push.
+func TestPublicServerStillTakesPushes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "", "--public")
+	if code := s.api("GET", "/api/v1/projects", "-", nil, nil); code != http.StatusOK {
+		t.Errorf("anonymous read with --public: %d", code)
+	}
+	if code := s.api("POST", "/api/v1/tokens", "-", map[string]string{"role": "admin"}, nil); code != http.StatusUnauthorized {
+		t.Errorf("anonymous write with --public: %d, want 401", code)
+	}
+	repo := gitRepo(t, "steps: [{name: a, run: 'true'}]\n")
+	git(t, repo, "push", "-q", s.pushURL("pub"), "main")
+	if run := s.waitRun("pub", 1, finished); run.Status != "success" {
+		t.Errorf("run: %+v", run)
+	}
+}
+
 func TestKillMidRunAndRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -136,11 +154,14 @@ func TestRerunFromAFailedStep(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, t.TempDir(), "")
 	flag := filepath.Join(t.TempDir(), "fixed")
+	// late does not depend on flaky, but is skipped in run 1 because flaky failed first:
+	// the re-run must run it, not keep its skip.
 	repo := gitRepo(t, fmt.Sprintf(`
 steps:
-  - {name: prepare, run: echo prepared}
-  - {name: flaky, run: test -f %s}
-  - {name: after, run: echo after}
+  - {name: prepare, run: echo prepared; sleep 1}
+  - {name: flaky, needs: [], run: test -f %s}
+  - {name: after, needs: [flaky], run: echo after}
+  - {name: late, needs: [prepare], run: echo late}
 `, flag))
 	git(t, repo, "push", "-q", s.pushURL("re"), "main")
 	if run := s.waitRun("re", 1, finished); run.Status != "failure" {
@@ -153,6 +174,9 @@ steps:
 	run := s.waitRun("re", 2, finished)
 	if run.Status != "success" || run.Steps[0].Reason != "kept from run #1" {
 		t.Errorf("rerun: %+v", run)
+	}
+	if got := s.text("/api/v1/projects/re/runs/2/steps/late/log"); got != "late\n" {
+		t.Errorf("a step skipped in run 1 because of the failure was not run again: log %q", got)
 	}
 	if got := s.text("/api/v1/projects/re/runs/2/steps/prepare/log"); got != "" {
 		t.Errorf("the kept step ran again: %q", got)
