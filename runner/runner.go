@@ -194,18 +194,18 @@ func (r *Runner) worker(ctx context.Context) {
 
 // claim takes the oldest queued run, or nil when none is queued.
 func (r *Runner) claim(ctx context.Context) (*store.Run, error) {
-	runs, err := r.cfg.Store.Runs(ctx, store.RunFilter{Status: []string{Pending}, Limit: 1000})
+	runs, err := r.cfg.Store.Runs(ctx, store.RunFilter{Status: []string{Pending}, Limit: 20, Oldest: true})
 	if err != nil {
 		return nil, err
 	}
-	for i := len(runs) - 1; i >= 0; i-- { // newest first: walk from the oldest
-		ok, err := r.cfg.Store.TransitionRun(ctx, runs[i].ID, []string{Pending}, Running, "")
+	for _, run := range runs {
+		ok, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Pending}, Running, "")
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			runs[i].Status = Running
-			return runs[i], nil
+			run.Status = Running
+			return run, nil
 		}
 	}
 	return nil, nil

@@ -78,8 +78,9 @@ type RunFilter struct {
 	Project string
 	Branch  string
 	Status  []string
-	Before  int // only runs numbered below this (paging, with Project)
-	Limit   int // at most this many; 0 means 50
+	Before  int  // only runs numbered below this (paging, with Project)
+	Limit   int  // at most this many; 0 means 50
+	Oldest  bool // oldest first (the queue's order) instead of newest first
 }
 
 // Store is the server's persistence. Every method is safe for concurrent use and

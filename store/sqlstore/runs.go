@@ -128,10 +128,14 @@ func (db *DB) Runs(ctx context.Context, f store.RunFilter) ([]*store.Run, error)
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
+	order := "DESC"
+	if f.Oldest {
+		order = "ASC"
+	}
 	if f.Project != "" {
-		q += ` ORDER BY r.number DESC`
+		q += ` ORDER BY r.number ` + order
 	} else {
-		q += ` ORDER BY r.id DESC`
+		q += ` ORDER BY r.id ` + order
 	}
 	limit := f.Limit
 	if limit <= 0 {

@@ -141,6 +141,8 @@ func testRunsFilter(t *testing.T, s store.Store) {
 		{store.RunFilter{Project: "a", Before: 4, Limit: 2}, []string{"a3", "a2"}},
 		{store.RunFilter{Project: "a", Before: 1}, []string{}},
 		{store.RunFilter{Limit: 3}, []string{"a5", "a4", "b2"}},
+		{store.RunFilter{Limit: 3, Oldest: true}, []string{"a1", "b1", "a2"}},
+		{store.RunFilter{Status: []string{"failure"}, Oldest: true}, []string{"b1", "a2", "a4"}},
 		{store.RunFilter{Project: "nope"}, []string{}},
 		{store.RunFilter{Status: []string{"waiting"}}, []string{}},
 	} {
