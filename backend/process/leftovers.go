@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -38,8 +39,9 @@ func (l *Leftovers) remove(pgid int) {
 	}
 }
 
-// Kill stops every recorded group whose leader still carries Marker and forgets all
-// records. It returns how many groups it killed.
+// Kill stops every recorded group that still has a member carrying Marker, and forgets
+// all records. It returns how many groups it killed. A group whose leader (the step's
+// shell) already exited is still found through its other members.
 func (l *Leftovers) Kill() (int, error) {
 	entries, err := os.ReadDir(l.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -48,15 +50,54 @@ func (l *Leftovers) Kill() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", l.Dir, err)
 	}
-	killed := 0
+	recorded := map[int]bool{}
 	for _, e := range entries {
-		pgid, err := strconv.Atoi(e.Name())
-		if err == nil && pgid > 1 && l.ours(pgid) && syscall.Kill(-pgid, syscall.SIGKILL) == nil {
-			killed++
+		if pgid, err := strconv.Atoi(e.Name()); err == nil && pgid > 1 {
+			recorded[pgid] = true
 		}
 		_ = os.Remove(filepath.Join(l.Dir, e.Name()))
 	}
+	if len(recorded) == 0 {
+		return 0, nil
+	}
+	ours := l.groups(recorded)
+	killed := 0
+	for pgid := range ours {
+		if syscall.Kill(-pgid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
 	return killed, nil
+}
+
+// groups returns the recorded groups that have a live member with Marker, by scanning
+// /proc: the process group is the fifth field of /proc/PID/stat.
+func (l *Leftovers) groups(recorded map[int]bool) map[int]bool {
+	found := map[int]bool{}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return found
+	}
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The command name in parentheses may hold spaces: count fields after it.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 3 || fields[0] == "Z" {
+			continue
+		}
+		pgid, err := strconv.Atoi(fields[2])
+		if err == nil && recorded[pgid] && !found[pgid] && l.ours(pid) {
+			found[pgid] = true
+		}
+	}
+	return found
 }
 
 // ours reports whether process pid has Marker in its environment.

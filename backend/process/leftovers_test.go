@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -39,5 +41,31 @@ func TestLeftoversKillsOnlyMarkedGroups(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(l.Dir); len(entries) != 0 {
 		t.Errorf("%d records left; Kill forgets them all", len(entries))
+	}
+}
+
+// A group whose leader exited (the shell finished, a background child lives on) is still
+// found through the child.
+func TestLeftoversFindsGroupsWhoseLeaderExited(t *testing.T) {
+	dir := t.TempDir()
+	l := &Leftovers{Dir: filepath.Join(dir, "pids"), Marker: "DROVER_WORKSPACE=/data/work/"}
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo $! > "+filepath.Join(dir, "child"))
+	cmd.Env = []string{"DROVER_WORKSPACE=/data/work/9", "PATH=" + os.Getenv("PATH")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Run(); err != nil { // the leader exits at once
+		t.Fatal(err)
+	}
+	l.add(cmd.Process.Pid)
+	data, err := os.ReadFile(filepath.Join(dir, "child"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	if n, err := l.Kill(); err != nil || n != 1 {
+		t.Fatalf("Kill: %d, %v; want the orphaned group killed", n, err)
+	}
+	if alive(child) {
+		t.Error("the child of an exited leader survived")
 	}
 }
