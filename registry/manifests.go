@@ -1,0 +1,240 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Docker media types accepted alongside the OCI ones.
+const (
+	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+// maxManifestSize bounds a pushed manifest; the spec suggests at least 4 MiB.
+const maxManifestSize = 4 << 20
+
+// manifest holds the fields of image manifests, indexes and their Docker
+// counterparts that the registry checks.
+type manifest struct {
+	SchemaVersion int                  `json:"schemaVersion"`
+	MediaType     string               `json:"mediaType"`
+	ArtifactType  string               `json:"artifactType"`
+	Config        *ocispec.Descriptor  `json:"config"`
+	Layers        []ocispec.Descriptor `json:"layers"`
+	Manifests     []ocispec.Descriptor `json:"manifests"`
+	Subject       *ocispec.Descriptor  `json:"subject"`
+	Annotations   map[string]string    `json:"annotations"`
+}
+
+func isIndex(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
+}
+
+func isImage(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
+}
+
+// serveManifest handles GET, HEAD, PUT and DELETE on
+// /v2/<name>/manifests/<reference>.
+func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name string, args []string) {
+	if !allow(w, req, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete) {
+		return
+	}
+	ref := args[0]
+	var d digest.Digest
+	isTag := !strings.Contains(ref, ":")
+	if isTag {
+		if !tagRE.MatchString(ref) {
+			writeError(w, http.StatusBadRequest, CodeManifestInvalid, "invalid tag", map[string]string{"tag": ref})
+			return
+		}
+	} else {
+		var ok bool
+		if d, ok = parseDigest(w, ref); !ok {
+			return
+		}
+	}
+	switch req.Method {
+	case http.MethodPut:
+		r.putManifest(w, req, name, ref, d)
+		return
+	case http.MethodDelete:
+		r.deleteManifest(w, name, ref, d)
+		return
+	}
+	unknown := func() {
+		writeError(w, http.StatusNotFound, CodeManifestUnknown, "manifest unknown", map[string]string{"reference": ref})
+	}
+	if isTag {
+		var err error
+		if d, err = r.readTag(name, ref); err != nil {
+			unknown()
+			return
+		}
+	}
+	mt, err := os.ReadFile(r.revisionLink(name, d))
+	if err != nil {
+		unknown()
+		return
+	}
+	f, err := os.Open(r.blobPath(d))
+	if err != nil {
+		unknown()
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		internalError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", string(mt))
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	if req.Method == http.MethodGet {
+		io.Copy(w, f)
+	}
+}
+
+// putManifest validates and stores a manifest, tagging it when ref is a tag.
+func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, ref string, want digest.Digest) {
+	invalid := func(msg string) {
+		writeError(w, http.StatusBadRequest, CodeManifestInvalid, msg, nil)
+	}
+	ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || !(isImage(ct) || isIndex(ct)) {
+		invalid("unsupported or missing Content-Type")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxManifestSize+1))
+	if err != nil {
+		invalid("reading manifest: " + err.Error())
+		return
+	}
+	if len(body) > maxManifestSize {
+		writeError(w, http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest too large", nil)
+		return
+	}
+	var m manifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		invalid("manifest is not valid JSON")
+		return
+	}
+	if m.SchemaVersion != 2 {
+		invalid("schemaVersion must be 2")
+		return
+	}
+	if m.MediaType != "" && m.MediaType != ct {
+		invalid("mediaType does not match Content-Type")
+		return
+	}
+	d := digest.FromBytes(body)
+	if want != "" && want != d {
+		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "manifest does not match digest", map[string]string{"digest": want.String(), "actual": d.String()})
+		return
+	}
+
+	r.meta.Lock()
+	defer r.meta.Unlock()
+	if isImage(ct) {
+		if m.Config == nil {
+			invalid("image manifest has no config")
+			return
+		}
+		for _, desc := range append([]ocispec.Descriptor{*m.Config}, m.Layers...) {
+			if desc.Digest.Validate() != nil || !r.hasBlob(name, desc.Digest) {
+				writeError(w, http.StatusBadRequest, CodeManifestBlobUnknown, "blob unknown to repository", map[string]string{"digest": desc.Digest.String()})
+				return
+			}
+		}
+	} else {
+		for _, desc := range m.Manifests {
+			if desc.Digest.Validate() != nil || !r.hasManifest(name, desc.Digest) {
+				writeError(w, http.StatusBadRequest, CodeManifestBlobUnknown, "manifest unknown to repository", map[string]string{"digest": desc.Digest.String()})
+				return
+			}
+		}
+	}
+	if _, err := r.writeBlob(bytes.NewReader(body), d); err != nil {
+		internalError(w, err)
+		return
+	}
+	if err := writeLink(r.revisionLink(name, d), []byte(ct)); err != nil {
+		internalError(w, err)
+		return
+	}
+	if want == "" {
+		if err := writeLink(filepath.Join(r.tagsDir(name), ref), []byte(d.String())); err != nil {
+			internalError(w, err)
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	if m.Subject != nil && m.Subject.Digest != "" {
+		h.Set("OCI-Subject", m.Subject.Digest.String())
+	}
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+// deleteManifest removes a tag (ref is a tag) or a manifest and every tag
+// pointing at it (ref is a digest d).
+func (r *Registry) deleteManifest(w http.ResponseWriter, name, ref string, d digest.Digest) {
+	r.meta.Lock()
+	defer r.meta.Unlock()
+	unknown := func() {
+		writeError(w, http.StatusNotFound, CodeManifestUnknown, "manifest unknown", map[string]string{"reference": ref})
+	}
+	if d == "" {
+		err := os.Remove(filepath.Join(r.tagsDir(name), ref))
+		if errors.Is(err, os.ErrNotExist) {
+			unknown()
+			return
+		}
+		if err != nil {
+			internalError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	if !exists(r.revisionLink(name, d)) {
+		unknown()
+		return
+	}
+	tags, err := r.listTags(name)
+	if err != nil {
+		internalError(w, err)
+		return
+	}
+	for _, t := range tags {
+		if td, err := r.readTag(name, t); err == nil && td == d {
+			if err := os.Remove(filepath.Join(r.tagsDir(name), t)); err != nil {
+				internalError(w, err)
+				return
+			}
+		}
+	}
+	if err := os.Remove(r.revisionLink(name, d)); err != nil {
+		internalError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}

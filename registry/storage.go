@@ -1,0 +1,194 @@
+package registry
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/drover-cd/drover/atomicfile"
+	"github.com/opencontainers/go-digest"
+)
+
+// errDigestMismatch reports content that does not hash to the digest it was
+// pushed under.
+var errDigestMismatch = errors.New("content does not match digest")
+
+func (r *Registry) blobPath(d digest.Digest) string {
+	return filepath.Join(r.dir, "blobs", d.Algorithm().String(), d.Encoded())
+}
+
+func (r *Registry) repoDir(name string) string {
+	return filepath.Join(r.dir, "repositories", filepath.FromSlash(name))
+}
+
+func (r *Registry) layerLink(name string, d digest.Digest) string {
+	return filepath.Join(r.repoDir(name), "_layers", d.Algorithm().String(), d.Encoded())
+}
+
+func (r *Registry) revisionLink(name string, d digest.Digest) string {
+	return filepath.Join(r.repoDir(name), "_manifests", "revisions", d.Algorithm().String(), d.Encoded())
+}
+
+func (r *Registry) tagsDir(name string) string {
+	return filepath.Join(r.repoDir(name), "_manifests", "tags")
+}
+
+func (r *Registry) uploadData(id string) string { return filepath.Join(r.dir, "uploads", id+".data") }
+func (r *Registry) uploadState(id string) string {
+	return filepath.Join(r.dir, "uploads", id+".json")
+}
+
+// exists reports whether path is present.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// repoExists reports whether the repository has received a blob or manifest.
+// A folder holding only nested repositories ("a" for "a/b") does not count.
+func (r *Registry) repoExists(name string) bool {
+	return exists(filepath.Join(r.repoDir(name), "_layers")) || exists(filepath.Join(r.repoDir(name), "_manifests"))
+}
+
+// hasBlob reports whether blob d is visible in repository name.
+func (r *Registry) hasBlob(name string, d digest.Digest) bool {
+	return exists(r.layerLink(name, d)) && exists(r.blobPath(d))
+}
+
+// hasManifest reports whether manifest d is stored in repository name.
+func (r *Registry) hasManifest(name string, d digest.Digest) bool {
+	return exists(r.revisionLink(name, d)) && exists(r.blobPath(d))
+}
+
+// writeLink atomically writes a small metadata file, creating its folders.
+func writeLink(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, data, 0o644)
+}
+
+// linkBlob makes blob d visible in repository name.
+func (r *Registry) linkBlob(name string, d digest.Digest) error {
+	if exists(r.layerLink(name, d)) {
+		return nil
+	}
+	return writeLink(r.layerLink(name, d), []byte(d.String()))
+}
+
+// placeBlob moves the fsynced file tmp to the blob path of d unless that blob
+// already exists (blobs are immutable), then fsyncs the folder.
+func (r *Registry) placeBlob(tmp string, d digest.Digest) error {
+	dst := r.blobPath(d)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	err := os.Link(tmp, dst)
+	switch {
+	case err == nil, errors.Is(err, fs.ErrExist):
+	default:
+		if !exists(dst) {
+			if err := os.Rename(tmp, dst); err != nil {
+				return err
+			}
+		}
+	}
+	os.Remove(tmp)
+	return atomicfile.SyncDir(filepath.Dir(dst))
+}
+
+// hashFile streams the file at path through SHA-256.
+func hashFile(path string) (digest.Digest, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return digest.NewDigest(digest.SHA256, h), n, nil
+}
+
+// writeBlob streams src into a temp file while hashing it and, when it hashes
+// to want, moves it into the blob store. Nothing becomes visible otherwise.
+func (r *Registry) writeBlob(src io.Reader, want digest.Digest) (int64, error) {
+	f, err := os.CreateTemp(filepath.Join(r.dir, "uploads"), ".blob-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name()) // no-op once placed
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), src)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	if got := digest.NewDigest(digest.SHA256, h); got != want {
+		return 0, fmt.Errorf("got %s, want %s: %w", got, want, errDigestMismatch)
+	}
+	return n, r.placeBlob(f.Name(), want)
+}
+
+// listTags returns the repository's tags in lexical order.
+func (r *Registry) listTags(name string) ([]string, error) {
+	ents, err := os.ReadDir(r.tagsDir(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tags := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue // temp files of atomicfile start with "."; tags never do
+		}
+		tags = append(tags, e.Name())
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// readTag returns the digest tag points at.
+func (r *Registry) readTag(name, tag string) (digest.Digest, error) {
+	b, err := os.ReadFile(filepath.Join(r.tagsDir(name), tag))
+	if err != nil {
+		return "", err
+	}
+	return digest.Parse(strings.TrimSpace(string(b)))
+}
+
+// listRevisions returns the digests of every manifest stored in the repository.
+func (r *Registry) listRevisions(name string) ([]digest.Digest, error) {
+	dir := filepath.Join(r.repoDir(name), "_manifests", "revisions", digest.SHA256.String())
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []digest.Digest
+	for _, e := range ents {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if strings.HasPrefix(e.Name(), ".") || d.Validate() != nil {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
