@@ -25,8 +25,10 @@ type Config struct {
 	Logs    *steplog.Store
 	Hub     *notify.Hub
 	Hosting *source.Hosting // repositories of hosted and followed projects
-	Log     *slog.Logger
-	Public  bool // anonymous users may read (viewer role)
+	// Registry serves the OCI distribution API under /v2/; nil serves none.
+	Registry http.Handler
+	Log      *slog.Logger
+	Public   bool // anonymous users may read (viewer role)
 	// Started is when the server started, for /healthz.
 	Started time.Time
 }
@@ -72,6 +74,9 @@ func (s *Server) routes() {
 	})
 
 	m.Handle("/git/", s.gitHandler())
+	if s.cfg.Registry != nil {
+		m.Handle("/v2/", s.registryHandler())
+	}
 	s.webRoutes()
 	m.HandleFunc("POST /hooks/{p}", s.webhook)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/drover-cd/drover/atomicfile"
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/server"
 	"github.com/drover-cd/drover/source"
@@ -105,6 +106,10 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	} else if n > 0 {
 		log.Warn("stopped steps a previous server left running", "process_groups", n)
 	}
+	reg, err := registry.New(filepath.Join(o.data, "registry"))
+	if err != nil {
+		return err
+	}
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
 	run := runner.New(runner.Config{
@@ -115,7 +120,7 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		Workers: o.workers,
 		Log:     log,
 	})
-	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting,
+	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Log: log, Public: o.public, Started: time.Now()})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 
