@@ -88,14 +88,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 			return
 		}
 		if from := q.Get("from"); nameRE.MatchString(from) && r.hasBlob(from, d) {
-			r.meta.Lock()
-			err := r.linkBlob(name, d)
-			r.meta.Unlock()
-			if err != nil {
-				internalError(w, err)
-				return
-			}
-			blobCreated(w, name, d)
+			r.linkAndAnswer(w, name, d)
 			return
 		}
 		// Not mountable: fall back to a new upload session.
@@ -112,14 +105,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 			writeError(w, http.StatusBadRequest, CodeBlobUploadInvalid, "upload failed", nil)
 			return
 		}
-		r.meta.Lock()
-		err := r.linkBlob(name, d)
-		r.meta.Unlock()
-		if err != nil {
-			internalError(w, err)
-			return
-		}
-		blobCreated(w, name, d)
+		r.linkAndAnswer(w, name, d)
 		return
 	}
 	var b [16]byte
@@ -293,4 +279,16 @@ func parseContentRange(s string) (int64, int64, error) {
 		return 0, 0, fmt.Errorf("bad Content-Range %q", s)
 	}
 	return start, end, nil
+}
+
+// linkAndAnswer makes blob d visible in repository name and answers 201 Created.
+func (r *Registry) linkAndAnswer(w http.ResponseWriter, name string, d digest.Digest) {
+	r.meta.Lock()
+	err := r.linkBlob(name, d)
+	r.meta.Unlock()
+	if err != nil {
+		internalError(w, err)
+		return
+	}
+	blobCreated(w, name, d)
 }
