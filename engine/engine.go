@@ -93,7 +93,9 @@ type run struct {
 	job Job
 	now func() time.Time
 
-	mu      sync.Mutex // serialises sink calls
+	mu sync.Mutex // serialises sink calls: steps emit from their own goroutines
+
+	// Owned by the scheduling loop in execute; step goroutines never touch them.
 	results map[*pipeline.Node]*StepResult
 	done    chan stepDone
 	failed  bool // a step failed (not allowed) or errored
@@ -189,8 +191,6 @@ func (r *run) execute(ctx context.Context) *RunResult {
 
 // ready reports whether every node n needs has finished.
 func (r *run) ready(n *pipeline.Node) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, dep := range n.Needs {
 		if r.results[dep] == nil {
 			return false
@@ -201,9 +201,7 @@ func (r *run) ready(n *pipeline.Node) bool {
 
 // skipReason decides, when n is ready, whether it runs: "" means run.
 func (r *run) skipReason(ctx context.Context, n *pipeline.Node) string {
-	r.mu.Lock()
 	failed := r.failed
-	r.mu.Unlock()
 	cancelled := ctx.Err() != nil
 	switch n.Step.When.Status {
 	case pipeline.StatusAlways:
@@ -248,12 +246,10 @@ func unsupported(b Backend, s *pipeline.Step) string {
 
 // finish records n's result and tells the sink.
 func (r *run) finish(n *pipeline.Node, res *StepResult) {
-	r.mu.Lock()
 	r.results[n] = res
 	if (res.Status == Failure && !res.Allowed) || res.Status == Errored {
 		r.failed = true
 	}
-	r.mu.Unlock()
 	r.emit(Event{Type: StepFinished, Step: n.Name, Result: res})
 }
 

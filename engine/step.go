@@ -71,7 +71,7 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 	var timeout *TimeoutError
 	switch {
 	case ctx.Err() != nil:
-		res.Status, res.Reason = Cancelled, cancelReason(ctx)
+		res.Status, res.Reason = Cancelled, CancelReason(ctx)
 		return
 	case errors.As(context.Cause(actx), &timeout):
 		res.Status, res.Reason = Failure, timeout.Error()
@@ -86,7 +86,9 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 	r.readReports(n, attempt, res)
 }
 
-func cancelReason(ctx context.Context) string {
+// CancelReason says why ctx was cancelled, for people: its cause, or "run cancelled"
+// when it has none.
+func CancelReason(ctx context.Context) string {
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause.Error()
 	}

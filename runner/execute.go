@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -68,7 +67,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	data, err := source.ReadFile(ctx, repo, run.Commit, PipelineFile)
 	if err != nil {
 		if ctx.Err() != nil {
-			return Cancelled, cancelReason(ctx), ""
+			return Cancelled, engine.CancelReason(ctx), ""
 		}
 		return Errored, "read drover.yml: " + err.Error(), ""
 	}
@@ -89,7 +88,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	defer os.RemoveAll(ws)
 	if err := source.CheckoutCommit(ctx, repo, run.Commit, ws); err != nil {
 		if ctx.Err() != nil {
-			return Cancelled, cancelReason(ctx), ""
+			return Cancelled, engine.CancelReason(ctx), ""
 		}
 		return Errored, "check out: " + err.Error(), ""
 	}
@@ -134,7 +133,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	}
 	switch res.Status {
 	case engine.Cancelled:
-		return Cancelled, cancelReason(ctx), artifact
+		return Cancelled, engine.CancelReason(ctx), artifact
 	case engine.Failure:
 		return Failure, firstReason(res), artifact
 	case engine.Errored:
@@ -146,13 +145,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	return Success, "", artifact
 }
 
-func cancelReason(ctx context.Context) string {
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause.Error()
-	}
-	return "cancelled"
-}
-
+// firstReason is the reason of the first step that failed the run.
 func firstReason(res *engine.RunResult) string {
 	for _, s := range res.Steps {
 		if (s.Status == engine.Failure && !s.Allowed) || s.Status == engine.Errored {
