@@ -226,6 +226,27 @@ func (w *blobWriter) commit(want digest.Digest) (digest.Digest, int64, error) {
 	return d, w.size, nil
 }
 
+// Put stores the blob read from r, which must hash to want; an existing blob
+// is kept. A mismatch wraps ErrDigestMismatch and stores nothing.
+func (s *Store) Put(r io.Reader, want digest.Digest) error {
+	if err := want.Validate(); err != nil {
+		return fmt.Errorf("blob %q: %w", want, err)
+	}
+	if _, err := os.Stat(s.blobPath(want)); err == nil {
+		return nil
+	}
+	w, err := s.newBlobWriter()
+	if err != nil {
+		return err
+	}
+	defer w.abort()
+	if _, err := io.Copy(w, r); err != nil {
+		return fmt.Errorf("write blob %s: %w", want, err)
+	}
+	_, _, err = w.commit(want)
+	return err
+}
+
 // putBytes stores a small in-memory blob and returns its digest.
 func (s *Store) putBytes(data []byte) (digest.Digest, error) {
 	w, err := s.newBlobWriter()

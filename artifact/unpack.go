@@ -33,16 +33,25 @@ func (s *Store) Unpack(ctx context.Context, layer ocispec.Descriptor, dir string
 		return fmt.Errorf("unpack: %w", err)
 	}
 	defer rc.Close()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := Extract(ctx, rc, dir); err != nil {
 		return fmt.Errorf("unpack %s: %w", layer.Digest, err)
+	}
+	return nil
+}
+
+// Extract extracts a layer produced by Pack, read from r, into dir with the same
+// rules as Unpack. It does not verify a digest: wrap r in a verifying reader.
+func Extract(ctx context.Context, r io.Reader, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("extract: %w", err)
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return fmt.Errorf("unpack %s: %w", layer.Digest, err)
+		return fmt.Errorf("extract: %w", err)
 	}
 	defer root.Close()
-	if err := extract(ctx, rc, root); err != nil {
-		return fmt.Errorf("unpack %s into %s: %w", layer.Digest, dir, err)
+	if err := extract(ctx, r, root); err != nil {
+		return fmt.Errorf("extract into %s: %w", dir, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"sync"
 	"time"
@@ -180,7 +181,7 @@ func (r *run) execute(ctx context.Context) *RunResult {
 		res.Steps = append(res.Steps, r.results[n])
 	}
 	res.Status = r.status(ctx, res.Steps)
-	if desc, err := r.publish(res.Steps); err != nil {
+	if desc, err := r.publish(res.Status, res.Steps); err != nil {
 		res.Status, res.Reason = Errored, "publishing the run's artifact failed: "+err.Error()
 	} else {
 		res.Artifact = desc
@@ -272,8 +273,9 @@ func (r *run) status(ctx context.Context, steps []*StepResult) Status {
 	return status
 }
 
-// publish writes the run's artifact manifest over every step's layers.
-func (r *run) publish(steps []*StepResult) (*ocispec.Descriptor, error) {
+// publish writes the run's artifact manifest over every step's layers, annotated with
+// the job's annotations and the run's outcome (see OutcomeAnnotations).
+func (r *run) publish(status Status, steps []*StepResult) (*ocispec.Descriptor, error) {
 	var layers []ocispec.Descriptor
 	for _, s := range steps {
 		layers = append(layers, s.Artifacts...)
@@ -281,7 +283,9 @@ func (r *run) publish(steps []*StepResult) (*ocispec.Descriptor, error) {
 	if len(layers) == 0 || r.job.Artifacts == nil {
 		return nil, nil
 	}
-	desc, err := r.job.Artifacts.PutManifest(layers, r.job.Annotations)
+	ann := OutcomeAnnotations(status, steps)
+	maps.Copy(ann, r.job.Annotations)
+	desc, err := r.job.Artifacts.PutManifest(layers, ann)
 	if err != nil {
 		return nil, fmt.Errorf("write artifact manifest: %w", err)
 	}

@@ -10,6 +10,7 @@ const (
 	CodeBlobUnknown         = "BLOB_UNKNOWN"
 	CodeBlobUploadInvalid   = "BLOB_UPLOAD_INVALID"
 	CodeBlobUploadUnknown   = "BLOB_UPLOAD_UNKNOWN"
+	CodeDenied              = "DENIED"
 	CodeDigestInvalid       = "DIGEST_INVALID"
 	CodeManifestBlobUnknown = "MANIFEST_BLOB_UNKNOWN"
 	CodeManifestInvalid     = "MANIFEST_INVALID"

@@ -170,6 +170,12 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 			}
 		}
 	}
+	if want == "" && r.immutable(name, ref) {
+		if old, err := r.readTag(name, ref); err == nil && old != d {
+			writeError(w, http.StatusForbidden, CodeDenied, "tag "+ref+" is immutable: it already names "+old.String(), map[string]string{"tag": ref})
+			return
+		}
+	}
 	if _, err := r.writeBlob(bytes.NewReader(body), d); err != nil {
 		internalError(w, err)
 		return
@@ -203,6 +209,10 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, name, ref string, d dig
 		writeError(w, http.StatusNotFound, CodeManifestUnknown, "manifest unknown", map[string]string{"reference": ref})
 	}
 	if d == "" {
+		if r.immutable(name, ref) {
+			writeError(w, http.StatusForbidden, CodeDenied, "tag "+ref+" is immutable", map[string]string{"tag": ref})
+			return
+		}
 		err := os.Remove(filepath.Join(r.tagsDir(name), ref))
 		if errors.Is(err, os.ErrNotExist) {
 			unknown()
@@ -223,6 +233,12 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, name, ref string, d dig
 	if err != nil {
 		internalError(w, err)
 		return
+	}
+	for _, t := range tags {
+		if td, err := r.readTag(name, t); err == nil && td == d && r.immutable(name, t) {
+			writeError(w, http.StatusForbidden, CodeDenied, "manifest is named by immutable tag "+t, map[string]string{"tag": t})
+			return
+		}
 	}
 	for _, t := range tags {
 		if td, err := r.readTag(name, t); err == nil && td == d {

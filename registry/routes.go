@@ -43,6 +43,11 @@ const maxNameLen = 255
 type Registry struct {
 	dir string
 
+	// Immutable, when set, reports the tags that, once written, may neither move to
+	// another digest nor be deleted through the API (Drover's release tags). Set it
+	// before serving. Garbage collection still removes them.
+	Immutable func(repo, tag string) bool
+
 	meta sync.Mutex // serialises manifest, tag and link changes
 
 	upMu    sync.Mutex
@@ -58,6 +63,10 @@ func New(dir string) (*Registry, error) {
 		}
 	}
 	return &Registry{dir: dir, uploads: map[string]*sync.Mutex{}}, nil
+}
+
+func (r *Registry) immutable(repo, tag string) bool {
+	return r.Immutable != nil && r.Immutable(repo, tag)
 }
 
 // ServeHTTP routes a request whose path starts with /v2/.

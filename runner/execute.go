@@ -9,8 +9,10 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/drover-cd/drover/artifact"
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/report"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/steplog"
@@ -106,6 +108,13 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		}
 	}
 	defer sink.closeAll()
+	layout, err := r.layout(ctx, run, done)
+	if err != nil {
+		return Errored, err.Error(), ""
+	}
+	if layout != nil {
+		defer os.RemoveAll(layout.Dir())
+	}
 	eng := &engine.Engine{Backend: r.cfg.Backend, Parallel: r.cfg.Parallel}
 	res, err := eng.Run(ctx, engine.Job{
 		Graph:     g,
@@ -114,9 +123,10 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		Trigger:   trigger,
 		BaseEnv:   minimalEnv(),
 		Sink:      sink,
-		Artifacts: r.cfg.Artifacts,
+		Artifacts: layout,
 		Annotations: map[string]string{
 			"org.opencontainers.image.revision": run.Commit,
+			"org.opencontainers.image.created":  run.Started.UTC().Format(time.RFC3339),
 			"dev.drover.project":                run.Project,
 			"dev.drover.run":                    fmt.Sprint(run.Number),
 			"dev.drover.branch":                 run.Branch,
@@ -130,6 +140,11 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	}
 	if res.Artifact != nil {
 		artifact = res.Artifact.Digest.String()
+		err := r.cfg.Publisher.Publish(rec, layout, *res.Artifact, release.Run{Project: run.Project, Number: run.Number,
+			Commit: run.Commit, Passed: res.Status == engine.Success})
+		if err != nil {
+			return Errored, "publishing the run's artifact to the registry failed: " + err.Error(), artifact
+		}
 	}
 	switch res.Status {
 	case engine.Cancelled:
@@ -143,6 +158,30 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		return Errored, firstReason(res), artifact
 	}
 	return Success, "", artifact
+}
+
+// layout opens the run's own artifact layout, where its steps pack their artifacts
+// before the run publishes them, seeded with the layers of the steps a re-run keeps.
+// It is nil, failing steps with artifacts, when the runner has no Publisher.
+func (r *Runner) layout(ctx context.Context, run *store.Run, done map[string]*engine.StepResult) (*artifact.Store, error) {
+	if r.cfg.Publisher == nil {
+		return nil, nil
+	}
+	dir := r.workspace(run.ID) + ".artifacts"
+	_ = os.RemoveAll(dir)
+	layout, err := artifact.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	var kept []ocispec.Descriptor
+	for _, res := range done {
+		kept = append(kept, res.Artifacts...)
+	}
+	if err := r.cfg.Publisher.Seed(ctx, layout, run.Project, kept); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("re-run: the kept steps' artifacts: %w", err)
+	}
+	return layout, nil
 }
 
 // firstReason is the reason of the first step that failed the run.

@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drover-cd/drover/artifact"
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/steplog"
 	"github.com/drover-cd/drover/store"
 )
@@ -51,7 +51,7 @@ type Config struct {
 	Hub       *notify.Hub                 // told about every change; nil tells nobody
 	Repos     func(project string) string // the bare repository of a project
 	WorkDir   string                      // runs check out into WorkDir/<run id>
-	Artifacts *artifact.Store             // where runs publish; nil fails steps with artifacts
+	Publisher *release.Publisher          // where runs publish their artifacts; nil fails steps with artifacts
 	Backend   engine.Backend
 	Workers   int // runs executing at once; 0 means the number of CPUs
 	Parallel  int // steps of one run executing at once; 0 means the number of CPUs
@@ -136,6 +136,7 @@ func (r *Runner) recover(ctx context.Context) error {
 			return err
 		}
 		_ = os.RemoveAll(r.workspace(run.ID))
+		_ = os.RemoveAll(r.workspace(run.ID) + ".artifacts")
 		r.cfg.Log.Warn("run interrupted by a server stop", "project", run.Project, "run", run.Number)
 		r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
 	}

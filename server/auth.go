@@ -99,7 +99,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		token, fromCookie := "", false
 		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-			token = strings.TrimPrefix(h, "Bearer ")
+			if token = strings.TrimPrefix(h, "Bearer "); token == anonymousToken {
+				token = "" // handed out by the registry token endpoint to anonymous callers
+			}
 		} else if _, pass, ok := r.BasicAuth(); ok {
 			token = pass
 		} else if c, err := r.Cookie(TokenCookie); err == nil && !unsafeAPI(r) {
@@ -146,16 +148,21 @@ func (s *Server) require(role string, next http.HandlerFunc) http.HandlerFunc {
 // unsafeAPI reports a state-changing request to the API or to git. The web UI's cookie
 // does not authenticate those: a page on another port or subdomain of the same site
 // could otherwise make a signed-in browser send them (SameSite stops only other sites).
-// The UI's own forms post to its pages, which check the origin.
+// The same goes for the registry. The UI's own forms post to its pages, which check
+// the origin.
 func unsafeAPI(r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 		return false
 	}
-	return strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/git/")
+	return strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/git/") || strings.HasPrefix(r.URL.Path, "/v2/")
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
-	if strings.HasPrefix(r.URL.Path, "/git/") {
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/v2/"), r.URL.Path == "/auth/token":
+		s.registryChallenge(w, r, msg)
+		return
+	case strings.HasPrefix(r.URL.Path, "/git/"):
 		w.Header().Set("WWW-Authenticate", `Basic realm="drover"`)
 	}
 	s.errorJSON(w, http.StatusUnauthorized, msg)

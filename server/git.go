@@ -100,31 +100,3 @@ func (s *Server) untilRunEnds(ctx context.Context, run *store.Run) (context.Cont
 	}()
 	return ctx, cancel
 }
-
-// registryHandler guards the OCI registry: pulls need the viewer role, pushes and deletes
-// the developer role. Anonymous callers get the Basic challenge docker and oras answer
-// with the token as password.
-func (s *Server) registryHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		role := RoleViewer
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			role = RoleDeveloper
-		}
-		p := principal(r)
-		switch {
-		case p.Can(role):
-			s.cfg.Registry.ServeHTTP(w, r)
-		case !p.Authenticated:
-			w.Header().Set("WWW-Authenticate", `Basic realm="drover"`)
-			registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "sign in with a Drover token as the password")
-		default:
-			registryError(w, http.StatusForbidden, "DENIED", fmt.Sprintf("%s needs the %s role", r.Method, role))
-		}
-	})
-}
-
-// registryError answers in the distribution spec's error format.
-func registryError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	writeJSON(w, status, map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
-}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/registry"
+	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/steplog"
@@ -26,7 +28,9 @@ type Config struct {
 	Hub     *notify.Hub
 	Hosting *source.Hosting // repositories of hosted and followed projects
 	// Registry serves the OCI distribution API under /v2/; nil serves none.
-	Registry http.Handler
+	Registry *registry.Registry
+	// Releases reads runs' artifacts from Registry; nil when Registry is.
+	Releases *release.Catalog
 	Log      *slog.Logger
 	Public   bool // anonymous users may read (viewer role)
 	// Started is when the server started, for /healthz.
@@ -76,6 +80,12 @@ func (s *Server) routes() {
 	m.Handle("/git/", s.gitHandler())
 	if s.cfg.Registry != nil {
 		m.Handle("/v2/", s.registryHandler())
+		m.HandleFunc("GET /auth/token", s.registryToken)
+	}
+	if s.cfg.Releases != nil {
+		m.HandleFunc("GET /api/v1/projects/{p}/releases", s.require(RoleViewer, s.listReleases))
+		m.HandleFunc("GET /api/v1/projects/{p}/releases/{ref}", s.require(RoleViewer, s.getRelease))
+		m.HandleFunc("GET /artifacts/{p}/{ref}/{path...}", s.require(RoleViewer, s.download))
 	}
 	s.webRoutes()
 	m.HandleFunc("POST /hooks/{p}", s.webhook)

@@ -14,9 +14,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/drover-cd/drover/artifact"
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/registry"
+	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/steplog"
@@ -44,15 +45,17 @@ func startWebLiveServer(t *testing.T) *webLiveServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	arts, err := artifact.Open(filepath.Join(dir, "artifacts"))
+	reg, err := registry.New(filepath.Join(dir, "registry"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg.Immutable = func(_, tag string) bool { return release.IsReleaseTag(tag) }
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(dir, "git")}
-	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: hub, Artifacts: arts, Repos: hosting.RepoPath,
+	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Repos: hosting.RepoPath,
 		WorkDir: filepath.Join(dir, "work"), Backend: &process.Backend{Grace: time.Second}, Workers: 2})
-	srv := New(Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Started: time.Now()})
+	srv := New(Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Started: time.Now(),
+		Registry: reg, Releases: &release.Catalog{Registry: reg}})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	if err := run.Start(ctx); err != nil {
 		t.Fatal(err)

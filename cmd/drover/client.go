@@ -29,15 +29,23 @@ func (c *clientOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.token, "token", os.Getenv("DROVER_TOKEN"), "API token (env DROVER_TOKEN; default: the admin-token file of ./drover-data)")
 }
 
+// bearer returns the token to send: --token, or the admin token of ./drover-data.
+func (c *clientOptions) bearer() (string, error) {
+	if c.token != "" {
+		return c.token, nil
+	}
+	data, err := os.ReadFile(filepath.Join("drover-data", "admin-token"))
+	if err != nil {
+		return "", badInput(fmt.Errorf("no token: pass --token, set DROVER_TOKEN, or run this where ./drover-data/admin-token is"))
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
 // call sends a JSON request to the server's API and decodes the JSON answer into out.
 func (c *clientOptions) call(method, path string, in, out any) error {
-	token := c.token
-	if token == "" {
-		data, err := os.ReadFile(filepath.Join("drover-data", "admin-token"))
-		if err != nil {
-			return badInput(fmt.Errorf("no token: pass --token, set DROVER_TOKEN, or run this where ./drover-data/admin-token is"))
-		}
-		token = strings.TrimSpace(string(data))
+	token, err := c.bearer()
+	if err != nil {
+		return err
 	}
 	var body io.Reader
 	if in != nil {

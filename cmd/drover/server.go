@@ -16,11 +16,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/drover-cd/drover/artifact"
 	"github.com/drover-cd/drover/atomicfile"
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/registry"
+	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/server"
 	"github.com/drover-cd/drover/source"
@@ -95,10 +95,6 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	arts, err := artifact.Open(filepath.Join(o.data, "artifacts"))
-	if err != nil {
-		return err
-	}
 	work := filepath.Join(o.data, "work")
 	leftovers := &process.Leftovers{Dir: filepath.Join(o.data, "pids"), Marker: "DROVER_WORKSPACE=" + work + string(filepath.Separator)}
 	if n, err := leftovers.Kill(); err != nil {
@@ -110,10 +106,11 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	reg.Immutable = func(_, tag string) bool { return release.IsReleaseTag(tag) }
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
 	run := runner.New(runner.Config{
-		Store: st, Logs: logs, Hub: hub, Artifacts: arts,
+		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg},
 		Repos:   hosting.RepoPath,
 		WorkDir: work,
 		Backend: &process.Backend{Grace: o.grace, Leftovers: leftovers},
@@ -121,6 +118,7 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		Log:     log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
+		Releases: &release.Catalog{Registry: reg},
 		Log: log, Public: o.public, Started: time.Now()})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 
