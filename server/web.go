@@ -38,6 +38,9 @@ func (s *Server) webRoutes() {
 	m.HandleFunc("GET /{$}", w.page(RoleViewer, w.index))
 	m.HandleFunc("GET /p/{p}", w.page(RoleViewer, w.project))
 	m.HandleFunc("GET /p/{p}/events", s.require(RoleViewer, w.projectEvents))
+	if s.cfg.Releases != nil {
+		m.HandleFunc("GET /p/{p}/releases", w.page(RoleViewer, w.releases))
+	}
 	m.HandleFunc("GET /p/{p}/runs/{n}", w.page(RoleViewer, w.run))
 	m.HandleFunc("GET /p/{p}/runs/{n}/events", s.require(RoleViewer, w.runEvents))
 	m.HandleFunc("GET /p/{p}/runs/{n}/steps/{step}", w.page(RoleViewer, w.step))

@@ -11,21 +11,22 @@ import (
 // funcs are the helpers the templates call.
 func (w *web) funcs() template.FuncMap {
 	return template.FuncMap{
-		"asset":    w.assetURL,
-		"icon":     statusIcon,
-		"active":   activeStatus,
-		"dur":      formatDuration,
-		"ago":      ago,
-		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"short":    shortHash,
-		"size":     formatSize,
-		"pct":      func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + "%" },
-		"frac":     func(f float64) string { return strconv.FormatFloat(f/100, 'f', 4, 64) },
-		"runURL":   runURL,
-		"stepURL":  stepURL,
-		"eventURL": func(p string, n int) string { return runURL(p, n) + "/events" },
-		"deref":    func(t *time.Time) time.Time { return derefTime(t) },
+		"asset":         w.assetURL,
+		"icon":          statusIcon,
+		"active":        activeStatus,
+		"dur":           formatDuration,
+		"ago":           ago,
+		"when":          func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"iso":           func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"short":         shortHash,
+		"size":          formatSize,
+		"pct":           func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + "%" },
+		"frac":          func(f float64) string { return strconv.FormatFloat(f/100, 'f', 4, 64) },
+		"runURL":        runURL,
+		"stepURL":       stepURL,
+		"eventURL":      func(p string, n int) string { return runURL(p, n) + "/events" },
+		"deref":         func(t *time.Time) time.Time { return derefTime(t) },
+		"releaseRunURL": releaseRunURL,
 	}
 }
 

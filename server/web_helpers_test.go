@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/registry"
+	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/report"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/steplog"
@@ -28,6 +30,7 @@ type webEnv struct {
 	logs *steplog.Store
 	srv  *Server
 	ts   *httptest.Server
+	reg  *registry.Registry
 }
 
 func newWebEnv(t *testing.T, public bool) *webEnv {
@@ -43,10 +46,16 @@ func newWebEnv(t *testing.T, public bool) *webEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &webEnv{t: t, st: st, hub: &notify.Hub{}, logs: logs}
+	reg, err := registry.New(filepath.Join(dir, "registry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Immutable = func(_, tag string) bool { return release.IsReleaseTag(tag) }
+	e := &webEnv{t: t, st: st, hub: &notify.Hub{}, logs: logs, reg: reg}
 	// The runner is never started: it serves Cancel of queued runs.
 	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: e.hub, Repos: func(string) string { return "" }})
-	e.srv = New(Config{Store: st, Runner: run, Logs: logs, Hub: e.hub, Public: public, Started: time.Now()})
+	e.srv = New(Config{Store: st, Runner: run, Logs: logs, Hub: e.hub, Public: public, Started: time.Now(),
+		Registry: reg, Releases: &release.Catalog{Registry: reg}})
 	e.ts = httptest.NewServer(e.srv)
 	t.Cleanup(e.ts.Close)
 	return e

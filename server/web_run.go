@@ -18,7 +18,8 @@ type runPage struct {
 	Failures  []stepFailure  // failed tests of every step, first
 	Coverage  []stepCoverage // coverage of every step that measured it
 	Artifacts []stepArtifact
-	Failed    []string // failed steps, for "Re-run from this step"
+	Failed    []string  // failed steps, for "Re-run from this step"
+	Published *runFiles // the files of the run's published artifact; nil when none
 }
 
 type stepFailure struct {
@@ -62,7 +63,9 @@ func (w *web) run(rw http.ResponseWriter, r *http.Request) {
 		w.failErr(rw, r, fmt.Errorf("steps of run %s #%d: %w", run.Project, run.Number, err))
 		return
 	}
-	w.render(rw, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Project, run.Number), newRunPage(detail))
+	page := newRunPage(detail)
+	page.Published = w.publishedFiles(r, run.Project, run.Number, run.Artifact)
+	w.render(rw, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Project, run.Number), page)
 }
 
 // newRunPage gathers what the run page shows from the run's JSON view.
