@@ -23,6 +23,8 @@ type Project struct {
 	URL           string        // remote repository followed; "" for a repository hosted by Drover
 	PollInterval  time.Duration // how often URL is polled; 0 = never (webhooks only)
 	WebhookSecret string        // HMAC secret or token for /hooks/NAME; "" = webhooks refused
+	KeepRuns      int           // published artifacts of the last KeepRuns runs are kept; 0 = the server's default
+	KeepFor       time.Duration // published artifacts younger than this are kept; 0 = the server's default
 	Created       time.Time
 }
 
@@ -89,6 +91,9 @@ type Store interface {
 	CreateProject(ctx context.Context, p *Project) error // sets ID and Created; ErrExists on a taken name
 	Project(ctx context.Context, name string) (*Project, error)
 	Projects(ctx context.Context) ([]*Project, error) // by name
+	// UpdateProject writes p's URL, PollInterval, WebhookSecret, KeepRuns and KeepFor;
+	// ErrNotFound when no project has p.Name.
+	UpdateProject(ctx context.Context, p *Project) error
 
 	// CreateRun stores r with the next number of its project, atomically even when
 	// several runs are created at once, and sets ID, Number and Created.

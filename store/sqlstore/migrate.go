@@ -76,6 +76,10 @@ var migrations = []migration{
 			created ${time} NOT NULL
 		)`,
 	}},
+	{name: "per-project retention of published artifacts", stmts: []string{
+		`ALTER TABLE projects ADD COLUMN keep_runs INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE projects ADD COLUMN keep_for BIGINT NOT NULL DEFAULT 0`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary creates and understands.

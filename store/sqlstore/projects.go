@@ -10,16 +10,16 @@ import (
 	"github.com/drover-cd/drover/store"
 )
 
-const projectCols = `id, name, url, poll_interval, webhook_secret, created`
+const projectCols = `id, name, url, poll_interval, webhook_secret, keep_runs, keep_for, created`
 
 // scanProject reads a row of projectCols.
 func scanProject(sc scanner) (*store.Project, error) {
 	p := &store.Project{}
-	var poll int64
-	if err := sc.Scan(&p.ID, &p.Name, &p.URL, &poll, &p.WebhookSecret, dbTime{&p.Created}); err != nil {
+	var poll, keepFor int64
+	if err := sc.Scan(&p.ID, &p.Name, &p.URL, &poll, &p.WebhookSecret, &p.KeepRuns, &keepFor, dbTime{&p.Created}); err != nil {
 		return nil, err
 	}
-	p.PollInterval = time.Duration(poll)
+	p.PollInterval, p.KeepFor = time.Duration(poll), time.Duration(keepFor)
 	return p, nil
 }
 
@@ -28,9 +28,9 @@ func scanProject(sc scanner) (*store.Project, error) {
 func (db *DB) CreateProject(ctx context.Context, p *store.Project) error {
 	created := now()
 	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO projects (name, url, poll_interval, webhook_secret, created)
-		VALUES (?, ?, ?, ?, ?) RETURNING id`),
-		p.Name, p.URL, int64(p.PollInterval), p.WebhookSecret, db.d.timeArg(created)).Scan(&id)
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO projects (name, url, poll_interval, webhook_secret, keep_runs, keep_for, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		p.Name, p.URL, int64(p.PollInterval), p.WebhookSecret, p.KeepRuns, int64(p.KeepFor), db.d.timeArg(created)).Scan(&id)
 	if db.d.isUnique(err) {
 		return fmt.Errorf("store: create project %q: %w", p.Name, store.ErrExists)
 	}
@@ -52,6 +52,20 @@ func (db *DB) Project(ctx context.Context, name string) (*store.Project, error) 
 		return nil, fmt.Errorf("store: project %q: %w", name, err)
 	}
 	return p, nil
+}
+
+// UpdateProject writes p's URL, PollInterval, WebhookSecret, KeepRuns and KeepFor.
+func (db *DB) UpdateProject(ctx context.Context, p *store.Project) error {
+	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE projects SET url = ?, poll_interval = ?, webhook_secret = ?,
+		keep_runs = ?, keep_for = ? WHERE name = ?`),
+		p.URL, int64(p.PollInterval), p.WebhookSecret, p.KeepRuns, int64(p.KeepFor), p.Name)
+	if err != nil {
+		return fmt.Errorf("store: update project %q: %w", p.Name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("store: update project %q: %w", p.Name, store.ErrNotFound)
+	}
+	return nil
 }
 
 // Projects returns every project, by name.

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
@@ -41,8 +42,13 @@ var _ store.Store = (*DB)(nil)
 
 // sqlitePragmas are set on every SQLite connection. busy_timeout covers other processes
 // sharing the file; within this one, writes queue for the single writer connection.
-const sqlitePragmas = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
-	"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+const sqlitePragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+
+// sqliteWriterPragmas are set on the writer connection only. The journal mode is a
+// property of the file, set once by the writer, which connects first; a reader
+// setting it again could meet another process's migration and fail with
+// SQLITE_BUSY without waiting.
+const sqliteWriterPragmas = sqlitePragmas + "&_pragma=journal_mode(WAL)&_txlock=immediate"
 
 // Open opens the database dsn names, creating it if needed, and migrates its schema.
 // dsn is a postgres:// or postgresql:// URL (any pgx connection URL, e.g. with
@@ -108,7 +114,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("%s is not a folder", dir)
 	}
-	w, err := sql.Open("sqlite", path+"?"+sqlitePragmas+"&_txlock=immediate")
+	w, err := sql.Open("sqlite", path+"?"+sqliteWriterPragmas)
 	if err != nil {
 		return nil, err
 	}
@@ -116,9 +122,9 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	w.SetMaxIdleConns(1)
 	// The writer connects first, so the file exists and is in WAL mode before any
 	// reader opens it.
-	if err := w.PingContext(ctx); err != nil {
+	if err := pingBusy(ctx, w); err != nil {
 		w.Close()
-		return nil, err
+		return nil, fmt.Errorf("connect the writer: %w", err)
 	}
 	r, err := sql.Open("sqlite", path+"?"+sqlitePragmas+"&_pragma=query_only(1)")
 	if err != nil {
@@ -131,9 +137,27 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := r.PingContext(ctx); err != nil {
 		r.Close()
 		w.Close()
-		return nil, err
+		return nil, fmt.Errorf("connect a reader: %w", err)
 	}
 	return &DB{d: sqliteDialect, w: w, r: r}, nil
+}
+
+// pingBusy connects, retrying for up to 5 s while the file is busy: switching a new
+// file to WAL mode takes an exclusive lock that SQLite does not wait for, so several
+// processes opening one new database at once can meet there.
+func pingBusy(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.PingContext(ctx)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // redact is dsn without its password, for messages.

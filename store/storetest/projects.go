@@ -59,6 +59,28 @@ func testProjects(t *testing.T, s store.Store) {
 	if wantNames := []string{"alpha", "hosted", "mid.app_2", "zeta"}; !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("Projects = %v, want %v", names, wantNames)
 	}
+
+	z := *want["zeta"]
+	z.URL, z.PollInterval, z.WebhookSecret, z.KeepRuns, z.KeepFor = "https://example.com/moved.git", time.Minute, "", 7, 36*time.Hour
+	if err := s.UpdateProject(ctx, &z); err != nil {
+		t.Fatalf("UpdateProject(zeta): %v", err)
+	}
+	got, err := s.Project(ctx, "zeta")
+	if err != nil {
+		t.Fatalf("Project(zeta): %v", err)
+	}
+	checkProject(t, "Project(zeta) after UpdateProject", got, &z)
+	checkProject(t, "Project(alpha) after zeta's UpdateProject", mustGet(t, s, "alpha"), want["alpha"])
+	wantErr(t, "UpdateProject(missing)", s.UpdateProject(ctx, &store.Project{Name: "missing"}), store.ErrNotFound)
+}
+
+func mustGet(t *testing.T, s store.Store, name string) *store.Project {
+	t.Helper()
+	p, err := s.Project(t.Context(), name)
+	if err != nil {
+		t.Fatalf("Project(%s): %v", name, err)
+	}
+	return p
 }
 
 // checkProject fails unless got equals want in every field.
