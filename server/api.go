@@ -30,11 +30,7 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []projectJSON{}
 	for _, p := range projects {
-		pj := projectJSON{Name: p.Name, URL: p.URL, Created: p.Created, CloneURL: s.cloneURL(r, p.Name)}
-		if p.PollInterval > 0 {
-			pj.PollInterval = p.PollInterval.String()
-		}
-		out = append(out, pj)
+		out = append(out, s.toProjectJSON(r, p))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -80,7 +76,44 @@ func (s *Server) addProject(w http.ResponseWriter, r *http.Request) {
 	if p.URL != "" {
 		go s.poll(p) // first fetch at once; later ones by the poller
 	}
-	writeJSON(w, http.StatusCreated, projectJSON{Name: p.Name, URL: p.URL, Created: p.Created, CloneURL: s.cloneURL(r, p.Name)})
+	writeJSON(w, http.StatusCreated, s.toProjectJSON(r, p))
+}
+
+// updateProject changes a project's retention: PATCH {"keep_runs": 10, "keep_for": "720h"};
+// 0 and "0s" go back to the server's default.
+func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		KeepRuns *int    `json:"keep_runs"`
+		KeepFor  *string `json:"keep_for"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	p, err := s.cfg.Store.Project(r.Context(), r.PathValue("p"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.KeepRuns != nil {
+		if *req.KeepRuns < 0 {
+			s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("keep_runs %d: write 0 (the server's default) or more", *req.KeepRuns))
+			return
+		}
+		p.KeepRuns = *req.KeepRuns
+	}
+	if req.KeepFor != nil {
+		d, err := time.ParseDuration(*req.KeepFor)
+		if err != nil || d < 0 {
+			s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("keep_for %q: write a duration like 720h (0s for the server's default)", *req.KeepFor))
+			return
+		}
+		p.KeepFor = d
+	}
+	if err := s.cfg.Store.UpdateProject(r.Context(), p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.toProjectJSON(r, p))
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {

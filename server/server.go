@@ -31,8 +31,10 @@ type Config struct {
 	Registry *registry.Registry
 	// Releases reads runs' artifacts from Registry; nil when Registry is.
 	Releases *release.Catalog
-	Log      *slog.Logger
-	Public   bool // anonymous users may read (viewer role)
+	// Retention is what the registry keeps of runs' artifacts.
+	Retention Retention
+	Log       *slog.Logger
+	Public    bool // anonymous users may read (viewer role)
 	// Started is when the server started, for /healthz.
 	Started time.Time
 }
@@ -72,6 +74,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/projects/{p}/runs/{n}/steps/{step}/log", s.require(RoleViewer, s.stepLog))
 	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/cancel", s.require(RoleDeveloper, s.cancelRun))
 	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/rerun", s.require(RoleDeveloper, s.rerun))
+	m.HandleFunc("PATCH /api/v1/projects/{p}", s.require(RoleAdmin, s.updateProject))
 	m.HandleFunc("POST /api/v1/tokens", s.require(RoleAdmin, s.createToken))
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.errorJSON(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
@@ -81,6 +84,7 @@ func (s *Server) routes() {
 	if s.cfg.Registry != nil {
 		m.Handle("/v2/", s.registryHandler())
 		m.HandleFunc("GET /auth/token", s.registryToken)
+		m.HandleFunc("POST /api/v1/registry/gc", s.require(RoleAdmin, s.collectGarbage))
 	}
 	if s.cfg.Releases != nil {
 		m.HandleFunc("GET /api/v1/projects/{p}/releases", s.require(RoleViewer, s.listReleases))

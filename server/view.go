@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -17,8 +18,22 @@ type projectJSON struct {
 	Name         string    `json:"name"`
 	URL          string    `json:"url,omitempty"`
 	PollInterval string    `json:"poll_interval,omitempty"`
+	KeepRuns     int       `json:"keep_runs,omitempty"` // 0: the server's default
+	KeepFor      string    `json:"keep_for,omitempty"`  // "": the server's default
 	Created      time.Time `json:"created"`
 	CloneURL     string    `json:"clone_url"`
+}
+
+// toProjectJSON is a project as the API shows it.
+func (s *Server) toProjectJSON(r *http.Request, p *store.Project) projectJSON {
+	pj := projectJSON{Name: p.Name, URL: p.URL, KeepRuns: p.KeepRuns, Created: p.Created, CloneURL: s.cloneURL(r, p.Name)}
+	if p.PollInterval > 0 {
+		pj.PollInterval = p.PollInterval.String()
+	}
+	if p.KeepFor > 0 {
+		pj.KeepFor = p.KeepFor.String()
+	}
+	return pj
 }
 
 type testsJSON struct {

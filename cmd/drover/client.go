@@ -146,6 +146,56 @@ against --webhook-secret). Hosted projects need no command: git push creates the
 	add.Flags().DurationVar(&poll, "poll", time.Minute, "how often to poll; 0 for webhooks only")
 	add.Flags().StringVar(&secret, "webhook-secret", "", "secret the webhooks are signed with; empty refuses webhooks")
 	c.flags(add)
-	cmd.AddCommand(add)
+	cmd.AddCommand(add, projectSetCommand())
 	return cmd
+}
+
+func projectSetCommand() *cobra.Command {
+	c := &clientOptions{}
+	var keepRuns int
+	var keepFor time.Duration
+	set := &cobra.Command{
+		Use:   "set NAME [--keep-runs N] [--keep-for D]",
+		Short: "Change how long the registry keeps a project's run artifacts",
+		Long: `Change a project's retention. Garbage collection keeps the artifacts of the project's
+last --keep-runs runs, every artifact younger than --keep-for, and every release that is or
+was deployed; the rest goes. 0 means the server's default (drover server --keep-runs and
+--keep-for).`,
+		Example: "  drover project set shop --keep-runs 50 --keep-for 2160h",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in := map[string]any{}
+			if cmd.Flags().Changed("keep-runs") {
+				in["keep_runs"] = keepRuns
+			}
+			if cmd.Flags().Changed("keep-for") {
+				in["keep_for"] = keepFor.String()
+			}
+			if len(in) == 0 {
+				return badInput(fmt.Errorf("nothing to change: pass --keep-runs or --keep-for"))
+			}
+			var out struct {
+				KeepRuns int    `json:"keep_runs"`
+				KeepFor  string `json:"keep_for"`
+			}
+			if err := c.call("PATCH", "/api/v1/projects/"+args[0], in, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s keeps the last %s runs and everything younger than %s\n", args[0],
+				orDefault(fmt.Sprint(out.KeepRuns), "0"), orDefault(out.KeepFor, ""))
+			return nil
+		},
+	}
+	set.Flags().IntVar(&keepRuns, "keep-runs", 0, "keep the artifacts of the last N runs; 0 for the server's default")
+	set.Flags().DurationVar(&keepFor, "keep-for", 0, "keep artifacts younger than this; 0 for the server's default")
+	c.flags(set)
+	return set
+}
+
+// orDefault is v, or "the server's default" when v is empty or zero.
+func orDefault(v, zero string) string {
+	if v == zero {
+		return "(the server's default)"
+	}
+	return v
 }

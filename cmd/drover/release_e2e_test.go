@@ -173,5 +173,3 @@ func (s *testServer) do(method, path string, body io.Reader, h http.Header) *htt
 	s.t.Cleanup(func() { resp.Body.Close() })
 	return resp
 }
-
-

@@ -30,12 +30,13 @@ import (
 )
 
 type serverOptions struct {
-	data    string
-	listen  string
-	db      string
-	public  bool
-	workers int
-	grace   time.Duration
+	data      string
+	listen    string
+	db        string
+	public    bool
+	workers   int
+	grace     time.Duration
+	retention server.Retention
 }
 
 func serverCommand() *cobra.Command {
@@ -62,6 +63,10 @@ git takes it as the password of HTTP basic auth, the API as a bearer token.`,
 	f.BoolVar(&o.public, "public", false, "let anonymous users read projects, runs and logs")
 	f.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs executing at once")
 	f.DurationVar(&o.grace, "grace", 10*time.Second, "time a stopped step gets between SIGTERM and SIGKILL")
+	f.IntVar(&o.retention.KeepRuns, "keep-runs", 20, "registry: keep the artifacts of each project's last N runs (drover project set overrides)")
+	f.DurationVar(&o.retention.KeepFor, "keep-for", 30*24*time.Hour, "registry: keep artifacts younger than this")
+	f.DurationVar(&o.retention.Every, "gc-every", time.Hour, "registry: collect garbage this often; 0 only on request (drover registry gc)")
+	f.DurationVar(&o.retention.Grace, "gc-grace", time.Hour, "registry: never collect what a client pushed or looked at this recently")
 	return cmd
 }
 
@@ -118,7 +123,7 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		Log:     log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
-		Releases: &release.Catalog{Registry: reg},
+		Releases: &release.Catalog{Registry: reg}, Retention: o.retention,
 		Log: log, Public: o.public, Started: time.Now()})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 
@@ -130,6 +135,7 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	go srv.Follow(ctx)
+	go srv.CollectGarbageEvery(ctx)
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "data", o.data)
 	errc := make(chan error, 1)
