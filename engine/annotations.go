@@ -8,17 +8,19 @@ import (
 
 // Annotation keys Drover writes on a run's artifact manifest, beside the job's own.
 const (
-	AnnotationStatus       = "dev.drover.status"        // the run's status: success when every gate passed
 	AnnotationTestsPassed  = "dev.drover.tests.passed"  // test cases passed, summed over the steps' reports
 	AnnotationTestsFailed  = "dev.drover.tests.failed"  // test cases failed or errored
 	AnnotationTestsSkipped = "dev.drover.tests.skipped" // test cases skipped
 	AnnotationCoverage     = "dev.drover.coverage"      // covered statements in percent, one decimal
 )
 
-// OutcomeAnnotations describes a run's outcome for its artifact manifest: its status and,
-// when steps published reports, the summed test counts and the coverage over all of them.
-func OutcomeAnnotations(status Status, steps []*StepResult) map[string]string {
-	ann := map[string]string{AnnotationStatus: string(status)}
+// OutcomeAnnotations describes what steps measured for a run's artifact manifest: when
+// they published reports, the summed test counts and the coverage over all of them. The
+// run's status is left out on purpose: a deploy step publishes the artifact as it stands
+// mid-run, and the run's final manifest must come out byte for byte the same when no
+// later step adds layers or reports. Whether a run passed is its release tag.
+func OutcomeAnnotations(steps []*StepResult) map[string]string {
+	ann := map[string]string{}
 	var tests report.Tests
 	var cov report.Coverage
 	var haveTests, haveCov bool

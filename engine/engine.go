@@ -50,6 +50,9 @@ type Job struct {
 	// again and count as they ended then. A re-run from a failed step passes the results
 	// of the steps before it.
 	Done map[string]*StepResult
+	// Deploy carries out deploy: steps; nil skips them with the reason that they need a
+	// server. The engine hands it the run's artifact as it stands when the step starts.
+	Deploy func(ctx context.Context, d Deployment) error
 	// Cleanup is the context clean-up steps (when: {status: always}) run under, so they
 	// still run after ctx is cancelled and can be stopped separately (a second Ctrl-C).
 	// Nil means context.WithoutCancel(ctx).
@@ -152,6 +155,11 @@ func (r *run) execute(ctx context.Context) *RunResult {
 				if n.Step.When.Status == pipeline.StatusAlways {
 					stepCtx = r.job.Cleanup
 				}
+				if n.Step.Deploy != "" {
+					art, err := r.publish(r.finished())
+					go func() { r.done <- stepDone{n, r.runDeploy(stepCtx, n, art, err)} }()
+					continue
+				}
 				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n)} }()
 			}
 		}
@@ -181,7 +189,7 @@ func (r *run) execute(ctx context.Context) *RunResult {
 		res.Steps = append(res.Steps, r.results[n])
 	}
 	res.Status = r.status(ctx, res.Steps)
-	if desc, err := r.publish(res.Status, res.Steps); err != nil {
+	if desc, err := r.publish(res.Steps); err != nil {
 		res.Status, res.Reason = Errored, "publishing the run's artifact failed: "+err.Error()
 	} else {
 		res.Artifact = desc
@@ -224,20 +232,22 @@ func (r *run) skipReason(ctx context.Context, n *pipeline.Node) string {
 	if ok, why := n.Step.When.Matches(r.job.Trigger); !ok {
 		return why
 	}
-	return unsupported(r.e.Backend, n.Step)
+	return r.unsupported(n.Step)
 }
 
-// unsupported says why a step needs more than this engine has.
-func unsupported(b Backend, s *pipeline.Step) string {
+// unsupported says why a step needs more than this engine and job have.
+func (r *run) unsupported(s *pipeline.Step) string {
 	switch {
-	case s.Deploy != "":
+	case s.Deploy != "" && r.job.Deploy == nil:
 		return "deploy: needs a Drover server with environments (drover server)"
+	case s.Deploy != "":
+		return ""
 	case s.Approval != nil:
 		return "approval: needs a Drover server to record who approved (drover server)"
 	case s.Environment != "":
 		return "environment: " + s.Environment + " needs a Drover server to create it (drover server)"
 	}
-	if sup, ok := b.(Supporter); ok {
+	if sup, ok := r.e.Backend.(Supporter); ok {
 		if err := sup.Supports(s); err != nil {
 			return err.Error()
 		}
@@ -275,7 +285,7 @@ func (r *run) status(ctx context.Context, steps []*StepResult) Status {
 
 // publish writes the run's artifact manifest over every step's layers, annotated with
 // the job's annotations and the run's outcome (see OutcomeAnnotations).
-func (r *run) publish(status Status, steps []*StepResult) (*ocispec.Descriptor, error) {
+func (r *run) publish(steps []*StepResult) (*ocispec.Descriptor, error) {
 	var layers []ocispec.Descriptor
 	for _, s := range steps {
 		layers = append(layers, s.Artifacts...)
@@ -283,7 +293,7 @@ func (r *run) publish(status Status, steps []*StepResult) (*ocispec.Descriptor, 
 	if len(layers) == 0 || r.job.Artifacts == nil {
 		return nil, nil
 	}
-	ann := OutcomeAnnotations(status, steps)
+	ann := OutcomeAnnotations(steps)
 	maps.Copy(ann, r.job.Annotations)
 	desc, err := r.job.Artifacts.PutManifest(layers, ann)
 	if err != nil {

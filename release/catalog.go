@@ -39,7 +39,6 @@ type Release struct {
 	Digest   digest.Digest `json:"digest"`
 	Commit   string        `json:"commit,omitempty"`
 	Branch   string        `json:"branch,omitempty"`
-	Status   string        `json:"status,omitempty"`
 	Created  time.Time     `json:"created,omitzero"`
 	Tests    *Tests        `json:"tests,omitempty"`
 	Coverage *float64      `json:"coverage,omitempty"` // percent
@@ -146,8 +145,7 @@ func (c *Catalog) get(ctx context.Context, project, repo, ref string, tags []str
 		return nil, fmt.Errorf("%s:%s is not a Drover run artifact: %w", project, ref, ErrNotFound)
 	}
 	a := m.Annotations
-	rel := &Release{Project: project, Digest: d, Commit: a[ocispec.AnnotationRevision], Branch: a["dev.drover.branch"],
-		Status: a[engine.AnnotationStatus]}
+	rel := &Release{Project: project, Digest: d, Commit: a[ocispec.AnnotationRevision], Branch: a["dev.drover.branch"]}
 	rel.Run, _ = strconv.Atoi(a["dev.drover.run"])
 	rel.Tag = strconv.Itoa(rel.Run)
 	if slices.Contains(tags, Tag(rel.Run)) {

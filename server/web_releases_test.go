@@ -41,7 +41,7 @@ func webPublish(e *webEnv, project, status string, files map[string]string) *sto
 	}
 	steps := []*engine.StepResult{{Name: "build", Status: engine.Status(status),
 		Reports: &report.Summary{Tests: &report.Tests{Passed: 7, Failed: 1}, Coverage: &report.Coverage{Covered: 3, Total: 4}}}}
-	ann := engine.OutcomeAnnotations(engine.Status(status), steps)
+	ann := engine.OutcomeAnnotations(steps)
 	ann["dev.drover.run"] = fmt.Sprint(run.Number)
 	ann[ocispec.AnnotationRevision] = run.Commit
 	ann["dev.drover.branch"] = run.Branch
