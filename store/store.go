@@ -75,6 +75,43 @@ type Token struct {
 	Created time.Time
 }
 
+// Environment is a named place releases are deployed to (staging, production, ...).
+type Environment struct {
+	ID       int64
+	Name     string
+	Strategy string // blue-green or rolling: how deploys replace instances
+	Created  time.Time
+}
+
+// Deployment is one change of the release a service runs in an environment.
+type Deployment struct {
+	ID          int64
+	Environment string
+	Service     string // the service's name (service.name, else the project's)
+	Project     string
+	Digest      string // the release's artifact manifest digest
+	Tag         string // r12, or the run number when not a release
+	Run         int    // the run the release came from
+	Strategy    string
+	Status      string // running, success (live, or replaced later), failure, rolled-back
+	Reason      string // why it failed or was rolled back, for people
+	Trigger     string // who or what deployed: a user, "run shop #12", "rollback", "reconcile"
+	RollbackOf  int64  // for a rollback: the deployment it undid
+	Created     time.Time
+	Finished    time.Time // zero while running
+}
+
+// DeploymentFilter selects deployments for listing, newest first. Zero fields do not
+// filter.
+type DeploymentFilter struct {
+	Environment string
+	Service     string
+	Project     string
+	Run         int
+	Status      []string
+	Limit       int // 0 means 50
+}
+
 // RunFilter selects runs for listing. Zero fields do not filter.
 type RunFilter struct {
 	Project string
@@ -111,6 +148,20 @@ type Store interface {
 	// SaveStep inserts or replaces the step (RunID, Name).
 	SaveStep(ctx context.Context, s *Step) error
 	Steps(ctx context.Context, runID int64) ([]*Step, error) // by Position
+
+	// CreateEnvironment stores e and sets ID and Created; ErrExists on a taken name.
+	CreateEnvironment(ctx context.Context, e *Environment) error
+	Environment(ctx context.Context, name string) (*Environment, error)
+	Environments(ctx context.Context) ([]*Environment, error) // by name
+	// UpdateEnvironment writes e's Strategy.
+	UpdateEnvironment(ctx context.Context, e *Environment) error
+
+	// CreateDeployment stores d and sets ID and Created; ErrNotFound when its
+	// environment does not exist.
+	CreateDeployment(ctx context.Context, d *Deployment) error
+	// UpdateDeployment writes d's Status, Reason and Finished.
+	UpdateDeployment(ctx context.Context, d *Deployment) error
+	Deployments(ctx context.Context, f DeploymentFilter) ([]*Deployment, error) // newest first
 
 	CreateToken(ctx context.Context, t *Token) error // sets ID and Created
 	TokenByHash(ctx context.Context, hash []byte) (*Token, error)

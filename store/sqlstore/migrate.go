@@ -80,6 +80,32 @@ var migrations = []migration{
 		`ALTER TABLE projects ADD COLUMN keep_runs INTEGER NOT NULL DEFAULT 0`,
 		`ALTER TABLE projects ADD COLUMN keep_for BIGINT NOT NULL DEFAULT 0`,
 	}},
+	{name: "environments and deployments", stmts: []string{
+		`CREATE TABLE environments (
+			id ${id},
+			name TEXT NOT NULL UNIQUE,
+			strategy TEXT NOT NULL,
+			created ${time} NOT NULL
+		)`,
+		`CREATE TABLE deployments (
+			id ${id},
+			environment_id BIGINT NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+			service TEXT NOT NULL,
+			project TEXT NOT NULL,
+			digest TEXT NOT NULL,
+			tag TEXT NOT NULL DEFAULT '',
+			run INTEGER NOT NULL DEFAULT 0,
+			strategy TEXT NOT NULL,
+			status TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '',
+			triggered_by TEXT NOT NULL DEFAULT '',
+			rollback_of BIGINT NOT NULL DEFAULT 0,
+			created ${time} NOT NULL,
+			finished ${time}
+		)`,
+		`CREATE INDEX deployments_env ON deployments (environment_id, service, id)`,
+		`CREATE INDEX deployments_project ON deployments (project, run)`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary creates and understands.

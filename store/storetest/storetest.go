@@ -48,6 +48,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Steps", testSteps},
 		{"NotFound", testNotFound},
 		{"Cancelled", testCancelled},
+		{"Environments", testEnvironments},
+		{"Deployments", testDeployments},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

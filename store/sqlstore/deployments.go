@@ -1,0 +1,181 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/drover-cd/drover/store"
+)
+
+// CreateEnvironment stores e and sets its ID and Created. A taken name is an error
+// wrapping store.ErrExists.
+func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error {
+	created := now()
+	var id int64
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, created)
+		VALUES (?, ?, ?) RETURNING id`), e.Name, e.Strategy, db.d.timeArg(created)).Scan(&id)
+	if db.d.isUnique(err) {
+		return fmt.Errorf("store: create environment %q: %w", e.Name, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create environment %q: %w", e.Name, err)
+	}
+	e.ID, e.Created = id, created
+	return nil
+}
+
+const environmentCols = `id, name, strategy, created`
+
+func scanEnvironment(sc scanner) (*store.Environment, error) {
+	e := &store.Environment{}
+	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, dbTime{&e.Created}); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Environment returns the environment called name.
+func (db *DB) Environment(ctx context.Context, name string) (*store.Environment, error) {
+	e, err := scanEnvironment(db.r.QueryRowContext(ctx, db.d.rebind(`SELECT `+environmentCols+` FROM environments WHERE name = ?`), name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: environment %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: environment %q: %w", name, err)
+	}
+	return e, nil
+}
+
+// Environments returns every environment, by name.
+func (db *DB) Environments(ctx context.Context) ([]*store.Environment, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+environmentCols+` FROM environments ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list environments: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.Environment{}
+	for rows.Next() {
+		e, err := scanEnvironment(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list environments: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list environments: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateEnvironment writes e's Strategy.
+func (db *DB) UpdateEnvironment(ctx context.Context, e *store.Environment) error {
+	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE environments SET strategy = ? WHERE name = ?`), e.Strategy, e.Name)
+	if err != nil {
+		return fmt.Errorf("store: update environment %q: %w", e.Name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("store: update environment %q: %w", e.Name, store.ErrNotFound)
+	}
+	return nil
+}
+
+// CreateDeployment stores d and sets its ID and Created. A missing environment is an
+// error wrapping store.ErrNotFound.
+func (db *DB) CreateDeployment(ctx context.Context, d *store.Deployment) error {
+	var envID int64
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`SELECT id FROM environments WHERE name = ?`), d.Environment).Scan(&envID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("store: create deployment: environment %q: %w", d.Environment, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create deployment to %q: %w", d.Environment, err)
+	}
+	created := now()
+	var id int64
+	err = db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO deployments (environment_id, service, project, digest, tag,
+		run, strategy, status, reason, triggered_by, rollback_of, created, finished)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		envID, d.Service, d.Project, d.Digest, d.Tag, d.Run, d.Strategy, d.Status, d.Reason, d.Trigger, d.RollbackOf,
+		db.d.timeArg(created), db.d.timeArg(d.Finished)).Scan(&id)
+	if db.d.isForeignKey(err) {
+		return fmt.Errorf("store: create deployment: environment %q: %w", d.Environment, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create deployment to %q: %w", d.Environment, err)
+	}
+	d.ID, d.Created = id, created
+	return nil
+}
+
+// UpdateDeployment writes d's Status, Reason and Finished.
+func (db *DB) UpdateDeployment(ctx context.Context, d *store.Deployment) error {
+	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE deployments SET status = ?, reason = ?, finished = ? WHERE id = ?`),
+		d.Status, d.Reason, db.d.timeArg(d.Finished), d.ID)
+	if err != nil {
+		return fmt.Errorf("store: update deployment %d: %w", d.ID, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("store: update deployment %d: %w", d.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// Deployments lists deployments, newest first.
+func (db *DB) Deployments(ctx context.Context, f store.DeploymentFilter) ([]*store.Deployment, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, arg any) { where, args = append(where, cond), append(args, arg) }
+	if f.Environment != "" {
+		add(`e.name = ?`, f.Environment)
+	}
+	if f.Service != "" {
+		add(`d.service = ?`, f.Service)
+	}
+	if f.Project != "" {
+		add(`d.project = ?`, f.Project)
+	}
+	if f.Run > 0 {
+		add(`d.run = ?`, f.Run)
+	}
+	if len(f.Status) > 0 {
+		where = append(where, `d.status IN (`+placeholders(len(f.Status))+`)`)
+		for _, s := range f.Status {
+			args = append(args, s)
+		}
+	}
+	q := `SELECT d.id, e.name, d.service, d.project, d.digest, d.tag, d.run, d.strategy, d.status, d.reason,
+		d.triggered_by, d.rollback_of, d.created, d.finished
+		FROM deployments d JOIN environments e ON e.id = d.environment_id`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	q += ` ORDER BY d.id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.r.QueryContext(ctx, db.d.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list deployments: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.Deployment{}
+	for rows.Next() {
+		d := &store.Deployment{}
+		if err := rows.Scan(&d.ID, &d.Environment, &d.Service, &d.Project, &d.Digest, &d.Tag, &d.Run, &d.Strategy,
+			&d.Status, &d.Reason, &d.Trigger, &d.RollbackOf, dbTime{&d.Created}, dbTime{&d.Finished}); err != nil {
+			return nil, fmt.Errorf("store: list deployments: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list deployments: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,105 @@
+package storetest
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/drover-cd/drover/store"
+)
+
+func testEnvironments(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, name := range []string{"staging", "production"} {
+		e := &store.Environment{Name: name, Strategy: "blue-green"}
+		if err := s.CreateEnvironment(ctx, e); err != nil {
+			t.Fatalf("CreateEnvironment(%s): %v", name, err)
+		}
+		if e.ID == 0 {
+			t.Errorf("CreateEnvironment(%s) did not set ID", name)
+		}
+		checkCreated(t, "CreateEnvironment("+name+")", e.Created)
+	}
+	wantErr(t, "CreateEnvironment of a taken name", s.CreateEnvironment(ctx, &store.Environment{Name: "staging", Strategy: "rolling"}), store.ErrExists)
+	if err := s.UpdateEnvironment(ctx, &store.Environment{Name: "production", Strategy: "rolling"}); err != nil {
+		t.Fatalf("UpdateEnvironment: %v", err)
+	}
+	wantErr(t, "UpdateEnvironment(missing)", s.UpdateEnvironment(ctx, &store.Environment{Name: "qa", Strategy: "rolling"}), store.ErrNotFound)
+	envs, err := s.Environments(ctx)
+	if err != nil || len(envs) != 2 || envs[0].Name != "production" || envs[0].Strategy != "rolling" || envs[1].Strategy != "blue-green" {
+		t.Errorf("Environments = %+v, %v", envs, err)
+	}
+	got, err := s.Environment(ctx, "staging")
+	if err != nil || got.Name != "staging" || !got.Created.Equal(envs[1].Created) {
+		t.Errorf("Environment(staging) = %+v, %v", got, err)
+	}
+	_, err = s.Environment(ctx, "qa")
+	wantErr(t, "Environment(missing)", err, store.ErrNotFound)
+}
+
+func testDeployments(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, name := range []string{"staging", "production"} {
+		if err := s.CreateEnvironment(ctx, &store.Environment{Name: name, Strategy: "blue-green"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk := func(env, service, project string, run int, status string) *store.Deployment {
+		t.Helper()
+		d := &store.Deployment{Environment: env, Service: service, Project: project, Digest: "sha256:" + service,
+			Tag: "r1", Run: run, Strategy: "blue-green", Status: status, Trigger: "alice"}
+		if err := s.CreateDeployment(ctx, d); err != nil {
+			t.Fatalf("CreateDeployment: %v", err)
+		}
+		checkCreated(t, "CreateDeployment", d.Created)
+		return d
+	}
+	a := mk("staging", "catalog", "catalog", 1, "running")
+	b := mk("staging", "catalog", "catalog", 2, "running")
+	c := mk("production", "catalog", "catalog", 1, "success")
+	cart := mk("staging", "cart", "cart", 7, "failure")
+	wantErr(t, "CreateDeployment to a missing environment",
+		s.CreateDeployment(ctx, &store.Deployment{Environment: "qa", Service: "x", Project: "x", Status: "running"}), store.ErrNotFound)
+
+	a.Status, a.Reason, a.Finished = "rolled-back", "unhealthy after the switch", t1
+	if err := s.UpdateDeployment(ctx, a); err != nil {
+		t.Fatalf("UpdateDeployment: %v", err)
+	}
+	wantErr(t, "UpdateDeployment(missing)", s.UpdateDeployment(ctx, &store.Deployment{ID: c.ID + 1000}), store.ErrNotFound)
+
+	ids := func(f store.DeploymentFilter) []int64 {
+		t.Helper()
+		ds, err := s.Deployments(ctx, f)
+		if err != nil {
+			t.Fatalf("Deployments(%+v): %v", f, err)
+		}
+		var out []int64
+		for _, d := range ds {
+			out = append(out, d.ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		f    store.DeploymentFilter
+		want []int64
+	}{
+		{store.DeploymentFilter{Environment: "staging", Service: "catalog"}, []int64{b.ID, a.ID}},
+		{store.DeploymentFilter{Project: "catalog", Run: 1}, []int64{c.ID, a.ID}},
+		{store.DeploymentFilter{Status: []string{"success", "rolled-back"}}, []int64{c.ID, a.ID}},
+		{store.DeploymentFilter{Environment: "staging", Limit: 1}, []int64{cart.ID}},
+	} {
+		if got := ids(tc.f); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Deployments(%+v) = %v, want %v", tc.f, got, tc.want)
+		}
+	}
+	ds, err := s.Deployments(ctx, store.DeploymentFilter{Environment: "staging", Service: "catalog", Limit: 1, Status: []string{"rolled-back"}})
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("Deployments: %v %v", ds, err)
+	}
+	got, want := *ds[0], *a
+	sameTimes(t, "deployment", []string{"Created", "Finished"}, []*time.Time{&got.Created, &got.Finished}, []*time.Time{&want.Created, &want.Finished})
+	got.Created, got.Finished, want.Created, want.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if got != want {
+		t.Errorf("deployment read back:\n got %+v\nwant %+v", got, want)
+	}
+}
