@@ -131,7 +131,8 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 			"dev.drover.run":                    fmt.Sprint(run.Number),
 			"dev.drover.branch":                 run.Branch,
 		},
-		Done: done,
+		Deploy: r.deployer(run, layout),
+		Done:   done,
 		// Clean-up steps still run after a user's cancel, but not past the server's stop.
 		Cleanup: serverCtx,
 	})
@@ -158,6 +159,21 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		return Errored, firstReason(res), artifact
 	}
 	return Success, "", artifact
+}
+
+// deployer is the engine's Job.Deploy for run: it publishes the artifact as it stands
+// under the run's number, then deploys that digest. nil when the server cannot deploy.
+func (r *Runner) deployer(run *store.Run, layout *artifact.Store) func(context.Context, engine.Deployment) error {
+	if r.cfg.Deploy == nil || layout == nil {
+		return nil
+	}
+	return func(ctx context.Context, d engine.Deployment) error {
+		err := r.cfg.Publisher.Publish(ctx, layout, *d.Artifact, release.Run{Project: run.Project, Number: run.Number, Commit: run.Commit})
+		if err != nil {
+			return fmt.Errorf("publish the artifact to deploy: %w", err)
+		}
+		return r.cfg.Deploy(ctx, run, d.Env, d.Artifact.Digest.String(), d.Log)
+	}
 }
 
 // layout opens the run's own artifact layout, where its steps pack their artifacts

@@ -52,10 +52,13 @@ type Config struct {
 	Repos     func(project string) string // the bare repository of a project
 	WorkDir   string                      // runs check out into WorkDir/<run id>
 	Publisher *release.Publisher          // where runs publish their artifacts; nil fails steps with artifacts
-	Backend   engine.Backend
-	Workers   int // runs executing at once; 0 means the number of CPUs
-	Parallel  int // steps of one run executing at once; 0 means the number of CPUs
-	Log       *slog.Logger
+	// Deploy carries out a run's deploy: step, deploying the artifact digest (already
+	// published under the run's number) to env; nil skips deploy steps.
+	Deploy   func(ctx context.Context, run *store.Run, env, digest string, log func(string)) error
+	Backend  engine.Backend
+	Workers  int // runs executing at once; 0 means the number of CPUs
+	Parallel int // steps of one run executing at once; 0 means the number of CPUs
+	Log      *slog.Logger
 }
 
 // Runner runs queued runs. Create it with New, then Start it.

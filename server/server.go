@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
@@ -33,6 +34,10 @@ type Config struct {
 	Releases *release.Catalog
 	// Retention is what the registry keeps of runs' artifacts.
 	Retention Retention
+	// Deploys runs releases in environments; nil serves no deploy API.
+	Deploys *deploy.Manager
+	// ProxyHost is ":PORT" of the proxy's listener, for links to deployed services.
+	ProxyHost string
 	Log       *slog.Logger
 	Public    bool // anonymous users may read (viewer role)
 	// Started is when the server started, for /healthz.
@@ -85,6 +90,12 @@ func (s *Server) routes() {
 		m.Handle("/v2/", s.registryHandler())
 		m.HandleFunc("GET /auth/token", s.registryToken)
 		m.HandleFunc("POST /api/v1/registry/gc", s.require(RoleAdmin, s.collectGarbage))
+	}
+	if s.cfg.Deploys != nil {
+		m.HandleFunc("GET /api/v1/environments", s.require(RoleViewer, s.listEnvironments))
+		m.HandleFunc("GET /api/v1/environments/{env}", s.require(RoleViewer, s.getEnvironment))
+		m.HandleFunc("POST /api/v1/environments/{env}/deploy", s.require(RoleDeveloper, s.deployTo))
+		m.HandleFunc("POST /api/v1/environments/{env}/rollback", s.require(RoleDeveloper, s.rollbackIn))
 	}
 	if s.cfg.Releases != nil {
 		m.HandleFunc("GET /api/v1/projects/{p}/releases", s.require(RoleViewer, s.listReleases))

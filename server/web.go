@@ -41,6 +41,11 @@ func (s *Server) webRoutes() {
 	if s.cfg.Releases != nil {
 		m.HandleFunc("GET /p/{p}/releases", w.page(RoleViewer, w.releases))
 	}
+	if s.cfg.Deploys != nil {
+		m.HandleFunc("GET /env", w.page(RoleViewer, w.envs))
+		m.HandleFunc("GET /env/{env}", w.page(RoleViewer, w.env))
+		m.HandleFunc("GET /env/{env}/events", s.require(RoleViewer, w.envEvents))
+	}
 	m.HandleFunc("GET /p/{p}/runs/{n}", w.page(RoleViewer, w.run))
 	m.HandleFunc("GET /p/{p}/runs/{n}/events", s.require(RoleViewer, w.runEvents))
 	m.HandleFunc("GET /p/{p}/runs/{n}/steps/{step}", w.page(RoleViewer, w.step))

@@ -27,7 +27,28 @@ func (w *web) funcs() template.FuncMap {
 		"eventURL":      func(p string, n int) string { return runURL(p, n) + "/events" },
 		"deref":         func(t *time.Time) time.Time { return derefTime(t) },
 		"releaseRunURL": releaseRunURL,
+		"healthClass":   healthClass,
+		"deployClass":   deployClass,
 	}
+}
+
+// healthClass is the status whose colour and icon show an instance's health.
+func healthClass(h string) string {
+	switch h {
+	case "healthy":
+		return "success"
+	case "unhealthy":
+		return "failure"
+	}
+	return "pending"
+}
+
+// deployClass is the status whose colour and icon show a deployment's status.
+func deployClass(s string) string {
+	if s == "rolled-back" {
+		return "cancelled"
+	}
+	return s
 }
 
 // statusIcon is a symbol for a status, shown next to its name: status never shows by

@@ -43,6 +43,26 @@ func (c *clientOptions) bearer() (string, error) {
 
 // call sends a JSON request to the server's API and decodes the JSON answer into out.
 func (c *clientOptions) call(method, path string, in, out any) error {
+	return c.callRaw(method, path, in, func(status int, data []byte) error {
+		if status >= 300 {
+			var e struct {
+				Error string `json:"error"`
+			}
+			if json.Unmarshal(data, &e) == nil && e.Error != "" {
+				return fmt.Errorf("server: %s (HTTP %d)", e.Error, status)
+			}
+			return fmt.Errorf("server: HTTP %d: %s", status, bytes.TrimSpace(data))
+		}
+		if out != nil {
+			return json.Unmarshal(data, out)
+		}
+		return nil
+	})
+}
+
+// callRaw sends a JSON request to the server's API and hands the answer's status and
+// body to answer. Deploys wait for health checks, so the timeout is generous.
+func (c *clientOptions) callRaw(method, path string, in any, answer func(status int, data []byte) error) error {
 	token, err := c.bearer()
 	if err != nil {
 		return err
@@ -61,7 +81,7 @@ func (c *clientOptions) call(method, path string, in, out any) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{Timeout: 10 * time.Minute}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach the server at %s (is 'drover server' running?): %w", c.server, err)
@@ -71,19 +91,7 @@ func (c *clientOptions) call(method, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("server: %s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return fmt.Errorf("server: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	return answer(resp.StatusCode, data)
 }
 
 func tokenCommand() *cobra.Command {

@@ -37,6 +37,10 @@ type serverOptions struct {
 	workers   int
 	grace     time.Duration
 	retention server.Retention
+
+	proxyListen    string
+	healthTimeout  time.Duration
+	rollbackWindow time.Duration
 }
 
 func serverCommand() *cobra.Command {
@@ -67,6 +71,9 @@ git takes it as the password of HTTP basic auth, the API as a bearer token.`,
 	f.DurationVar(&o.retention.KeepFor, "keep-for", 30*24*time.Hour, "registry: keep artifacts younger than this")
 	f.DurationVar(&o.retention.Every, "gc-every", time.Hour, "registry: collect garbage this often; 0 only on request (drover registry gc)")
 	f.DurationVar(&o.retention.Grace, "gc-grace", time.Hour, "registry: never collect what a client pushed or looked at this recently")
+	f.StringVar(&o.proxyListen, "proxy-listen", "127.0.0.1:8000", "address of the proxy in front of deployed services (http://SERVICE.ENV.localhost:PORT/)")
+	f.DurationVar(&o.healthTimeout, "health-timeout", time.Minute, "deploys: how long new instances get to become healthy")
+	f.DurationVar(&o.rollbackWindow, "rollback-window", 5*time.Minute, "deploys: a release that turns unhealthy this soon after its switch is rolled back")
 	return cmd
 }
 
@@ -114,8 +121,15 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	reg.Immutable = func(_, tag string) bool { return release.IsReleaseTag(tag) }
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
+	releases := &release.Catalog{Registry: reg}
+	deps, err := o.startDeployments(st, reg, releases, hosting.RepoPath, hub, log)
+	if err != nil {
+		return err
+	}
+	defer deps.stop(context.Background())
+	o.retention.Deployed = deployed(st)
 	run := runner.New(runner.Config{
-		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg},
+		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Deploy: deps.deployRun,
 		Repos:   hosting.RepoPath,
 		WorkDir: work,
 		Backend: &process.Backend{Grace: o.grace, Leftovers: leftovers},
@@ -123,7 +137,7 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		Log:     log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
-		Releases: &release.Catalog{Registry: reg}, Retention: o.retention,
+		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),
 		Log: log, Public: o.public, Started: time.Now()})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 
@@ -136,8 +150,13 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	}
 	go srv.Follow(ctx)
 	go srv.CollectGarbageEvery(ctx)
+	go func() {
+		if err := deps.manager.Reconcile(ctx); err != nil {
+			log.Error("bring environments back to what they ran", "err", err)
+		}
+	}()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "data", o.data)
+	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "proxy", "http://"+deps.ln.Addr().String(), "data", o.data)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -161,6 +180,14 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		err = nil
 	}
 	return err
+}
+
+// portOf is ":PORT" of a listener's address.
+func portOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return fmt.Sprintf(":%d", ta.Port)
+	}
+	return ""
 }
 
 // ensureAdminToken creates the first admin token when the store has no token at all,

@@ -23,6 +23,7 @@ type testServer struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	URL   string
+	Proxy string // the deploy proxy's http://HOST:PORT
 	Data  string
 	Token string
 	log   *syncBuffer
@@ -47,7 +48,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-var listening = regexp.MustCompile(`msg="drover server listening" url=(http://\S+)`)
+var listening = regexp.MustCompile(`msg="drover server listening" url=(http://\S+) proxy=(http://\S+)`)
 
 // startServer runs drover server on a free loopback port with data in dir; db is the
 // --db flag ("" for SQLite).
@@ -61,7 +62,7 @@ func startServer(t *testing.T, dir, db string, extra ...string) *testServer {
 func (s *testServer) start(extra ...string) {
 	t := s.t
 	t.Helper()
-	args := append([]string{"server", "--data", s.Data, "--listen", "127.0.0.1:0", "--grace", "500ms"}, extra...)
+	args := append([]string{"server", "--data", s.Data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--grace", "500ms"}, extra...)
 	if s.db != "" {
 		args = append(args, "--db", s.db)
 	}
@@ -75,7 +76,7 @@ func (s *testServer) start(extra ...string) {
 		t.Fatal(err)
 	}
 	s.cmd = cmd
-	found := make(chan string, 1)
+	found := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sent := false
@@ -83,13 +84,14 @@ func (s *testServer) start(extra ...string) {
 			line := sc.Text()
 			s.log.WriteString(line + "\n")
 			if m := listening.FindStringSubmatch(line); m != nil && !sent {
-				found <- m[1]
+				found <- m[1:]
 				sent = true
 			}
 		}
 	}()
 	select {
-	case s.URL = <-found:
+	case urls := <-found:
+		s.URL, s.Proxy = urls[0], urls[1]
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the server did not start:\n%s", s.log)
 	}

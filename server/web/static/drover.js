@@ -165,6 +165,16 @@
     });
   }
 
+  // An environment's page reloads its body whenever what runs there changes.
+  function followEnv(box) {
+    var es = new EventSource(box.getAttribute('data-events'));
+    var first = true;
+    es.addEventListener('env', function () {
+      if (first) { first = false; return; } // the page is as new as the first event
+      refresh('env');
+    });
+  }
+
   // Log search: highlight matching lines, optionally hide the others; Enter jumps.
   var search = { q: '', only: false, at: -1 };
   function matches(line) { return search.q !== '' && line.textContent.toLowerCase().indexOf(search.q) >= 0; }
@@ -260,6 +270,8 @@
     if (runBody && window.EventSource && active(runBody.getAttribute('data-status'))) followRun(runBody);
     var runs = document.getElementById('runs');
     if (runs && window.EventSource && runs.getAttribute('data-events')) followProject(runs);
+    var env = document.getElementById('env');
+    if (env && window.EventSource && env.getAttribute('data-events')) followEnv(env);
     var log = document.getElementById('log');
     if (log && log.getAttribute('data-follow') && window.fetch && window.ReadableStream) followLog(log);
     var input = document.getElementById('log-search');

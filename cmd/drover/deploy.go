@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// deployAnswer is the server's answer to a deploy or a rollback.
+type deployAnswer struct {
+	Deployment *struct {
+		ID         int64  `json:"id"`
+		Service    string `json:"service"`
+		Tag        string `json:"tag"`
+		Digest     string `json:"digest"`
+		Status     string `json:"status"`
+		DurationMS int64  `json:"duration_ms"`
+	} `json:"deployment"`
+	Log   []string `json:"log"`
+	Error string   `json:"error"`
+}
+
+// deployCall posts a deploy or rollback and prints its log; failures exit 1.
+func (c *clientOptions) deployCall(out io.Writer, path string, in any) error {
+	fmt.Fprintf(out, "%s ...\n", strings.TrimPrefix(path, "/api/v1/"))
+	var ans deployAnswer
+	err := c.callRaw(http.MethodPost, path, in, func(status int, data []byte) error {
+		if jerr := json.Unmarshal(data, &ans); jerr != nil || (ans.Deployment == nil && ans.Error == "" && status >= 300) {
+			return fmt.Errorf("server: HTTP %d: %s", status, strings.TrimSpace(string(data)))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, l := range ans.Log {
+		fmt.Fprintln(out, "  "+l)
+	}
+	if ans.Error != "" {
+		if ans.Deployment == nil {
+			return badInput(fmt.Errorf("%s", ans.Error))
+		}
+		return &exitError{code: 1, err: fmt.Errorf("deployment %d failed: %s", ans.Deployment.ID, ans.Error)}
+	}
+	d := ans.Deployment
+	fmt.Fprintf(out, "deployment %d: %s %s (%s) is live after %s\n", d.ID, d.Service, d.Tag, d.Digest,
+		(time.Duration(d.DurationMS) * time.Millisecond).Round(time.Millisecond))
+	return nil
+}
+
+func deployCommand() *cobra.Command {
+	c := &clientOptions{}
+	var env, strategy string
+	cmd := &cobra.Command{
+		Use:   "deploy PROJECT[:REF] --env ENV",
+		Short: "Run a release of a project in an environment",
+		Long: `Deploy a release: the server unpacks it, starts the service's instances as its drover.yml
+service: section says, waits for their health checks, switches the proxy to them and stops
+the old ones. A release whose instances never become healthy never gets traffic and the
+command exits 1 with their last output.
+
+REF is a release tag (r12), a run number, a commit or a digest; without it, the newest
+release. The environment is created on first use.`,
+		Example: "  drover deploy shop --env staging\n  drover deploy shop:r12 --env production --strategy rolling",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if env == "" {
+				return badInput(fmt.Errorf("--env is required: the environment to deploy to"))
+			}
+			project, ref, _ := strings.Cut(args[0], ":")
+			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+env+"/deploy",
+				map[string]string{"project": project, "ref": ref, "strategy": strategy})
+		},
+	}
+	cmd.Flags().StringVar(&env, "env", "", "environment to deploy to, e.g. staging")
+	cmd.Flags().StringVar(&strategy, "strategy", "", "blue-green or rolling (default: the environment's)")
+	c.flags(cmd)
+	return cmd
+}
+
+func rollbackCommand() *cobra.Command {
+	c := &clientOptions{}
+	var env string
+	cmd := &cobra.Command{
+		Use:     "rollback PROJECT --env ENV",
+		Short:   "Return a project's service in an environment to the release it ran before",
+		Long:    "Deploy again the release the service ran before its current one: the same digest, nothing rebuilt.",
+		Example: "  drover rollback shop --env production",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if env == "" {
+				return badInput(fmt.Errorf("--env is required"))
+			}
+			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+env+"/rollback", map[string]string{"project": args[0]})
+		},
+	}
+	cmd.Flags().StringVar(&env, "env", "", "environment, e.g. production")
+	c.flags(cmd)
+	return cmd
+}
+
+// envStatus is an environment as GET /api/v1/environments/{env} answers.
+type envStatus struct {
+	Name     string `json:"name"`
+	Strategy string `json:"strategy"`
+	Services []struct {
+		Service, Project, Tag, Digest, URL string
+		Run                                int
+		Instances                          []struct {
+			Name, Addr, Health string
+			Pid, Restarts      int
+		}
+	} `json:"services"`
+	Deployments []struct {
+		ID                                    int64
+		Service, Tag, Status, Reason, Trigger string
+		Created                               time.Time
+	} `json:"deployments"`
+}
+
+func envCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "env", Short: "Show environments: what runs where"}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List environments and the release each service runs",
+		Args:  cobra.NoArgs,
+	}
+	lc := &clientOptions{}
+	ls.RunE = func(cmd *cobra.Command, _ []string) error {
+		var envs []envStatus
+		if err := lc.call(http.MethodGet, "/api/v1/environments", nil, &envs); err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		if len(envs) == 0 {
+			fmt.Fprintln(out, "no environments yet: drover deploy PROJECT --env staging creates one")
+			return nil
+		}
+		fmt.Fprintf(out, "%-14s %-12s %-16s %-8s %s\n", "ENV", "STRATEGY", "SERVICE", "RELEASE", "INSTANCES")
+		for _, e := range envs {
+			if len(e.Services) == 0 {
+				fmt.Fprintf(out, "%-14s %-12s %-16s %-8s %s\n", e.Name, e.Strategy, "-", "-", "-")
+			}
+			for _, s := range e.Services {
+				fmt.Fprintf(out, "%-14s %-12s %-16s %-8s %s\n", e.Name, e.Strategy, s.Service, s.Tag, healthSummary(s.Instances))
+			}
+		}
+		return nil
+	}
+	lc.flags(ls)
+	show := &cobra.Command{
+		Use:     "show ENV",
+		Short:   "Show an environment: services, releases, instances, health and deploy history",
+		Example: "  drover env show staging",
+		Args:    cobra.ExactArgs(1),
+	}
+	sc := &clientOptions{}
+	show.RunE = func(cmd *cobra.Command, args []string) error {
+		var e envStatus
+		if err := sc.call(http.MethodGet, "/api/v1/environments/"+args[0], nil, &e); err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "environment %s (%s)\n", e.Name, e.Strategy)
+		for _, s := range e.Services {
+			fmt.Fprintf(out, "\n%s  %s:%s  run #%d  %s\n  reach it at %s\n", s.Service, s.Project, s.Tag, s.Run, s.Digest, s.URL)
+			for _, i := range s.Instances {
+				fmt.Fprintf(out, "  %-40s %-10s %-21s pid %-7d restarts %d\n", i.Name, i.Health, i.Addr, i.Pid, i.Restarts)
+			}
+		}
+		fmt.Fprintf(out, "\nhistory:\n")
+		for _, d := range e.Deployments {
+			fmt.Fprintf(out, "  #%-4d %s  %-12s %-6s %-11s by %s %s\n", d.ID, d.Created.Local().Format("2006-01-02 15:04:05"),
+				d.Service, d.Tag, d.Status, d.Trigger, firstLine(d.Reason))
+		}
+		return nil
+	}
+	sc.flags(show)
+	cmd.AddCommand(ls, show)
+	return cmd
+}
+
+// healthSummary is "2 healthy" or "1 healthy, 1 starting".
+func healthSummary(insts []struct {
+	Name, Addr, Health string
+	Pid, Restarts      int
+}) string {
+	if len(insts) == 0 {
+		return "none"
+	}
+	counts := map[string]int{}
+	var order []string
+	for _, i := range insts {
+		if counts[i.Health] == 0 {
+			order = append(order, i.Health)
+		}
+		counts[i.Health]++
+	}
+	var parts []string
+	for _, h := range order {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[h], h))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// websvcBin builds testdata/websvc once.
+var websvcBin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "websvc-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "websvc")
+	out, err := exec.Command("go", "build", "-o", bin, "./testdata/websvc").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build websvc: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// servicePipeline is a drover.yml that builds websvc as service name at version and
+// deploys it to staging. extra is more shell for the build step.
+func servicePipeline(bin, name, version, requires, extra string) string {
+	req := ""
+	if requires != "" {
+		req = "\n  requires: [" + requires + "]"
+	}
+	return fmt.Sprintf(`
+service:
+  name: %s
+  command: ./dist/websvc
+  health: {path: /healthz, interval: 100ms, unhealthy_threshold: 2}
+  replicas: 2%s
+steps:
+  - name: build
+    run: mkdir -p dist && cp %s dist/websvc && echo %s > dist/version %s
+    artifacts: [dist]
+  - name: staging
+    deploy: staging
+`, name, req, bin, version, extra)
+}
+
+// commitPipeline replaces drover.yml in repo, commits and pushes it to project.
+func (s *testServer) commitPipeline(repo, project, yml string) {
+	s.t.Helper()
+	os.WriteFile(filepath.Join(repo, "drover.yml"), []byte(yml), 0o644)
+	git(s.t, repo, "commit", "-q", "-am", "pipeline")
+	git(s.t, repo, "push", "-q", s.pushURL(project), "main")
+}
+
+// viaProxy GETs path of service.env through the deploy proxy.
+func (s *testServer) viaProxy(service, env, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", s.Proxy+path, nil)
+	req.Host = service + "." + env + ".localhost"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), err
+}
+
+// waitBody polls the service through the proxy until its body is want.
+func (s *testServer) waitBody(service, env, want string) {
+	s.t.Helper()
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		code, body, err := s.viaProxy(service, env, "/")
+		if err == nil && code == 200 && body == want {
+			return
+		}
+		last = fmt.Sprintf("%d %q %v", code, body, err)
+	}
+	s.t.Fatalf("%s.%s never answered %q; last %s\nserver log:\n%s", service, env, want, last, s.log)
+}
+
+type apiEnv struct {
+	Services []struct {
+		Service, Tag string
+		Instances    []struct {
+			Name, Health string
+			Pid          int
+		}
+	}
+	Deployments []struct {
+		Service, Tag, Status, Reason, Trigger string
+	}
+}
+
+func (s *testServer) env(name string) apiEnv {
+	s.t.Helper()
+	var e apiEnv
+	if code := s.api("GET", "/api/v1/environments/"+name, "", nil, &e); code != 200 {
+		s.t.Fatalf("GET environment %s: %d", name, code)
+	}
+	return e
+}
+
+// load sends requests to service.env from several clients until stop, counting
+// answers by body and failures.
+type load struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	ok, fail atomic.Int64
+	mu       sync.Mutex
+	errs     []string
+	bodies   map[string]int
+}
+
+func (s *testServer) startLoad(service, env string, clients int) *load {
+	l := &load{stop: make(chan struct{}), bodies: map[string]int{}}
+	for range clients {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				code, body, err := s.viaProxy(service, env, "/")
+				l.mu.Lock()
+				if err != nil || code != 200 {
+					l.fail.Add(1)
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, fmt.Sprintf("%d %q %v", code, body, err))
+					}
+				} else {
+					l.ok.Add(1)
+					l.bodies[body]++
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+func (l *load) end() { close(l.stop); l.wg.Wait() }
+
+func TestDeployHealRollbackAndRestart(t *testing.T) {
+	bin, err := websvcBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := startServer(t, dir, "", "--rollback-window", "20s", "--health-timeout", "3s")
+
+	// api, then web, which requires api: both deployed by their runs' deploy steps.
+	api := gitRepo(t, servicePipeline(bin, "api", "api-v1", "", ""))
+	git(t, api, "push", "-q", s.pushURL("api"), "main")
+	if run := s.waitRun("api", 1, finished); run.Status != "success" {
+		t.Fatalf("api run: %+v\n%s", run, s.log)
+	}
+	web := gitRepo(t, servicePipeline(bin, "web", "v1", "api", ""))
+	git(t, web, "push", "-q", s.pushURL("web"), "main")
+	if run := s.waitRun("web", 1, finished); run.Status != "success" {
+		t.Fatalf("web run: %+v\n%s", run, s.log)
+	}
+	s.waitBody("web", "staging", "v1 staging")
+	if code, body, err := s.viaProxy("web", "staging", "/up"); code != 200 || body != "api-v1 staging" {
+		t.Errorf("web reaching api through API_URL: %d %q %v", code, body, err)
+	}
+
+	// v2 under load: no request fails across the switch.
+	l := s.startLoad("web", "staging", 8)
+	s.commitPipeline(web, "web", servicePipeline(bin, "web", "v2", "api", ""))
+	if run := s.waitRun("web", 2, finished); run.Status != "success" {
+		t.Fatalf("web run 2: %+v\n%s", run, s.log)
+	}
+	s.waitBody("web", "staging", "v2 staging")
+	time.Sleep(200 * time.Millisecond)
+
+	// A release whose health check fails never gets traffic; the run says why.
+	s.commitPipeline(web, "web", servicePipeline(bin, "web", "v3", "api", "&& touch dist/unhealthy"))
+	run := s.waitRun("web", 3, finished)
+	if run.Status != "failure" || !strings.Contains(run.Steps[1].Reason, "never became healthy") ||
+		!strings.Contains(run.Steps[1].Reason, "starting with a broken health check") {
+		t.Errorf("run 3: %+v", run)
+	}
+
+	// A killed instance comes back.
+	e := s.env("staging")
+	var victim int
+	for _, svc := range e.Services {
+		if svc.Service == "web" && len(svc.Instances) == 2 {
+			victim = svc.Instances[0].Pid
+		}
+	}
+	if victim == 0 {
+		t.Fatalf("web's instances: %+v", e.Services)
+	}
+	syscall.Kill(victim, syscall.SIGKILL)
+	healed := false
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !healed; time.Sleep(50 * time.Millisecond) {
+		for _, svc := range s.env("staging").Services {
+			if svc.Service != "web" || len(svc.Instances) != 2 {
+				continue
+			}
+			healed = svc.Instances[0].Pid != victim && svc.Instances[1].Pid != victim &&
+				svc.Instances[0].Health == "healthy" && svc.Instances[1].Health == "healthy"
+		}
+	}
+	if !healed {
+		t.Errorf("the killed instance was not replaced: %+v", s.env("staging").Services)
+	}
+	l.end()
+	if l.fail.Load() != 0 || l.bodies["v2 staging"] == 0 || l.bodies["v3 staging"] != 0 {
+		t.Errorf("under load: %d ok, %d failed %v, bodies %v", l.ok.Load(), l.fail.Load(), l.errs, l.bodies)
+	}
+
+	// A release that turns unhealthy soon after its switch is rolled back on its own.
+	s.commitPipeline(web, "web", servicePipeline(bin, "web", "v4", "api", "&& echo 1s > dist/fail-after"))
+	if run := s.waitRun("web", 4, finished); run.Status != "success" {
+		t.Fatalf("web run 4: %+v\n%s", run, s.log)
+	}
+	s.waitBody("web", "staging", "v2 staging")
+	hist := s.env("staging").Deployments
+	var rolledBack, automatic bool
+	for _, d := range hist {
+		// A deploy: step deploys the run's artifact before the run passes: under its number.
+		rolledBack = rolledBack || (d.Tag == "4" && d.Status == "rolled-back")
+		automatic = automatic || (d.Tag == "2" && strings.HasPrefix(d.Trigger, "automatic rollback"))
+	}
+	if !rolledBack || !automatic {
+		t.Errorf("history after the automatic rollback: %+v", hist)
+	}
+
+	// drover rollback goes one further back: v1, the same digest, nothing rebuilt.
+	res := drover(t, "", "rollback", "web", "--env", "staging", "--server", s.URL, "--token", s.Token)
+	if res.code != 0 || !strings.Contains(res.stdout, "web 1 (sha256:") {
+		t.Fatalf("drover rollback: %s", res)
+	}
+	s.waitBody("web", "staging", "v1 staging")
+	show := drover(t, "", "env", "show", "staging", "--server", s.URL, "--token", s.Token)
+	if show.code != 0 || !strings.Contains(show.stdout, "web  web:1") || !strings.Contains(show.stdout, "api  api:1") {
+		t.Errorf("env show: %s", show)
+	}
+
+	// A restarted server brings the environment back.
+	s.stop(syscall.SIGTERM)
+	s.start("--rollback-window", "20s")
+	s.waitBody("web", "staging", "v1 staging")
+	s.waitBody("api", "staging", "api-v1 staging")
+	if code, body, _ := s.viaProxy("web", "staging", "/up"); code != 200 || body != "api-v1 staging" {
+		t.Errorf("after a restart, web reaching api: %d %q", code, body)
+	}
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/proxy"
+	"github.com/drover-cd/drover/registry"
+	"github.com/drover-cd/drover/release"
+	"github.com/drover-cd/drover/runtime/process"
+	"github.com/drover-cd/drover/server"
+	"github.com/drover-cd/drover/store"
+)
+
+// deployments is the server's deploy side: the runtime, the proxy and its listener, and
+// the manager that ties them to the registry.
+type deployments struct {
+	manager *deploy.Manager
+	proxy   *proxy.Proxy
+	ln      net.Listener
+	hs      *http.Server
+	cancel  context.CancelFunc
+}
+
+// startDeployments kills instances a crashed server left running, opens the proxy's
+// listener and returns the manager. Instances live until stop.
+func (o *serverOptions) startDeployments(st store.Store, reg *registry.Registry, releases *release.Catalog,
+	repos func(string) string, hub *notify.Hub, log *slog.Logger) (*deployments, error) {
+	rt := &process.Runtime{Leftovers: filepath.Join(o.data, "instances"), Log: log}
+	if n, err := rt.KillLeftovers(); err != nil {
+		return nil, fmt.Errorf("stop instances a previous server left running: %w", err)
+	} else if n > 0 {
+		log.Warn("stopped service instances a previous server left running; they are started again", "instances", n)
+	}
+	ln, err := net.Listen("tcp", o.proxyListen)
+	if err != nil {
+		return nil, badInput(fmt.Errorf("--proxy-listen %s: %w", o.proxyListen, err))
+	}
+	// Instances outlive requests and the signal that stops the server: stop ends them.
+	ctx, cancel := context.WithCancel(context.Background())
+	px := proxy.New(log)
+	m := deploy.New(ctx, deploy.Config{
+		Store: st, Registry: reg, Releases: releases, Repos: repos, Runtime: rt, Proxy: px,
+		Dir: filepath.Join(o.data, "deploy"), Log: log,
+		Notify:         func(env string) { hub.Notify(server.EnvKey(env)) },
+		HealthTimeout:  o.healthTimeout,
+		RollbackWindow: o.rollbackWindow,
+	})
+	d := &deployments{manager: m, proxy: px, ln: ln, cancel: cancel,
+		hs: &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second}}
+	go d.hs.Serve(ln)
+	return d, nil
+}
+
+// deployRun is the runner's hook for deploy: steps.
+func (d *deployments) deployRun(ctx context.Context, run *store.Run, env, digest string, log func(string)) error {
+	_, err := d.manager.Deploy(ctx, deploy.Request{Env: env, Project: run.Project, Ref: digest,
+		Trigger: fmt.Sprintf("run %s #%d", run.Project, run.Number), Log: log})
+	return err
+}
+
+// deployed reports whether a project's run was ever live somewhere, for retention.
+func deployed(st store.Store) func(project string, run int) bool {
+	return func(project string, run int) bool {
+		ds, err := st.Deployments(context.Background(), store.DeploymentFilter{Project: project, Run: run,
+			Status: []string{deploy.StatusSuccess, deploy.StatusRolledBack}, Limit: 1})
+		return err != nil || len(ds) > 0 // when unsure, keep
+	}
+}
+
+// stop stops every instance and the proxy.
+func (d *deployments) stop(ctx context.Context) {
+	d.manager.Shutdown(ctx)
+	d.hs.Shutdown(ctx)
+	d.cancel()
+}

@@ -1,0 +1,67 @@
+// Command websvc is the service deploy tests run: it answers with its release's
+// version (dist/version), fails its health check when dist/unhealthy exists or once it
+// has been up longer than dist/fail-after, calls $API_URL on /up, and finishes
+// in-flight requests on SIGTERM.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func read(name string) string {
+	b, _ := os.ReadFile(name)
+	return strings.TrimSpace(string(b))
+}
+
+func main() {
+	start := time.Now()
+	version := read("dist/version")
+	failAfter, _ := time.ParseDuration(read("dist/fail-after"))
+	_, err := os.Stat("dist/unhealthy")
+	unhealthy := err == nil
+	if unhealthy {
+		fmt.Println("starting with a broken health check")
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if unhealthy || (failAfter > 0 && time.Since(start) > failAfter) {
+			http.Error(w, "sick", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(os.Getenv("API_URL") + "/")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s\n", version, os.Getenv("DROVER_ENV"))
+	})
+	srv := &http.Server{Addr: "127.0.0.1:" + os.Getenv("PORT"), Handler: mux}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shut)
+	}()
+	fmt.Println("serving", version, "on", srv.Addr)
+	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+}

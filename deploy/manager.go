@@ -1,0 +1,366 @@
+// Package deploy runs releases as services in environments: it resolves a release in
+// the registry, starts its instances through a runtime, waits for their health checks,
+// switches the built-in proxy to them atomically (blue-green) or one at a time
+// (rolling), drains and stops the old ones, heals instances that die or fail their
+// liveness checks, rolls back automatically when a new release turns unhealthy soon
+// after its switch, and records every deployment in the store so a restarted server
+// can bring environments back to what they should run.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/proxy"
+	"github.com/drover-cd/drover/registry"
+	"github.com/drover-cd/drover/release"
+	"github.com/drover-cd/drover/runtime"
+	"github.com/drover-cd/drover/store"
+)
+
+// Deployment strategies.
+const (
+	BlueGreen = "blue-green" // start the whole new set, switch at once, drain and stop the old
+	Rolling   = "rolling"    // replace instances one at a time
+)
+
+// Deployment statuses.
+const (
+	StatusRunning    = "running"
+	StatusSuccess    = "success"
+	StatusFailure    = "failure"
+	StatusRolledBack = "rolled-back"
+)
+
+// ErrBadRequest is wrapped by errors the caller can fix: an unknown release, a release
+// without a service: section, a bad strategy.
+var ErrBadRequest = errors.New("bad deploy request")
+
+// Config is what a Manager needs. Every field but Log, Notify and the durations is
+// required.
+type Config struct {
+	Store    store.Store
+	Registry *registry.Registry
+	Releases *release.Catalog
+	Repos    func(project string) string // the bare repository of a project
+	Runtime  runtime.Runtime
+	Proxy    *proxy.Proxy
+	Dir      string // releases are unpacked in Dir/releases, instance logs go to Dir/logs
+	Log      *slog.Logger
+	// Notify is told the environment's name whenever what runs there changes.
+	Notify func(env string)
+
+	HealthTimeout  time.Duration // new instances get this long to become healthy; default 60s
+	RollbackWindow time.Duration // a release unhealthy this soon after its switch is rolled back; default 5m
+	DrainTimeout   time.Duration // in-flight requests on replaced instances get this long; default 30s
+}
+
+// Manager deploys releases and keeps them running. Create it with New.
+type Manager struct {
+	cfg Config
+	ctx context.Context // the server's: instances and supervisors live until it ends
+
+	mu       sync.Mutex
+	services map[string]*service // by proxy key (service.env.localhost)
+	routes   map[string]string   // proxy key -> http://127.0.0.1:PORT, the key's own listener
+	closers  []func()
+}
+
+// New returns a Manager whose instances and supervisors live until ctx ends.
+func New(ctx context.Context, cfg Config) *Manager {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func(string) {}
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = 60 * time.Second
+	}
+	if cfg.RollbackWindow <= 0 {
+		cfg.RollbackWindow = 5 * time.Minute
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, routes: map[string]string{}}
+}
+
+// Request asks for a release of a project to run in an environment.
+type Request struct {
+	Env      string
+	Project  string
+	Ref      string // r12, 12, a commit or a digest; "" for the newest release
+	Strategy string // "" for the environment's
+	Trigger  string // who or what asks, for the history
+	Log      func(line string)
+}
+
+// Deploy runs the release in the environment, creating the environment on first use,
+// and returns the deployment once the new release takes all traffic (or has failed
+// without ever taking any).
+func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, error) {
+	if req.Log == nil {
+		req.Log = func(string) {}
+	}
+	if !validEnvName(req.Env) {
+		return nil, fmt.Errorf("environment %q: use lower-case letters, digits and '-': %w", req.Env, ErrBadRequest)
+	}
+	env, err := m.environment(ctx, req.Env, req.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	strategy := req.Strategy
+	if strategy == "" {
+		strategy = env.Strategy
+	}
+	if strategy != BlueGreen && strategy != Rolling {
+		return nil, fmt.Errorf("strategy %q: use %s or %s: %w", strategy, BlueGreen, Rolling, ErrBadRequest)
+	}
+	t, err := m.resolve(ctx, req.Project, req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	d := &store.Deployment{Environment: req.Env, Service: t.name, Project: req.Project, Digest: t.rel.Digest.String(),
+		Tag: t.rel.Tag, Run: t.rel.Run, Strategy: strategy, Status: StatusRunning, Trigger: req.Trigger}
+	if err := m.cfg.Store.CreateDeployment(ctx, d); err != nil {
+		return nil, err
+	}
+	req.Log(fmt.Sprintf("deploying %s:%s (%s) to %s, %s", req.Project, t.rel.Tag, short(d.Digest), req.Env, strategy))
+	svc := m.service(req.Env, t.name)
+	err = svc.deploy(ctx, t, d, req.Log)
+	m.finish(d, err)
+	if err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// finish records a deployment's end.
+func (m *Manager) finish(d *store.Deployment, err error) {
+	d.Status, d.Reason, d.Finished = StatusSuccess, "", time.Now()
+	if err != nil {
+		d.Status, d.Reason = StatusFailure, err.Error()
+	}
+	if uerr := m.cfg.Store.UpdateDeployment(context.WithoutCancel(m.ctx), d); uerr != nil {
+		m.cfg.Log.Error("record a deployment's end", "env", d.Environment, "service", d.Service, "err", uerr)
+	}
+	m.cfg.Notify(d.Environment)
+}
+
+// environment returns the environment called name, creating it with strategy (or
+// blue-green) on first use.
+func (m *Manager) environment(ctx context.Context, name, strategy string) (*store.Environment, error) {
+	env, err := m.cfg.Store.Environment(ctx, name)
+	if !errors.Is(err, store.ErrNotFound) {
+		return env, err
+	}
+	if strategy == "" {
+		strategy = BlueGreen
+	}
+	env = &store.Environment{Name: name, Strategy: strategy}
+	err = m.cfg.Store.CreateEnvironment(ctx, env)
+	if errors.Is(err, store.ErrExists) {
+		return m.cfg.Store.Environment(ctx, name)
+	}
+	return env, err
+}
+
+// Rollback returns a service of project in env to the release it ran before its
+// current one: the same digest, nothing rebuilt.
+func (m *Manager) Rollback(ctx context.Context, envName, project, trigger string, log func(string)) (*store.Deployment, error) {
+	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: envName, Project: project,
+		Status: []string{StatusSuccess}, Limit: 50})
+	if err != nil {
+		return nil, err
+	}
+	if len(live) == 0 {
+		return nil, fmt.Errorf("%s runs nothing of %s: %w", envName, project, ErrBadRequest)
+	}
+	current := live[0]
+	var previous *store.Deployment
+	for _, d := range live[1:] {
+		if d.Service == current.Service && d.Digest != current.Digest {
+			previous = d
+			break
+		}
+	}
+	if previous == nil {
+		return nil, fmt.Errorf("%s has run only %s:%s of %s; there is nothing to roll back to: %w",
+			envName, project, current.Tag, current.Service, ErrBadRequest)
+	}
+	return m.rollback(ctx, current, previous, trigger, log)
+}
+
+// rollback deploys previous's release in place of current's and marks current rolled back.
+func (m *Manager) rollback(ctx context.Context, current, previous *store.Deployment, trigger string, log func(string)) (*store.Deployment, error) {
+	if log == nil {
+		log = func(string) {}
+	}
+	t, err := m.resolve(ctx, previous.Project, previous.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("roll back to %s:%s: %w", previous.Project, previous.Tag, err)
+	}
+	d := &store.Deployment{Environment: current.Environment, Service: t.name, Project: previous.Project,
+		Digest: previous.Digest, Tag: previous.Tag, Run: previous.Run, Strategy: BlueGreen, Status: StatusRunning,
+		Trigger: trigger, RollbackOf: current.ID}
+	if err := m.cfg.Store.CreateDeployment(ctx, d); err != nil {
+		return nil, err
+	}
+	log(fmt.Sprintf("rolling %s in %s back from %s to %s", t.name, current.Environment, current.Tag, previous.Tag))
+	err = m.service(current.Environment, t.name).deploy(ctx, t, d, log)
+	m.finish(d, err)
+	if err != nil {
+		return d, err
+	}
+	current.Status, current.Reason = StatusRolledBack, "rolled back to "+previous.Tag+" by "+trigger
+	if current.Finished.IsZero() {
+		current.Finished = time.Now()
+	}
+	if err := m.cfg.Store.UpdateDeployment(context.WithoutCancel(ctx), current); err != nil {
+		m.cfg.Log.Error("mark a deployment rolled back", "id", current.ID, "err", err)
+	}
+	return d, nil
+}
+
+// Reconcile brings every environment back to what the store says it runs: it marks
+// deployments a stopped server left running as failed and starts the live release of
+// every service. Instances a crashed server left behind are the runtime's to kill
+// before this runs.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	stale, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Status: []string{StatusRunning}, Limit: 1000})
+	if err != nil {
+		return err
+	}
+	for _, d := range stale {
+		d.Status, d.Reason, d.Finished = StatusFailure, "the server stopped during this deploy", time.Now()
+		if err := m.cfg.Store.UpdateDeployment(ctx, d); err != nil {
+			return err
+		}
+	}
+	envs, err := m.cfg.Store.Environments(ctx)
+	if err != nil {
+		return err
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, env := range envs {
+		live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: env.Name, Status: []string{StatusSuccess}, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, d := range live {
+			if seen[d.Service] {
+				continue
+			}
+			seen[d.Service] = true
+			// All at once: services find each other through the proxy, so none waits
+			// for another to start.
+			wg.Go(func() {
+				t, err := m.resolve(ctx, d.Project, d.Digest)
+				if err == nil {
+					err = m.service(env.Name, d.Service).deploy(ctx, t, d, func(string) {})
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("restart %s in %s at %s: %w", d.Service, env.Name, d.Tag, err))
+					mu.Unlock()
+					return
+				}
+				m.cfg.Log.Info("restarted a service after the server started", "env", env.Name, "service", d.Service, "release", d.Tag)
+			})
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Shutdown stops every instance; the server calls it when it stops.
+func (m *Manager) Shutdown(ctx context.Context) {
+	m.mu.Lock()
+	svcs := make([]*service, 0, len(m.services))
+	for _, s := range m.services {
+		svcs = append(svcs, s)
+	}
+	closers := m.closers
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range svcs {
+		wg.Go(func() { s.stopAll(ctx) })
+	}
+	wg.Wait()
+	for _, c := range closers {
+		c()
+	}
+}
+
+// service returns the live state of a service in an environment.
+func (m *Manager) service(env, name string) *service {
+	key := proxy.Key(name, env)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.services[key]
+	if s == nil {
+		s = &service{m: m, env: env, name: name, key: key}
+		m.services[key] = s
+	}
+	return s
+}
+
+// URL returns the address instances reach service name of env at: a loopback port of
+// its own on the proxy, so clients need not send a Host header (names under .localhost
+// do not resolve everywhere).
+func (m *Manager) URL(env, name string) (string, error) {
+	key := proxy.Key(name, env)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u, ok := m.routes[key]; ok {
+		return u, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("listen for %s: %w", key, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Host = key
+		m.cfg.Proxy.ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	u := "http://" + ln.Addr().String()
+	m.routes[key] = u
+	m.closers = append(m.closers, func() { srv.Close() })
+	return u, nil
+}
+
+// validEnvName reports whether name can name an environment (and a host name label).
+func validEnvName(name string) bool {
+	if name == "" || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// short is a digest's first 12 hex digits.
+func short(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}

@@ -1,0 +1,345 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/health"
+	"github.com/drover-cd/drover/proxy"
+	"github.com/drover-cd/drover/runtime"
+	"github.com/drover-cd/drover/store"
+)
+
+// maxEvents is how many events a service remembers for its status.
+const maxEvents = 50
+
+// service is what runs of one service in one environment: the live instances behind
+// its proxy route and the deployment they belong to.
+type service struct {
+	m              *Manager
+	env, name, key string
+
+	deployMu sync.Mutex // one deploy (or rollback) at a time
+
+	mu        sync.Mutex
+	current   *store.Deployment
+	target    *target
+	instances []*instance // the set behind the route
+	switched  time.Time   // when current took the traffic
+	gen       int         // bumped by each switch: healing an older generation stops
+	// rollingBack is the deployment an automatic rollback is undoing, so the other
+	// instances failing with it do not start more rollbacks.
+	rollingBack int64
+	seq         int // numbers instance names
+	events      []Event
+}
+
+// Event is something that happened to a service, for its status.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Message string    `json:"message"`
+}
+
+// instance is one running instance and its health checker.
+type instance struct {
+	rt       runtime.Instance
+	checker  *health.Checker
+	started  time.Time
+	restarts int           // how many instances this one's slot went through before it
+	retired  chan struct{} // closed when the instance leaves the live set on purpose
+	once     sync.Once
+}
+
+func (i *instance) retire() { i.once.Do(func() { close(i.retired) }) }
+
+func (s *service) event(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.m.cfg.Log.Info(msg, "env", s.env, "service", s.name)
+	s.mu.Lock()
+	s.events = append(s.events, Event{Time: time.Now(), Message: msg})
+	if len(s.events) > maxEvents {
+		s.events = s.events[len(s.events)-maxEvents:]
+	}
+	s.mu.Unlock()
+	s.m.cfg.Notify(s.env)
+}
+
+// deploy replaces the live set with instances of t by d's strategy.
+func (s *service) deploy(ctx context.Context, t *target, d *store.Deployment, log func(string)) error {
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	replicas := max(1, t.service.Replicas)
+	if d.Strategy == Rolling {
+		return s.rolling(ctx, t, d, replicas, log)
+	}
+	return s.blueGreen(ctx, t, d, replicas, log)
+}
+
+// blueGreen starts the whole new set, switches the route to it at once, then drains
+// and stops the old set. A new set that does not become healthy never gets traffic.
+func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment, replicas int, log func(string)) error {
+	started := time.Now()
+	fresh := make([]*instance, replicas)
+	errs := make([]error, replicas)
+	var wg sync.WaitGroup
+	for i := range replicas {
+		wg.Go(func() { fresh[i], errs[i] = s.start(ctx, t, 0) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, inst := range fresh {
+			if inst != nil {
+				s.stop(inst)
+			}
+		}
+		s.event("deploy of %s failed before the switch; %s keeps the traffic", t.rel.Tag, s.currentTag())
+		return err
+	}
+	log(fmt.Sprintf("%d of %d instances healthy in %s", replicas, replicas, time.Since(started).Round(time.Millisecond)))
+	old := s.switchTo(t, d, fresh)
+	log(fmt.Sprintf("switched %s in %s to %s", s.name, s.env, t.rel.Tag))
+	s.event("%s took the traffic (%d instances, %s)", t.rel.Tag, replicas, d.Strategy)
+	s.retire(ctx, old, log)
+	return nil
+}
+
+// rolling replaces the instances one at a time: start one, add it, remove an old one.
+func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, replicas int, log func(string)) error {
+	for i := range replicas {
+		inst, err := s.start(ctx, t, 0)
+		if err != nil {
+			s.event("rolling deploy of %s stopped at instance %d of %d", t.rel.Tag, i+1, replicas)
+			return err
+		}
+		s.mu.Lock()
+		s.gen++
+		s.instances = append(s.instances, inst)
+		var out *instance
+		for _, o := range s.instances {
+			if o.rt.Name() != inst.rt.Name() && !s.isOf(o, t) {
+				out = o
+				break
+			}
+		}
+		if out != nil {
+			s.instances = slices.DeleteFunc(s.instances, func(x *instance) bool { return x == out })
+		}
+		s.target, s.current = t, d
+		s.publish()
+		gen := s.gen
+		s.mu.Unlock()
+		go s.supervise(inst, gen)
+		log(fmt.Sprintf("instance %d of %d of %s is serving", i+1, replicas, t.rel.Tag))
+		if out != nil {
+			s.retire(ctx, []*instance{out}, log)
+		}
+	}
+	// Old instances beyond the new replica count.
+	s.mu.Lock()
+	var extra []*instance
+	s.instances = slices.DeleteFunc(s.instances, func(x *instance) bool {
+		if !s.isOf(x, t) {
+			extra = append(extra, x)
+			return true
+		}
+		return false
+	})
+	s.switched = time.Now()
+	s.publish()
+	s.mu.Unlock()
+	s.retire(ctx, extra, log)
+	s.event("%s took the traffic (%d instances, rolling)", t.rel.Tag, replicas)
+	return nil
+}
+
+// isOf reports whether inst runs t's release (its name carries the digest).
+func (s *service) isOf(inst *instance, t *target) bool {
+	return strings.Contains(inst.rt.Name(), "."+short(t.rel.Digest.String())[:8]+".")
+}
+
+// switchTo makes fresh the live set of t and d, atomically for the proxy, and returns
+// the set it replaced.
+func (s *service) switchTo(t *target, d *store.Deployment, fresh []*instance) []*instance {
+	s.mu.Lock()
+	old := s.instances
+	s.instances = fresh
+	s.target, s.current, s.switched = t, d, time.Now()
+	s.gen++
+	gen := s.gen
+	s.publish()
+	s.mu.Unlock()
+	for _, inst := range fresh {
+		go s.supervise(inst, gen)
+	}
+	return old
+}
+
+// publish gives the proxy the live set. Callers hold s.mu.
+func (s *service) publish() {
+	backends := make([]proxy.Backend, 0, len(s.instances))
+	for _, inst := range s.instances {
+		backends = append(backends, proxy.Backend{ID: inst.rt.Name(), Addr: inst.rt.Addr()})
+	}
+	s.m.cfg.Proxy.Set(s.key, backends)
+	s.m.cfg.Notify(s.env)
+}
+
+// retire lets the old instances finish their in-flight requests, then stops them.
+func (s *service) retire(ctx context.Context, old []*instance, log func(string)) {
+	if len(old) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(old))
+	for _, inst := range old {
+		inst.retire()
+		ids = append(ids, inst.rt.Name())
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.cfg.DrainTimeout)
+	if err := s.m.cfg.Proxy.Drain(dctx, ids...); err != nil {
+		log(fmt.Sprintf("draining the old instances took longer than %s; stopping them anyway", s.m.cfg.DrainTimeout))
+	}
+	cancel()
+	var wg sync.WaitGroup
+	for _, inst := range old {
+		wg.Go(func() { s.stop(inst) })
+	}
+	wg.Wait()
+	log(fmt.Sprintf("stopped %d old instances", len(old)))
+}
+
+// stop stops an instance and its checker.
+func (s *service) stop(inst *instance) {
+	inst.retire()
+	inst.checker.Stop()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(s.m.ctx), 2*time.Minute)
+	defer cancel()
+	if err := inst.rt.Stop(sctx); err != nil {
+		s.m.cfg.Log.Warn("stop an instance", "instance", inst.rt.Name(), "err", err)
+	}
+}
+
+// stopAll stops every live instance; the route goes away.
+func (s *service) stopAll(ctx context.Context) {
+	s.mu.Lock()
+	old := s.instances
+	s.instances = nil
+	s.gen++
+	s.m.cfg.Proxy.Set(s.key, nil)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, inst := range old {
+		wg.Go(func() { s.stop(inst) })
+	}
+	wg.Wait()
+}
+
+// start starts one instance of t and waits until it is healthy. The instance lives on
+// the server's context, not the request's: a deploy request that ends does not stop
+// what it started.
+func (s *service) start(ctx context.Context, t *target, restarts int) (*instance, error) {
+	env, err := s.environ(t)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.seq++
+	name := fmt.Sprintf("%s.%s.%s.%d", s.name, s.env, short(t.rel.Digest.String())[:8], s.seq)
+	s.mu.Unlock()
+	spec := runtime.Spec{Name: name, Dir: t.dir, Command: t.service.Command, Env: env, StopTimeout: t.service.StopTimeout,
+		LogFile: filepath.Join(s.m.cfg.Dir, "logs", s.env, s.name, name+".log")}
+	rt, err := s.m.cfg.Runtime.Start(s.m.ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	h := t.service.Health
+	checker := health.Start(s.m.ctx, rt.Addr(), health.Config{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout,
+		HealthyThreshold: h.HealthyThreshold, UnhealthyThreshold: h.UnhealthyThreshold, StartPeriod: s.m.cfg.HealthTimeout})
+	inst := &instance{rt: rt, checker: checker, started: time.Now(), restarts: restarts, retired: make(chan struct{})}
+	wctx, cancel := context.WithTimeout(ctx, s.m.cfg.HealthTimeout)
+	defer cancel()
+	healthy := make(chan error, 1)
+	go func() { healthy <- health.WaitHealthy(wctx, checker) }()
+	select {
+	case err = <-healthy:
+	case <-rt.Done():
+		err = fmt.Errorf("exited: %v", rt.Err())
+	}
+	if err != nil {
+		s.stop(inst)
+		return nil, fmt.Errorf("%s of %s never became healthy: %v%s", name, t.rel.Tag, err, tail(rt))
+	}
+	return inst, nil
+}
+
+// tail is the instance's last output lines, for error messages.
+func tail(rt runtime.Instance) string {
+	lines := rt.Tail(10)
+	if len(lines) == 0 {
+		return " (it printed nothing)"
+	}
+	return "; its last output:\n  " + strings.Join(lines, "\n  ")
+}
+
+// environ is an instance's environment: a minimal inherited one, the service's env:,
+// what Drover knows about the deployment, and <NAME>_URL for every required service.
+func (s *service) environ(t *target) ([]string, error) {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "LANG", "TMPDIR", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	for _, v := range t.service.Env {
+		env = append(env, v.Name+"="+os.Expand(v.Value, func(k string) string { return lookup(env, k) }))
+	}
+	env = append(env, "DROVER_ENV="+s.env, "DROVER_SERVICE="+s.name, "DROVER_RELEASE="+t.rel.Tag,
+		"DROVER_DIGEST="+t.rel.Digest.String(), fmt.Sprintf("DROVER_RUN=%d", t.rel.Run))
+	for _, req := range t.service.Requires {
+		u, err := s.m.URL(s.env, req)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, envName(req)+"_URL="+u)
+	}
+	return env, nil
+}
+
+// envName turns a service name into an environment variable name: INVENTORY for
+// inventory, USER_API for user-api.
+func envName(service string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, service)
+}
+
+// lookup finds KEY in a KEY=VALUE list, the last one winning.
+func lookup(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func (s *service) currentTag() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current == nil {
+		return "nothing"
+	}
+	return s.current.Tag
+}

@@ -1,0 +1,149 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/drover-cd/drover/runtime"
+)
+
+var _ runtime.Instance = (*instance)(nil)
+
+// tailLines is how many output lines an instance keeps for Tail.
+const tailLines = 200
+
+// instance is a running process group; its leader's pid is the group's id.
+type instance struct {
+	name, addr string
+	pid        int
+	timeout    time.Duration
+	out        *ring
+	done       chan struct{} // closed by Start's waiter once err is set
+
+	stopping atomic.Bool
+	termOnce sync.Once
+	termErr  error // from the SIGTERM, set inside termOnce
+
+	mu  sync.Mutex
+	err error
+}
+
+func (i *instance) Name() string          { return i.name }
+func (i *instance) Addr() string          { return i.addr }
+func (i *instance) Pid() int              { return i.pid }
+func (i *instance) Done() <-chan struct{} { return i.done }
+func (i *instance) Tail(n int) []string   { return i.out.tail(n) }
+
+func (i *instance) Err() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.err
+}
+
+// Stop terminates the group: SIGTERM, then SIGKILL after the stop timeout or when ctx
+// ends; see runtime.Instance.
+func (i *instance) Stop(ctx context.Context) error {
+	select {
+	case <-i.done:
+		return nil
+	default:
+	}
+	i.termOnce.Do(func() {
+		i.stopping.Store(true)
+		if i.termErr = signal(i.pid, syscall.SIGTERM); i.termErr != nil {
+			return
+		}
+		go func() {
+			t := time.NewTimer(i.timeout)
+			defer t.Stop()
+			select {
+			case <-i.done:
+			case <-t.C:
+				_ = signal(i.pid, syscall.SIGKILL)
+			}
+		}()
+	})
+	if i.termErr != nil {
+		return fmt.Errorf("stop %s: %w", i.name, i.termErr)
+	}
+	select {
+	case <-i.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if err := signal(i.pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("stop %s: %w", i.name, err)
+	}
+	<-i.done
+	return nil
+}
+
+// signal sends sig to the process group pgid. A group already gone is no error: the
+// waiter is about to see its leader's exit.
+func signal(pgid int, sig syscall.Signal) error {
+	err := syscall.Kill(-pgid, sig)
+	if err == nil || errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return fmt.Errorf("send %s to process group %d: %w", sig, pgid, err)
+}
+
+// wait waits for the leader to exit, kills what it left in its group, finishes reading
+// the output and records why the instance ended.
+func (i *instance) wait(cmd *exec.Cmd, pr *os.File, copied <-chan struct{}, drain time.Duration) {
+	waitErr := cmd.Wait()
+	// The leader is gone; whatever it left running in its group goes with it, so an
+	// instance never leaves processes behind and its output pipe closes.
+	_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+	t := time.NewTimer(drain)
+	select {
+	case <-copied:
+	case <-t.C:
+		pr.Close() // a process escaped the group and holds the pipe: stop reading
+		<-copied
+	}
+	t.Stop()
+	pr.Close()
+
+	err := exitError(cmd.ProcessState, waitErr)
+	if i.stopping.Load() {
+		err = fmt.Errorf("%w (%w)", runtime.ErrStopped, err)
+	}
+	i.mu.Lock()
+	i.err = err
+	i.mu.Unlock()
+}
+
+// copyOutput reads the instance's output until the pipe closes, appending it to logFile
+// (nil: none) and to the tail ring. It closes logFile.
+func (i *instance) copyOutput(pr io.Reader, logFile *os.File, log *slog.Logger) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := pr.Read(buf)
+		if n > 0 {
+			if logFile != nil {
+				if _, werr := logFile.Write(buf[:n]); werr != nil {
+					// Keep reading: a full disk must not block the instance on a full pipe.
+					log.Warn("write an instance's log file; its output goes to the tail only",
+						"instance", i.name, "err", werr)
+					closeLog(logFile)
+					logFile = nil
+				}
+			}
+			_, _ = i.out.Write(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	closeLog(logFile)
+}

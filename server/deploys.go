@@ -1,0 +1,175 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/store"
+)
+
+// EnvKey is the notify key of an environment: told when what runs there changes.
+func EnvKey(env string) string { return "env:" + env }
+
+// deploymentJSON is a deployment in the API.
+type deploymentJSON struct {
+	ID          int64     `json:"id"`
+	Environment string    `json:"environment"`
+	Service     string    `json:"service"`
+	Project     string    `json:"project"`
+	Tag         string    `json:"tag"`
+	Digest      string    `json:"digest"`
+	Run         int       `json:"run"`
+	Strategy    string    `json:"strategy"`
+	Status      string    `json:"status"`
+	Reason      string    `json:"reason,omitempty"`
+	Trigger     string    `json:"trigger"`
+	RollbackOf  int64     `json:"rollback_of,omitempty"`
+	Created     time.Time `json:"created"`
+	Finished    time.Time `json:"finished,omitzero"`
+	DurationMS  int64     `json:"duration_ms,omitempty"`
+}
+
+func toDeploymentJSON(d *store.Deployment) deploymentJSON {
+	out := deploymentJSON{ID: d.ID, Environment: d.Environment, Service: d.Service, Project: d.Project, Tag: d.Tag,
+		Digest: d.Digest, Run: d.Run, Strategy: d.Strategy, Status: d.Status, Reason: d.Reason, Trigger: d.Trigger,
+		RollbackOf: d.RollbackOf, Created: d.Created, Finished: d.Finished}
+	if !d.Finished.IsZero() {
+		out.DurationMS = d.Finished.Sub(d.Created).Milliseconds()
+	}
+	return out
+}
+
+// envJSON is an environment with what runs there and its recent deploy history.
+type envJSON struct {
+	Name        string                 `json:"name"`
+	Strategy    string                 `json:"strategy"`
+	Created     time.Time              `json:"created"`
+	Services    []deploy.ServiceStatus `json:"services"`
+	Deployments []deploymentJSON       `json:"deployments,omitempty"`
+}
+
+func (s *Server) envDetail(r *http.Request, e *store.Environment, history int) (envJSON, error) {
+	out := envJSON{Name: e.Name, Strategy: e.Strategy, Created: e.Created, Services: s.cfg.Deploys.Status(e.Name)}
+	if history > 0 {
+		ds, err := s.cfg.Store.Deployments(r.Context(), store.DeploymentFilter{Environment: e.Name, Limit: history})
+		if err != nil {
+			return out, err
+		}
+		out.Deployments = []deploymentJSON{}
+		for _, d := range ds {
+			out.Deployments = append(out.Deployments, toDeploymentJSON(d))
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) {
+	envs, err := s.cfg.Store.Environments(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := []envJSON{}
+	for _, e := range envs {
+		ej, err := s.envDetail(r, e, 0)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out = append(out, ej)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getEnvironment(w http.ResponseWriter, r *http.Request) {
+	e, err := s.cfg.Store.Environment(r.Context(), r.PathValue("env"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ej, err := s.envDetail(r, e, 50)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ej)
+}
+
+// deployResultJSON answers a deploy or rollback: the deployment and what it logged.
+type deployResultJSON struct {
+	Deployment *deploymentJSON `json:"deployment,omitempty"`
+	Log        []string        `json:"log"`
+	Error      string          `json:"error,omitempty"`
+}
+
+// lineLog collects a deploy's log lines.
+type lineLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) add(line string) {
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+}
+
+// deployTo is POST /api/v1/environments/{env}/deploy {"project", "ref", "strategy"}. It
+// answers once the release takes the traffic (200) or has failed without taking any (422).
+func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Project  string `json:"project"`
+		Ref      string `json:"ref"`
+		Strategy string `json:"strategy"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if _, err := s.cfg.Store.Project(r.Context(), req.Project); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	log := &lineLog{}
+	d, err := s.cfg.Deploys.Deploy(r.Context(), deploy.Request{Env: r.PathValue("env"), Project: req.Project, Ref: req.Ref,
+		Strategy: req.Strategy, Trigger: principal(r).Name, Log: log.add})
+	s.deployAnswer(w, r, d, log, err)
+}
+
+// rollbackIn is POST /api/v1/environments/{env}/rollback {"project"}.
+func (s *Server) rollbackIn(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Project string `json:"project"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	log := &lineLog{}
+	d, err := s.cfg.Deploys.Rollback(r.Context(), r.PathValue("env"), req.Project, principal(r).Name, log.add)
+	s.deployAnswer(w, r, d, log, err)
+}
+
+func (s *Server) deployAnswer(w http.ResponseWriter, r *http.Request, d *store.Deployment, log *lineLog, err error) {
+	out := deployResultJSON{Log: log.lines}
+	if out.Log == nil {
+		out.Log = []string{}
+	}
+	if d != nil {
+		dj := toDeploymentJSON(d)
+		out.Deployment = &dj
+	}
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, out)
+	case errors.Is(err, deploy.ErrBadRequest):
+		out.Error = err.Error()
+		writeJSON(w, http.StatusBadRequest, out)
+	case d != nil:
+		out.Error = err.Error()
+		writeJSON(w, http.StatusUnprocessableEntity, out)
+	default:
+		s.fail(w, r, err)
+	}
+}
