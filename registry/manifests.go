@@ -46,6 +46,14 @@ func isImage(mt string) bool {
 	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
 }
 
+// nonDistributable reports a layer media type whose blob may be absent from
+// the registry: OCI non-distributable layers and Docker foreign layers.
+func nonDistributable(mt string) bool {
+	return strings.HasPrefix(mt, "application/vnd.oci.image.layer.nondistributable.") ||
+		mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" ||
+		mt == "application/vnd.docker.image.rootfs.foreign.diff.tar"
+}
+
 // serveManifest handles GET, HEAD, PUT and DELETE on
 // /v2/<name>/manifests/<reference>.
 func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name string, args []string) {
@@ -100,15 +108,28 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name 
 		internalError(w, err)
 		return
 	}
+	size := fi.Size()
+	var body []byte // GET checks the manifest before sending it; HEAD reads nothing
+	if req.Method == http.MethodGet {
+		if body, err = io.ReadAll(f); err != nil {
+			internalError(w, err)
+			return
+		}
+		if got := d.Algorithm().FromBytes(body); got != d {
+			r.quarantine(f, d, got.String())
+			writeError(w, http.StatusNotFound, CodeManifestUnknown, "stored manifest is corrupt (its content does not match its digest) and was removed; push it again",
+				map[string]string{"reference": ref, "digest": d.String()})
+			return
+		}
+		size = int64(len(body))
+	}
 	h := w.Header()
 	h.Set("Content-Type", string(mt))
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("ETag", `"`+d.String()+`"`)
-	h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
-	if req.Method == http.MethodGet {
-		io.Copy(w, f)
-	}
+	w.Write(body)
 }
 
 // putManifest validates and stores a manifest, tagging it when ref is a tag.
@@ -156,7 +177,10 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 			invalid("image manifest has no config")
 			return
 		}
-		for _, desc := range append([]ocispec.Descriptor{*m.Config}, m.Layers...) {
+		for i, desc := range append([]ocispec.Descriptor{*m.Config}, m.Layers...) {
+			if desc.Digest.Validate() == nil && i > 0 && nonDistributable(desc.MediaType) {
+				continue // clients fetch it from its urls; registries need not hold it
+			}
 			if desc.Digest.Validate() != nil || !r.hasBlob(name, desc.Digest) {
 				writeError(w, http.StatusBadRequest, CodeManifestBlobUnknown, "blob unknown to repository", map[string]string{"digest": desc.Digest.String()})
 				return
@@ -176,6 +200,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 			return
 		}
 	}
+	r.wantManifest(name, &m) // touch what it references, for the garbage collector (gc.go)
 	if _, err := r.writeBlob(bytes.NewReader(body), d); err != nil {
 		internalError(w, err)
 		return

@@ -62,8 +62,8 @@ func (r *Registry) referrer(name string, d, subject digest.Digest) (ocispec.Desc
 		return ocispec.Descriptor{}, false
 	}
 	body, err := os.ReadFile(r.blobPath(d))
-	if err != nil || len(body) > maxManifestSize {
-		return ocispec.Descriptor{}, false
+	if err != nil || len(body) > maxManifestSize || d.Algorithm().FromBytes(body) != d {
+		return ocispec.Descriptor{}, false // a corrupt manifest describes nothing
 	}
 	var m manifest
 	if json.Unmarshal(body, &m) != nil || m.Subject == nil || m.Subject.Digest != subject {

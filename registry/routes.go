@@ -15,11 +15,12 @@
 // overwriting an existing blob), so content under blobs/ always matches its
 // name. Link and tag files are written atomically (temp file, fsync, rename).
 // Deleting a blob or manifest removes only the repository's link; the bytes
-// stay until a garbage collector (not implemented) removes them.
+// stay until garbage collection (Registry.GC, safe while pushes run) removes them.
 package registry
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,6 +44,10 @@ const maxNameLen = 255
 type Registry struct {
 	dir string
 
+	// Log receives storage problems found while serving (corrupt blobs);
+	// nil logs to slog.Default().
+	Log *slog.Logger
+
 	// Immutable, when set, reports the tags that, once written, may neither move to
 	// another digest nor be deleted through the API (Drover's release tags). Set it
 	// before serving. Garbage collection still removes them.
@@ -51,7 +56,9 @@ type Registry struct {
 	meta sync.Mutex // serialises manifest, tag and link changes
 
 	upMu    sync.Mutex
-	uploads map[string]*sync.Mutex // per-session locks, so chunks of one upload never interleave
+	uploads map[string]*upload // per-session locks and hash states (uploads.go)
+
+	gc gcState // garbage collection (gc.go)
 }
 
 // New opens (creating if needed) a registry stored in dir.
@@ -62,7 +69,7 @@ func New(dir string) (*Registry, error) {
 			return nil, fmt.Errorf("registry: %w", err)
 		}
 	}
-	return &Registry{dir: dir, uploads: map[string]*sync.Mutex{}}, nil
+	return &Registry{dir: dir, uploads: map[string]*upload{}}, nil
 }
 
 func (r *Registry) immutable(repo, tag string) bool {

@@ -74,33 +74,57 @@ func writeLink(path string, data []byte) error {
 	return atomicfile.Write(path, data, 0o644)
 }
 
-// linkBlob makes blob d visible in repository name.
+// linkBlob makes blob d visible in repository name, or touches the link when
+// it already is (see gc.go). The caller holds meta. It fails when the blob is
+// gone (collected after it was placed), so that no push succeeds onto it.
 func (r *Registry) linkBlob(name string, d digest.Digest) error {
-	if exists(r.layerLink(name, d)) {
-		return nil
+	if !exists(r.blobPath(d)) {
+		return fmt.Errorf("link blob %s: %w", d, fs.ErrNotExist)
 	}
-	return writeLink(r.layerLink(name, d), []byte(d.String()))
+	r.gcNote(name, d, true)
+	link := r.layerLink(name, d)
+	if present, err := touch(link); present || err != nil {
+		return err
+	}
+	return writeLink(link, []byte(d.String()))
 }
 
-// placeBlob moves the fsynced file tmp to the blob path of d unless that blob
-// already exists (blobs are immutable), then fsyncs the folder.
+// placeBlob moves the fsynced file tmp to the blob path of d or, when that
+// blob already exists (blobs are immutable), touches it; then it fsyncs the
+// folder. Both happen under gc.mu, so the garbage collector either sees the
+// touch or has removed the blob before, and tmp is placed in its stead.
 func (r *Registry) placeBlob(tmp string, d digest.Digest) error {
 	dst := r.blobPath(d)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	err := os.Link(tmp, dst)
-	switch {
-	case err == nil, errors.Is(err, fs.ErrExist):
-	default:
-		if !exists(dst) {
-			if err := os.Rename(tmp, dst); err != nil {
-				return err
-			}
-		}
+	r.gc.mu.Lock()
+	err := placeOrTouch(tmp, dst)
+	if m := r.gc.marks; m != nil && err == nil {
+		m.blobs[d] = true
+	}
+	r.gc.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	os.Remove(tmp)
 	return atomicfile.SyncDir(filepath.Dir(dst))
+}
+
+// placeOrTouch touches dst if it exists and otherwise links (or, without hard
+// links, moves) tmp there and touches it: a link to an idle upload's data
+// keeps that file's old modification time.
+func placeOrTouch(tmp, dst string) error {
+	if present, err := touch(dst); present || err != nil {
+		return err
+	}
+	if err := os.Link(tmp, dst); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.Rename(tmp, dst); err != nil {
+			return err
+		}
+	}
+	_, err := touch(dst)
+	return err
 }
 
 // hashFile streams the file at path through SHA-256.

@@ -2,13 +2,16 @@ package registry
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -39,17 +42,45 @@ func rangeHeader(size int64) string {
 	return "0-" + strconv.FormatInt(size-1, 10)
 }
 
-// lockUpload serialises requests on one upload session.
-func (r *Registry) lockUpload(id string) func() {
+// upload is what the server remembers of an upload session besides its
+// files: a lock, so chunks of one upload never interleave, and the state of
+// the hash of the bytes received so far, so that closing the session need not
+// read them again.
+type upload struct {
+	mu  sync.Mutex
+	h   hash.Hash // the SHA-256 of the session's first off bytes; nil: unknown
+	off int64
+}
+
+// hashAt returns the hash of the session's first size bytes, when known, or
+// nil (the server restarted since, or a chunk failed).
+func (u *upload) hashAt(size int64) hash.Hash {
+	switch {
+	case u.h != nil && u.off == size:
+		return u.h
+	case size == 0:
+		u.h, u.off = sha256.New(), 0
+		return u.h
+	}
+	return nil
+}
+
+// lockSession locks upload session id and returns its state.
+func (r *Registry) lockSession(id string) *upload {
 	r.upMu.Lock()
-	m, ok := r.uploads[id]
+	u, ok := r.uploads[id]
 	if !ok {
-		m = &sync.Mutex{}
-		r.uploads[id] = m
+		u = &upload{}
+		r.uploads[id] = u
 	}
 	r.upMu.Unlock()
-	m.Lock()
-	return m.Unlock
+	u.mu.Lock()
+	return u
+}
+
+// lockUpload serialises requests on one upload session.
+func (r *Registry) lockUpload(id string) func() {
+	return r.lockSession(id).mu.Unlock
 }
 
 // dropUpload discards a session's files and lock.
@@ -87,7 +118,10 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 		if !ok {
 			return
 		}
-		if from := q.Get("from"); nameRE.MatchString(from) && r.hasBlob(from, d) {
+		// Without from, mount any blob the registry holds: access control is
+		// per registry, not per repository, so this reveals nothing.
+		from := q.Get("from")
+		if (from == "" && exists(r.blobPath(d))) || (nameRE.MatchString(from) && r.hasBlob(from, d)) {
 			r.linkAndAnswer(w, name, d)
 			return
 		}
@@ -97,7 +131,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 		if !ok {
 			return
 		}
-		if _, err := r.writeBlob(req.Body, d); err != nil {
+		if err := r.storeBlob(req.Body, d); err != nil {
 			if errors.Is(err, errDigestMismatch) {
 				writeError(w, http.StatusBadRequest, CodeDigestInvalid, "content does not match digest", map[string]string{"digest": d.String()})
 				return
@@ -141,8 +175,8 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, name st
 		unknown()
 		return
 	}
-	unlock := r.lockUpload(id)
-	defer unlock()
+	u := r.lockSession(id)
+	defer u.mu.Unlock()
 	var st uploadState
 	b, err := os.ReadFile(r.uploadState(id))
 	if err != nil || json.Unmarshal(b, &st) != nil || st.Repo != name {
@@ -169,7 +203,7 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, name st
 		r.dropUpload(id)
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodPatch:
-		size, ok := r.appendChunk(w, req, name, id, size)
+		size, ok := r.appendChunk(w, req, name, id, size, u)
 		if !ok {
 			return
 		}
@@ -178,14 +212,15 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, name st
 		h.Set("Content-Length", "0")
 		w.WriteHeader(http.StatusAccepted)
 	case http.MethodPut:
-		r.finishUpload(w, req, name, id, size)
+		r.finishUpload(w, req, name, id, size, u)
 	}
 }
 
 // finishUpload appends an optional last chunk, verifies the digest of the
 // whole upload and moves it into the blob store. On a mismatch the session is
-// discarded.
-func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, id string, size int64) {
+// discarded. The upload was hashed as it arrived; only after a restart (or a
+// failed chunk) is the data file read and hashed again.
+func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, id string, size int64, u *upload) {
 	ds := req.URL.Query().Get("digest")
 	if ds == "" {
 		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "digest parameter required", nil)
@@ -195,19 +230,29 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 	if !ok {
 		return
 	}
+	if u.hashAt(size) == nil {
+		h, err := hashFileStart(r.uploadData(id), size)
+		if err != nil {
+			internalError(w, err)
+			return
+		}
+		u.h, u.off = h, size
+	}
 	if req.ContentLength != 0 {
-		if _, ok := r.appendChunk(w, req, name, id, size); !ok {
+		if size, ok = r.appendChunk(w, req, name, id, size, u); !ok {
 			return
 		}
 	}
-	got, _, err := hashFile(r.uploadData(id))
-	if err != nil {
-		internalError(w, err)
-		return
-	}
-	if got != d {
+	if got := digest.NewDigest(digest.SHA256, u.hashAt(size)); got != d {
 		r.dropUpload(id)
 		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "content does not match digest", map[string]string{"digest": d.String(), "actual": got.String()})
+		return
+	}
+	// Chunks are not fsynced one by one: the blob must be durable before it
+	// is placed, the session's bytes need not be (a crash shows up as a digest
+	// mismatch, and the client pushes again).
+	if err := syncFile(r.uploadData(id)); err != nil {
+		internalError(w, err)
 		return
 	}
 	if err := r.placeBlob(r.uploadData(id), d); err != nil {
@@ -215,7 +260,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 		return
 	}
 	r.meta.Lock()
-	err = r.linkBlob(name, d)
+	err := r.linkBlob(name, d)
 	r.meta.Unlock()
 	r.dropUpload(id)
 	if err != nil {
@@ -226,9 +271,10 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 }
 
 // appendChunk writes the request body at offset size, honouring an optional
-// Content-Range "start-end". A failed or short chunk is cut off again, so the
-// session stays at its old offset. It answers the error itself.
-func (r *Registry) appendChunk(w http.ResponseWriter, req *http.Request, name, id string, size int64) (int64, bool) {
+// Content-Range "start-end", and hashes it into u when u's hash covers the
+// first size bytes. A failed or short chunk is cut off again, so the session
+// stays at its old offset and hash. It answers the error itself.
+func (r *Registry) appendChunk(w http.ResponseWriter, req *http.Request, name, id string, size int64, u *upload) (int64, bool) {
 	want := int64(-1)
 	if cr := req.Header.Get("Content-Range"); cr != "" {
 		start, end, err := parseContentRange(cr)
@@ -250,19 +296,151 @@ func (r *Registry) appendChunk(w http.ResponseWriter, req *http.Request, name, i
 	if want >= 0 {
 		src = io.LimitReader(req.Body, want+1)
 	}
-	n, err := io.Copy(io.NewOffsetWriter(f, size), src)
+	h := u.hashAt(size)
+	var before hash.Hash // h as it was, to go back to if the chunk fails
+	if c, ok := h.(hash.Cloner); ok {
+		if hc, err := c.Clone(); err == nil {
+			before = hc
+		}
+	}
+	n, err := receive(f, size, src, h)
 	if err == nil && want >= 0 && n != want {
 		err = fmt.Errorf("chunk has %d bytes, Content-Range says %d", n, want)
+	}
+	if err != nil {
+		f.Truncate(size)
+		u.h, u.off = before, size
+		writeError(w, http.StatusBadRequest, CodeBlobUploadInvalid, "chunk upload failed", map[string]string{"reason": err.Error()})
+		return size, false
+	}
+	if h != nil {
+		u.off = size + n
+	}
+	return size + n, true
+}
+
+// storeBlob streams src into a temp file while hashing it and, when it hashes
+// to want, moves it into the blob store (a monolithic POST). Nothing becomes
+// visible otherwise.
+func (r *Registry) storeBlob(src io.Reader, want digest.Digest) error {
+	f, err := os.CreateTemp(filepath.Join(r.dir, "uploads"), ".blob-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op once placed
+	h := sha256.New()
+	_, err = receive(f, 0, src, h)
+	if got := digest.NewDigest(digest.SHA256, h); err == nil && got != want {
+		err = fmt.Errorf("got %s, want %s: %w", got, want, errDigestMismatch)
 	}
 	if err == nil {
 		err = f.Sync()
 	}
-	if err != nil {
-		f.Truncate(size)
-		writeError(w, http.StatusBadRequest, CodeBlobUploadInvalid, "chunk upload failed", map[string]string{"reason": err.Error()})
-		return size, false
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return size + n, true
+	if err != nil {
+		return err
+	}
+	return r.placeBlob(f.Name(), want)
+}
+
+// receive writes src to f from offset off on and returns how many bytes it
+// wrote. When h is not nil, a goroutine hashes each buffer once written, so
+// hashing overlaps with receiving the next one.
+func receive(f *os.File, off int64, src io.Reader, h hash.Hash) (int64, error) {
+	type piece struct {
+		bp *[]byte
+		n  int
+	}
+	const nbuf = 3
+	free := make(chan *[]byte, nbuf)
+	for range nbuf {
+		free <- copyBufs.Get().(*[]byte)
+	}
+	hashq := make(chan piece, nbuf)
+	var wg sync.WaitGroup
+	if h != nil {
+		wg.Go(func() {
+			for p := range hashq {
+				h.Write((*p.bp)[:p.n])
+				free <- p.bp
+			}
+		})
+	}
+	var n int64
+	var err error
+	for {
+		bp := <-free
+		k, rerr := fill(src, *bp)
+		if k > 0 {
+			if _, err = f.WriteAt((*bp)[:k], off+n); err != nil {
+				free <- bp
+				break
+			}
+			n += int64(k)
+		}
+		if h != nil && k > 0 {
+			hashq <- piece{bp, k}
+		} else {
+			free <- bp
+		}
+		if rerr != nil {
+			if rerr != io.EOF {
+				err = rerr
+			}
+			break
+		}
+	}
+	close(hashq)
+	wg.Wait()
+	for range nbuf {
+		copyBufs.Put(<-free)
+	}
+	return n, err
+}
+
+// fill reads from src until buf is full or src fails (io.EOF at its end).
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := src.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// hashFileStart returns the SHA-256 state of the first size bytes of the file
+// at path.
+func hashFileStart(path string, size int64) (hash.Hash, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	h := sha256.New()
+	if n, err := io.CopyBuffer(h, io.LimitReader(f, size), *bp); err != nil || n != size {
+		return nil, fmt.Errorf("hashing upload: %d of %d bytes: %v", n, size, err)
+	}
+	return h, nil
+}
+
+// syncFile flushes the file at path to disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // parseContentRange parses "start-end" (an optional "bytes " or "bytes="
