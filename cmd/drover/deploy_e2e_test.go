@@ -248,6 +248,27 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 		t.Errorf("env show: %s", show)
 	}
 
+	// A rolling deploy under load: instances replaced one at a time, no request fails.
+	l = s.startLoad("web", "staging", 8)
+	res = drover(t, "", "deploy", "web:2", "--env", "staging", "--strategy", "rolling", "--server", s.URL, "--token", s.Token)
+	if res.code != 0 || !strings.Contains(res.stdout, "instance 2 of 2") {
+		t.Fatalf("rolling deploy: %s", res)
+	}
+	s.waitBody("web", "staging", "v2 staging")
+	l.end()
+	if l.fail.Load() != 0 || l.bodies["v1 staging"] == 0 || l.bodies["v2 staging"] == 0 {
+		t.Errorf("rolling deploy under load: %d ok, %d failed %v, bodies %v", l.ok.Load(), l.fail.Load(), l.errs, l.bodies)
+	}
+	// The environment page shows what runs there.
+	if page := s.text("/env/staging"); !strings.Contains(page, `data-service="web"`) || strings.Count(page, ">healthy<") < 4 {
+		t.Errorf("environment page lacks web's healthy instances:\n%s", page)
+	}
+	res = drover(t, "", "rollback", "web", "--env", "staging", "--server", s.URL, "--token", s.Token)
+	if res.code != 0 {
+		t.Fatalf("drover rollback after the rolling deploy: %s", res)
+	}
+	s.waitBody("web", "staging", "v1 staging")
+
 	// A restarted server brings the environment back.
 	s.stop(syscall.SIGTERM)
 	s.start("--rollback-window", "20s")
