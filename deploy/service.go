@@ -104,7 +104,7 @@ func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment,
 	}
 	log(fmt.Sprintf("%d of %d instances healthy in %s", replicas, replicas, time.Since(started).Round(time.Millisecond)))
 	old := s.switchTo(t, d, fresh)
-	log(fmt.Sprintf("switched %s in %s to %s", s.name, s.env, t.rel.Tag))
+	log(fmt.Sprintf("switched %s in %s to %s after %s", s.name, s.env, t.rel.Tag, time.Since(started).Round(time.Millisecond)))
 	s.event("%s took the traffic (%d instances, %s)", t.rel.Tag, replicas, d.Strategy)
 	s.retire(ctx, old, log)
 	return nil
