@@ -69,8 +69,13 @@ type Manager struct {
 
 	mu       sync.Mutex
 	services map[string]*service // by proxy key (service.env.localhost)
-	routes   map[string]string   // proxy key -> http://127.0.0.1:PORT, the key's own listener
-	closers  []func()
+	routes   map[string]*route   // by proxy key: the key's own listener
+}
+
+// route is a proxy route's own loopback listener, the address instances reach it at.
+type route struct {
+	url string
+	srv *http.Server
 }
 
 // New returns a Manager whose instances and supervisors live until ctx ends.
@@ -90,7 +95,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
-	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, routes: map[string]string{}}
+	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, routes: map[string]*route{}}
 }
 
 // Request asks for a release of a project to run in an environment.
@@ -293,15 +298,29 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	for _, s := range m.services {
 		svcs = append(svcs, s)
 	}
-	closers := m.closers
+	routes := m.routes
+	m.routes = map[string]*route{}
 	m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range svcs {
 		wg.Go(func() { s.stopAll(ctx) })
 	}
 	wg.Wait()
-	for _, c := range closers {
-		c()
+	for _, rt := range routes {
+		rt.srv.Close()
+	}
+}
+
+// forget stops a service's instances and drops it and its route listener.
+func (m *Manager) forget(ctx context.Context, s *service) {
+	s.stopAll(ctx)
+	m.mu.Lock()
+	delete(m.services, s.key)
+	rt := m.routes[s.key]
+	delete(m.routes, s.key)
+	m.mu.Unlock()
+	if rt != nil {
+		rt.srv.Close()
 	}
 }
 
@@ -325,8 +344,8 @@ func (m *Manager) URL(env, name string) (string, error) {
 	key := proxy.Key(name, env)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if u, ok := m.routes[key]; ok {
-		return u, nil
+	if rt, ok := m.routes[key]; ok {
+		return rt.url, nil
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -337,10 +356,9 @@ func (m *Manager) URL(env, name string) (string, error) {
 		m.cfg.Proxy.ServeHTTP(w, r)
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	u := "http://" + ln.Addr().String()
-	m.routes[key] = u
-	m.closers = append(m.closers, func() { srv.Close() })
-	return u, nil
+	rt := &route{url: "http://" + ln.Addr().String(), srv: srv}
+	m.routes[key] = rt
+	return rt.url, nil
 }
 
 // validEnvName reports whether name can name an environment (and a host name label).

@@ -71,3 +71,43 @@ func (r *run) runDeploy(ctx context.Context, n *pipeline.Node, art *ocispec.Desc
 	res.Finished = r.now()
 	return res
 }
+
+// EnvRequest is what Job.Environment gets for an environment: step.
+type EnvRequest struct {
+	Step string // the step's node name
+	Name string // the environment named by environment:, e.g. "ephemeral"
+	// Artifact is the run's artifact over the layers of every step finished so far; nil
+	// when none published any.
+	Artifact *ocispec.Descriptor
+	// Log writes a line to the step's log.
+	Log func(line string)
+}
+
+// EnvLease is an environment a step runs against.
+type EnvLease struct {
+	Vars    []string // KEY=VALUE added to the step's environment, e.g. CATALOG_URL=...
+	Release func()   // tears the environment down; called once the step ends
+}
+
+// envPrep is the artifact an environment: step's environment is made with.
+type envPrep struct {
+	art *ocispec.Descriptor
+	err error
+}
+
+// lease asks Job.Environment for the step's environment.
+func (r *run) lease(ctx context.Context, n *pipeline.Node, env *envPrep) (*EnvLease, error) {
+	if env.err != nil {
+		return nil, fmt.Errorf("publishing the artifact for environment %s failed: %w", n.Step.Environment, env.err)
+	}
+	r.emit(Event{Type: StepStarted, Step: n.Name, Attempt: 1})
+	log := func(line string) { r.emit(Event{Type: StepNote, Step: n.Name, Attempt: 1, Line: line}) }
+	lease, err := r.job.Environment(ctx, EnvRequest{Step: n.Name, Name: n.Step.Environment, Artifact: env.art, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: %w", n.Step.Environment, err)
+	}
+	if lease.Release == nil {
+		lease.Release = func() {}
+	}
+	return lease, nil
+}

@@ -50,6 +50,10 @@ type Job struct {
 	// again and count as they ended then. A re-run from a failed step passes the results
 	// of the steps before it.
 	Done map[string]*StepResult
+	// Environment provides environment: steps with the environment they run against
+	// (e.g. a complete throw-away one); nil skips them with the reason that they need a
+	// server.
+	Environment func(ctx context.Context, req EnvRequest) (*EnvLease, error)
 	// Deploy carries out deploy: steps; nil skips them with the reason that they need a
 	// server. The engine hands it the run's artifact as it stands when the step starts.
 	Deploy func(ctx context.Context, d Deployment) error
@@ -160,7 +164,12 @@ func (r *run) execute(ctx context.Context) *RunResult {
 					go func() { r.done <- stepDone{n, r.runDeploy(stepCtx, n, art, err)} }()
 					continue
 				}
-				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n)} }()
+				var env *envPrep
+				if n.Step.Environment != "" {
+					art, err := r.publish(r.finished())
+					env = &envPrep{art: art, err: err}
+				}
+				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n, env)} }()
 			}
 		}
 		if finished == len(nodes) {
@@ -244,7 +253,7 @@ func (r *run) unsupported(s *pipeline.Step) string {
 		return ""
 	case s.Approval != nil:
 		return "approval: needs a Drover server to record who approved (drover server)"
-	case s.Environment != "":
+	case s.Environment != "" && r.job.Environment == nil:
 		return "environment: " + s.Environment + " needs a Drover server to create it (drover server)"
 	}
 	if sup, ok := r.e.Backend.(Supporter); ok {

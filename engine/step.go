@@ -19,16 +19,30 @@ func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s",
 
 // runStep runs every attempt of n and returns its result. It does not touch r.results:
 // the scheduling loop records the result.
-func (r *run) runStep(ctx context.Context, n *pipeline.Node) *StepResult {
+func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep) *StepResult {
 	s := n.Step
 	res := &StepResult{Name: n.Name, Started: r.now()}
+	var extra []string
+	if env != nil {
+		lease, err := r.lease(ctx, n, env)
+		if err != nil {
+			res.Status, res.Reason, res.Attempts, res.Finished = Failure, err.Error(), 1, r.now()
+			if ctx.Err() != nil {
+				res.Status, res.Reason = Cancelled, CancelReason(ctx)
+			}
+			return res
+		}
+		// Torn down whatever happens to the step, cancel included.
+		defer lease.Release()
+		extra = lease.Vars
+	}
 	attempts := 1 + s.Retry
 	for attempt := 1; attempt <= attempts; attempt++ {
 		res.Attempts = attempt
 		if attempt > 1 {
 			r.note(n, attempt, fmt.Sprintf("retrying: attempt %d of %d", attempt, attempts))
 		}
-		r.attempt(ctx, n, attempt, res)
+		r.attempt(ctx, n, attempt, res, extra)
 		if res.Status == Success || res.Status == Cancelled || res.Status == Errored || ctx.Err() != nil {
 			break
 		}
@@ -44,7 +58,7 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node) *StepResult {
 }
 
 // attempt runs the script once and reads its reports, setting res.Status and res.Reason.
-func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *StepResult) {
+func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *StepResult, extra []string) {
 	s := n.Step
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	if s.Timeout > 0 {
@@ -57,7 +71,7 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 		Step:    s,
 		Script:  s.Run,
 		Dir:     r.job.Workspace,
-		Env:     stepEnv(r.job.BaseEnv, r.job.Graph.Pipeline, n, r.job.Vars, r.job.Overrides, attempt),
+		Env:     append(stepEnv(r.job.BaseEnv, r.job.Graph.Pipeline, n, r.job.Vars, r.job.Overrides, attempt), extra...),
 		Attempt: attempt,
 	}
 	r.emit(Event{Type: StepStarted, Step: n.Name, Attempt: attempt})

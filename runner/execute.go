@@ -131,8 +131,9 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 			"dev.drover.run":                    fmt.Sprint(run.Number),
 			"dev.drover.branch":                 run.Branch,
 		},
-		Deploy: r.deployer(run, layout),
-		Done:   done,
+		Deploy:      r.deployer(run, layout),
+		Environment: r.environment(run, layout),
+		Done:        done,
 		// Clean-up steps still run after a user's cancel, but not past the server's stop.
 		Cleanup: serverCtx,
 	})
@@ -173,6 +174,29 @@ func (r *Runner) deployer(run *store.Run, layout *artifact.Store) func(context.C
 			return fmt.Errorf("publish the artifact to deploy: %w", err)
 		}
 		return r.cfg.Deploy(ctx, run, d.Env, d.Artifact.Digest.String(), d.Log)
+	}
+}
+
+// environment is the engine's Job.Environment for run: it publishes the artifact as it
+// stands, then asks for the environment. nil when the server cannot make environments.
+func (r *Runner) environment(run *store.Run, layout *artifact.Store) func(context.Context, engine.EnvRequest) (*engine.EnvLease, error) {
+	if r.cfg.Environment == nil || layout == nil {
+		return nil
+	}
+	return func(ctx context.Context, req engine.EnvRequest) (*engine.EnvLease, error) {
+		digest := ""
+		if req.Artifact != nil {
+			err := r.cfg.Publisher.Publish(ctx, layout, *req.Artifact, release.Run{Project: run.Project, Number: run.Number, Commit: run.Commit})
+			if err != nil {
+				return nil, fmt.Errorf("publish the artifact for the environment: %w", err)
+			}
+			digest = req.Artifact.Digest.String()
+		}
+		vars, release, err := r.cfg.Environment(ctx, run, req.Name, digest, req.Log)
+		if err != nil {
+			return nil, err
+		}
+		return &engine.EnvLease{Vars: vars, Release: release}, nil
 	}
 }
 

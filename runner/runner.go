@@ -54,11 +54,15 @@ type Config struct {
 	Publisher *release.Publisher          // where runs publish their artifacts; nil fails steps with artifacts
 	// Deploy carries out a run's deploy: step, deploying the artifact digest (already
 	// published under the run's number) to env; nil skips deploy steps.
-	Deploy   func(ctx context.Context, run *store.Run, env, digest string, log func(string)) error
-	Backend  engine.Backend
-	Workers  int // runs executing at once; 0 means the number of CPUs
-	Parallel int // steps of one run executing at once; 0 means the number of CPUs
-	Log      *slog.Logger
+	Deploy func(ctx context.Context, run *store.Run, env, digest string, log func(string)) error
+	// Environment lends an environment: step its environment, made with the artifact
+	// digest ("" when the run has none yet, already published under the run's number);
+	// nil skips such steps.
+	Environment func(ctx context.Context, run *store.Run, name, digest string, log func(string)) (vars []string, release func(), err error)
+	Backend     engine.Backend
+	Workers     int // runs executing at once; 0 means the number of CPUs
+	Parallel    int // steps of one run executing at once; 0 means the number of CPUs
+	Log         *slog.Logger
 }
 
 // Runner runs queued runs. Create it with New, then Start it.

@@ -278,3 +278,85 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 		t.Errorf("after a restart, web reaching api: %d %q", code, body)
 	}
 }
+
+func TestEphemeralEnvironments(t *testing.T) {
+	bin, err := websvcBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, t.TempDir(), "", "--health-timeout", "5s")
+	api := gitRepo(t, servicePipeline(bin, "api", "api-v1", "", ""))
+	git(t, api, "push", "-q", s.pushURL("api"), "main")
+	if run := s.waitRun("api", 1, finished); run.Status != "success" {
+		t.Fatalf("api run: %+v\n%s", run, s.log)
+	}
+	// web's tests run against a complete environment of their own: api at its staging
+	// release and this run's web, found through API_URL and WEB_URL.
+	yml := fmt.Sprintf(`
+service:
+  name: web
+  command: ./dist/websvc
+  health: {path: /healthz, interval: 100ms}
+  requires: [api]
+steps:
+  - name: build
+    run: mkdir -p dist && cp %[1]s dist/websvc && echo web-$DROVER_BRANCH > dist/version
+    artifacts: [dist]
+  - name: e2e
+    environment: ephemeral
+    run: |
+      %[1]s get "$WEB_URL/up"
+      %[1]s get "$WEB_URL/"
+      test ! -f SLOW || sleep 30
+  - name: staging
+    deploy: staging
+`, bin)
+	web := gitRepo(t, yml)
+	git(t, web, "push", "-q", s.pushURL("web"), "main")
+	run := s.waitRun("web", 1, finished)
+	if run.Status != "success" {
+		t.Fatalf("web run: %+v\n%s", run, s.log)
+	}
+	log := s.text("/api/v1/projects/web/runs/1/steps/e2e/log")
+	if !strings.Contains(log, "api-v1 eph-web-1") || !strings.Contains(log, "web-main eph-web-1") ||
+		!strings.Contains(log, "environment eph-web-1 is up in") {
+		t.Errorf("e2e step log:\n%s", log)
+	}
+	gone := func(env string) bool {
+		code, _, err := s.viaProxy("api", env, "/")
+		return err == nil && code == http.StatusBadGateway
+	}
+	if !gone("eph-web-1") {
+		t.Errorf("the ephemeral environment outlived its step")
+	}
+	s.waitBody("web", "staging", "web-main staging")
+
+	// Two runs at once get two environments; cancelling one tears its environment down.
+	os.WriteFile(filepath.Join(web, "SLOW"), nil, 0o644)
+	git(t, web, "add", "SLOW")
+	git(t, web, "commit", "-q", "-m", "slow")
+	git(t, web, "push", "-q", s.pushURL("web"), "main")
+	git(t, web, "push", "-q", s.pushURL("web"), "main:other")
+	for _, env := range []string{"eph-web-2", "eph-web-3"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for !func() bool { code, _, err := s.viaProxy("api", env, "/"); return err == nil && code == 200 }() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never came up\n%s", env, s.log)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for n := 2; n <= 3; n++ {
+		if code := s.api("POST", fmt.Sprintf("/api/v1/projects/web/runs/%d/cancel", n), "", nil, nil); code != http.StatusAccepted {
+			t.Fatalf("cancel run %d: %d", n, code)
+		}
+		if run := s.waitRun("web", n, finished); run.Status != "cancelled" {
+			t.Errorf("run %d: %+v", n, run)
+		}
+	}
+	for _, env := range []string{"eph-web-2", "eph-web-3"} {
+		if !gone(env) {
+			t.Errorf("cancelling its run left %s running", env)
+		}
+	}
+}

@@ -39,6 +39,7 @@ type serverOptions struct {
 	retention server.Retention
 
 	proxyListen    string
+	ephemeralBase  string
 	healthTimeout  time.Duration
 	rollbackWindow time.Duration
 }
@@ -72,6 +73,7 @@ git takes it as the password of HTTP basic auth, the API as a bearer token.`,
 	f.DurationVar(&o.retention.Every, "gc-every", time.Hour, "registry: collect garbage this often; 0 only on request (drover registry gc)")
 	f.DurationVar(&o.retention.Grace, "gc-grace", time.Hour, "registry: never collect what a client pushed or looked at this recently")
 	f.StringVar(&o.proxyListen, "proxy-listen", "127.0.0.1:8000", "address of the proxy in front of deployed services (http://SERVICE.ENV.localhost:PORT/)")
+	f.StringVar(&o.ephemeralBase, "ephemeral-base", "staging", "environment: ephemeral steps get every service of this environment at its live release")
 	f.DurationVar(&o.healthTimeout, "health-timeout", time.Minute, "deploys: how long new instances get to become healthy")
 	f.DurationVar(&o.rollbackWindow, "rollback-window", 5*time.Minute, "deploys: a release that turns unhealthy this soon after its switch is rolled back")
 	return cmd
@@ -130,11 +132,12 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	o.retention.Deployed = deployed(st)
 	run := runner.New(runner.Config{
 		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Deploy: deps.deployRun,
-		Repos:   hosting.RepoPath,
-		WorkDir: work,
-		Backend: &process.Backend{Grace: o.grace, Leftovers: leftovers},
-		Workers: o.workers,
-		Log:     log,
+		Environment: deps.environmentFor(o.ephemeralBase),
+		Repos:       hosting.RepoPath,
+		WorkDir:     work,
+		Backend:     &process.Backend{Grace: o.grace, Leftovers: leftovers},
+		Workers:     o.workers,
+		Log:         log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),

@@ -66,6 +66,18 @@ func (d *deployments) deployRun(ctx context.Context, run *store.Run, env, digest
 	return err
 }
 
+// environmentFor is the runner's hook for environment: steps; ephemeral ones are made
+// from base.
+func (d *deployments) environmentFor(base string) func(context.Context, *store.Run, string, string, func(string)) ([]string, func(), error) {
+	return func(ctx context.Context, run *store.Run, name, digest string, log func(string)) ([]string, func(), error) {
+		lease, err := d.manager.ForStep(ctx, run.Project, run.Number, name, base, digest, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return lease.Vars(), lease.Release, nil
+	}
+}
+
 // deployed reports whether a project's run was ever live somewhere, for retention.
 func deployed(st store.Store) func(project string, run int) bool {
 	return func(project string, run int) bool {

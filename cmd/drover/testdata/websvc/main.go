@@ -1,4 +1,5 @@
-// Command websvc is the service deploy tests run: it answers with its release's
+// Command websvc is the service deploy tests run (and, as "websvc get URL", the client
+// their pipeline steps use): it answers with its release's
 // version (dist/version), fails its health check when dist/unhealthy exists or once it
 // has been up longer than dist/fail-after, calls $API_URL on /up, and finishes
 // in-flight requests on SIGTERM.
@@ -22,6 +23,18 @@ func read(name string) string {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "get" { // a client, for pipeline steps
+		resp, err := http.Get(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		io.Copy(os.Stdout, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			os.Exit(1)
+		}
+		return
+	}
 	start := time.Now()
 	version := read("dist/version")
 	failAfter, _ := time.ParseDuration(read("dist/fail-after"))

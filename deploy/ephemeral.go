@@ -1,0 +1,162 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/store"
+)
+
+// Lease is an environment lent to a pipeline step.
+type Lease struct {
+	Env  string
+	URLs map[string]string // <SERVICE>_URL -> URL, for every service of the environment
+	// Release tears an ephemeral environment down (a no-op for a permanent one); safe to
+	// call more than once.
+	Release func()
+}
+
+// Vars is the lease as KEY=VALUE lines for a step's environment.
+func (l *Lease) Vars() []string {
+	vars := []string{"DROVER_TEST_ENV=" + l.Env}
+	for k, v := range l.URLs {
+		vars = append(vars, k+"="+v)
+	}
+	slices.Sort(vars)
+	return vars
+}
+
+// Ephemeral starts a complete environment of its own called name: every service that
+// runs in base at its live release, with project's service at the release digest (added
+// when base does not run it), one instance each, wired by service discovery. It returns
+// once every service is healthy. Its instances are never recorded as deployments: a
+// restarted server stops them as leftovers and does not bring them back.
+func (m *Manager) Ephemeral(ctx context.Context, name, base, project, digest string, log func(string)) (*Lease, error) {
+	if log == nil {
+		log = func(string) {}
+	}
+	started := time.Now()
+	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: base, Status: []string{StatusSuccess}, Limit: 1000})
+	if err != nil {
+		return nil, err
+	}
+	type want struct{ project, ref string }
+	wants := map[string]want{} // by service name
+	for _, d := range live {
+		if _, ok := wants[d.Service]; !ok {
+			wants[d.Service] = want{d.Project, d.Digest}
+		}
+	}
+	own, err := m.resolve(ctx, project, digest)
+	if err != nil {
+		return nil, err
+	}
+	for svc, w := range wants {
+		if w.project == project {
+			delete(wants, svc) // replaced by this run's release
+		}
+	}
+	targets := []*target{own}
+	for _, w := range wants {
+		t, err := m.resolve(ctx, w.project, w.ref)
+		if err != nil {
+			return nil, fmt.Errorf("%s from %s: %w", w.project, base, err)
+		}
+		targets = append(targets, t)
+	}
+	lease := &Lease{Env: name, URLs: map[string]string{}}
+	var svcs []*service
+	for _, t := range targets {
+		svcs = append(svcs, m.service(name, t.name))
+	}
+	var once sync.Once
+	lease.Release = func() {
+		once.Do(func() {
+			t0 := time.Now()
+			var wg sync.WaitGroup
+			for _, s := range svcs {
+				wg.Go(func() { m.forget(context.Background(), s) })
+			}
+			wg.Wait()
+			m.cfg.Log.Info("ephemeral environment torn down", "env", name, "took", time.Since(t0).Round(time.Millisecond))
+			m.cfg.Notify(name)
+		})
+	}
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		one := *t.service
+		one.Replicas = 1 // a throw-away copy: complete, not redundant
+		t1 := *t
+		t1.service = &one
+		d := &store.Deployment{Environment: name, Service: t.name, Project: t.rel.Project, Digest: t.rel.Digest.String(),
+			Tag: t.rel.Tag, Run: t.rel.Run, Strategy: BlueGreen, Trigger: "ephemeral"}
+		wg.Go(func() { errs[i] = svcs[i].deploy(ctx, &t1, d, func(string) {}) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		lease.Release()
+		return nil, err
+	}
+	var names []string
+	for _, t := range targets {
+		u, err := m.URL(name, t.name)
+		if err != nil {
+			lease.Release()
+			return nil, err
+		}
+		lease.URLs[envName(t.name)+"_URL"] = u
+		names = append(names, t.name+":"+t.rel.Tag)
+	}
+	slices.Sort(names)
+	log(fmt.Sprintf("environment %s is up in %s: %s", name, time.Since(started).Round(time.Millisecond), strings.Join(names, ", ")))
+	m.cfg.Notify(name)
+	return lease, nil
+}
+
+// Lend returns the lease of a permanent environment: the URLs of what runs there now.
+func (m *Manager) Lend(env string) (*Lease, error) {
+	st := m.Status(env)
+	if len(st) == 0 {
+		return nil, fmt.Errorf("environment %s runs nothing: %w", env, ErrBadRequest)
+	}
+	lease := &Lease{Env: env, URLs: map[string]string{}, Release: func() {}}
+	for _, s := range st {
+		lease.URLs[envName(s.Service)+"_URL"] = s.URL
+	}
+	return lease, nil
+}
+
+// EphemeralName is the name of a run's ephemeral environment: eph-PROJECT-RUN, lower
+// case, safe as a host name label.
+func EphemeralName(project string, run int) string {
+	b := []rune("eph-" + strings.ToLower(project))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			b[i] = '-'
+		}
+	}
+	name := fmt.Sprintf("%s-%d", string(b), run)
+	if len(name) > 63 {
+		name = name[len(name)-63:]
+	}
+	return strings.Trim(name, "-")
+}
+
+// ForStep is the environment an environment: step of run number n of project runs
+// against: for "ephemeral", a complete environment of its own made from base with this
+// run's artifact digest; for any other name, that permanent environment as it runs now.
+func (m *Manager) ForStep(ctx context.Context, project string, n int, name, base, digest string, log func(string)) (*Lease, error) {
+	if name != "ephemeral" {
+		return m.Lend(name)
+	}
+	if digest == "" {
+		return nil, fmt.Errorf("an ephemeral environment runs this run's release, and no step before this one published artifacts: %w", ErrBadRequest)
+	}
+	return m.Ephemeral(ctx, EphemeralName(project, n), base, project, digest, log)
+}
