@@ -105,6 +105,8 @@ type Request struct {
 	Ref      string // r12, 12, a commit or a digest; "" for the newest release
 	Strategy string // "" for the environment's
 	Trigger  string // who or what asks, for the history
+	Action   string // for the audit log: "deploy" (the default) or "promote"
+	Message  string // why, for the audit log
 	Log      func(line string)
 }
 
@@ -142,10 +144,62 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	svc := m.service(req.Env, t.name)
 	err = svc.deploy(ctx, t, d, req.Log)
 	m.finish(d, err)
+	action := req.Action
+	if action == "" {
+		action = "deploy"
+	}
+	m.audit(d, action, req.Message)
 	if err != nil {
 		return d, err
 	}
 	return d, nil
+}
+
+// audit records a deployment's outcome in the audit log.
+func (m *Manager) audit(d *store.Deployment, action, message string) {
+	if message == "" {
+		message = d.Reason
+	} else if d.Reason != "" {
+		message += "; " + d.Reason
+	}
+	actor := d.Trigger
+	if why, ok := strings.CutPrefix(actor, "automatic rollback: "); ok {
+		actor, message = "drover", "automatic rollback: "+why+"; "+message
+	}
+	e := &store.AuditEntry{Actor: actor, Action: action, Environment: d.Environment, Project: d.Project,
+		Digest: d.Digest, Run: d.Run, Deployment: d.ID, Result: d.Status, Message: message}
+	if err := m.cfg.Store.AppendAudit(context.WithoutCancel(m.ctx), e); err != nil {
+		m.cfg.Log.Error("append to the audit log", "action", action, "env", d.Environment, "err", err)
+	}
+}
+
+// Promote deploys to env exactly the digest of project that runs in from. It refuses a
+// release that did not pass its pipeline.
+func (m *Manager) Promote(ctx context.Context, project, from, env, trigger, message string, log func(string)) (*store.Deployment, error) {
+	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: from, Project: project,
+		Status: []string{StatusSuccess}, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(live) == 0 {
+		return nil, fmt.Errorf("%s runs nothing of %s to promote: %w", from, project, ErrBadRequest)
+	}
+	src := live[0]
+	rel, err := m.cfg.Releases.Get(ctx, project, src.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("the release running in %s: %w", from, err)
+	}
+	if !rel.Release {
+		return nil, fmt.Errorf("%s runs %s of run #%d, which did not pass its pipeline (it has no release tag): refusing to promote it: %w",
+			from, short(src.Digest), src.Run, ErrBadRequest)
+	}
+	if message == "" {
+		message = "promoted from " + from
+	} else {
+		message = "promoted from " + from + ": " + message
+	}
+	return m.Deploy(ctx, Request{Env: env, Project: project, Ref: src.Digest, Trigger: trigger, Action: "promote",
+		Message: message, Log: log})
 }
 
 // finish records a deployment's end.
@@ -222,6 +276,7 @@ func (m *Manager) rollback(ctx context.Context, current, previous *store.Deploym
 	log(fmt.Sprintf("rolling %s in %s back from %s to %s", t.name, current.Environment, current.Tag, previous.Tag))
 	err = m.service(current.Environment, t.name).deploy(ctx, t, d, log)
 	m.finish(d, err)
+	m.audit(d, "rollback", fmt.Sprintf("from %s to %s", current.Tag, previous.Tag))
 	if err != nil {
 		return d, err
 	}

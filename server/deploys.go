@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -172,4 +173,59 @@ func (s *Server) deployAnswer(w http.ResponseWriter, r *http.Request, d *store.D
 	default:
 		s.fail(w, r, err)
 	}
+}
+
+// promoteTo is POST /api/v1/environments/{env}/promote {"project", "from", "message"}.
+func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Project string `json:"project"`
+		From    string `json:"from"`
+		Message string `json:"message"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	log := &lineLog{}
+	d, err := s.cfg.Deploys.Promote(r.Context(), req.Project, req.From, r.PathValue("env"), principal(r).Name, req.Message, log.add)
+	s.deployAnswer(w, r, d, log, err)
+}
+
+// auditJSON is an audit log entry in the API.
+type auditJSON struct {
+	ID          int64     `json:"id"`
+	Time        time.Time `json:"time"`
+	Actor       string    `json:"actor"`
+	Action      string    `json:"action"`
+	Environment string    `json:"environment,omitempty"`
+	Project     string    `json:"project,omitempty"`
+	Digest      string    `json:"digest,omitempty"`
+	Run         int       `json:"run,omitempty"`
+	Deployment  int64     `json:"deployment,omitempty"`
+	Result      string    `json:"result,omitempty"`
+	Message     string    `json:"message,omitempty"`
+}
+
+func (s *Server) auditEntries(r *http.Request) ([]auditJSON, error) {
+	before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	es, err := s.cfg.Store.Audit(r.Context(), before, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]auditJSON, 0, len(es))
+	for _, e := range es {
+		out = append(out, auditJSON{ID: e.ID, Time: e.Time, Actor: e.Actor, Action: e.Action, Environment: e.Environment,
+			Project: e.Project, Digest: e.Digest, Run: e.Run, Deployment: e.Deployment, Result: e.Result, Message: e.Message})
+	}
+	return out, nil
+}
+
+// listAudit is GET /api/v1/audit?before=ID&limit=N.
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+	out, err := s.auditEntries(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
@@ -96,6 +96,8 @@ func (s *Server) routes() {
 		m.HandleFunc("GET /api/v1/environments/{env}", s.require(RoleViewer, s.getEnvironment))
 		m.HandleFunc("POST /api/v1/environments/{env}/deploy", s.require(RoleDeveloper, s.deployTo))
 		m.HandleFunc("POST /api/v1/environments/{env}/rollback", s.require(RoleDeveloper, s.rollbackIn))
+		m.HandleFunc("POST /api/v1/environments/{env}/promote", s.require(RoleDeveloper, s.promoteTo))
+		m.HandleFunc("GET /api/v1/audit", s.require(RoleViewer, s.listAudit))
 	}
 	if s.cfg.Releases != nil {
 		m.HandleFunc("GET /api/v1/projects/{p}/releases", s.require(RoleViewer, s.listReleases))

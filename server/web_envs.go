@@ -54,3 +54,17 @@ func (w *web) envEvents(rw http.ResponseWriter, r *http.Request) {
 		return w.s.envDetail(r, e, 0)
 	})
 }
+
+// auditPage shows the audit log, newest first, a page at a time (?before=ID).
+func (w *web) auditPage(rw http.ResponseWriter, r *http.Request) {
+	entries, err := w.s.auditEntries(r)
+	if err != nil {
+		w.failErr(rw, r, fmt.Errorf("read the audit log: %w", err))
+		return
+	}
+	older := int64(0)
+	if len(entries) == 50 {
+		older = entries[len(entries)-1].ID
+	}
+	w.render(rw, r, http.StatusOK, "audit", "Audit log", map[string]any{"Entries": entries, "Older": older})
+}

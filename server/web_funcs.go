@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -114,6 +115,7 @@ func ago(t time.Time) string {
 
 // shortHash is the first 7 characters of a commit hash or a digest's hex.
 func shortHash(h string) string {
+	h = strings.TrimPrefix(h, "sha256:")
 	if len(h) > 7 {
 		return h[:7]
 	}

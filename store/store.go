@@ -112,6 +112,21 @@ type DeploymentFilter struct {
 	Limit       int // 0 means 50
 }
 
+// AuditEntry is one line of the append-only audit log: who changed what runs where.
+type AuditEntry struct {
+	ID          int64
+	Time        time.Time
+	Actor       string // a token's name, or "drover" for what the server did on its own
+	Action      string // deploy, rollback, promote, approve, reject, environment
+	Environment string
+	Project     string
+	Digest      string
+	Run         int
+	Deployment  int64  // the deployment it made, if any
+	Result      string // success, failure, ...
+	Message     string // why, in the actor's words or the server's
+}
+
 // RunFilter selects runs for listing. Zero fields do not filter.
 type RunFilter struct {
 	Project string
@@ -162,6 +177,11 @@ type Store interface {
 	// UpdateDeployment writes d's Status, Reason and Finished.
 	UpdateDeployment(ctx context.Context, d *Deployment) error
 	Deployments(ctx context.Context, f DeploymentFilter) ([]*Deployment, error) // newest first
+
+	// AppendAudit adds e to the audit log and sets its ID and Time. Entries are never
+	// changed or removed.
+	AppendAudit(ctx context.Context, e *AuditEntry) error
+	Audit(ctx context.Context, before int64, limit int) ([]*AuditEntry, error) // newest first; before > 0 pages by ID
 
 	CreateToken(ctx context.Context, t *Token) error // sets ID and Created
 	TokenByHash(ctx context.Context, hash []byte) (*Token, error)

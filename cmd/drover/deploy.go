@@ -212,3 +212,66 @@ func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
 }
+
+func promoteCommand() *cobra.Command {
+	c := &clientOptions{}
+	var from, to, message string
+	cmd := &cobra.Command{
+		Use:   "promote PROJECT --from ENV --to ENV",
+		Short: "Deploy to one environment exactly the release running in another",
+		Long: `Promote: deploy to --to the digest of PROJECT that runs in --from, nothing rebuilt. A
+release that did not pass its pipeline (no r<run> tag) is refused.`,
+		Example: "  drover promote shop --from staging --to production -m \"QA signed off\"",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if from == "" || to == "" {
+				return badInput(fmt.Errorf("--from and --to are required"))
+			}
+			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+to+"/promote",
+				map[string]string{"project": args[0], "from": from, "message": message})
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "environment whose release is promoted, e.g. staging")
+	cmd.Flags().StringVar(&to, "to", "", "environment to deploy it to, e.g. production")
+	cmd.Flags().StringVarP(&message, "message", "m", "", "why, for the audit log")
+	c.flags(cmd)
+	return cmd
+}
+
+func auditCommand() *cobra.Command {
+	c := &clientOptions{}
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Show the audit log: every deploy, promotion and rollback, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var entries []struct {
+				Time                                                         time.Time
+				Actor, Action, Environment, Project, Digest, Result, Message string
+				Run                                                          int
+			}
+			if err := c.call(http.MethodGet, fmt.Sprintf("/api/v1/audit?limit=%d", limit), nil, &entries); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, e := range entries {
+				fmt.Fprintf(out, "%s  %-12s %-9s %-12s %s run #%d %s  %s  %s\n", e.Time.Local().Format("2006-01-02 15:04:05"),
+					e.Actor, e.Action, e.Environment, e.Project, e.Run, short12(e.Digest), e.Result, firstLine(e.Message))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 50, "how many entries")
+	c.flags(cmd)
+	return cmd
+}
+
+// short12 is a digest's first 12 hex digits.
+func short12(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}

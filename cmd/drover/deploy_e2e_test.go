@@ -277,6 +277,36 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 	if code, body, _ := s.viaProxy("web", "staging", "/up"); code != 200 || body != "api-v1 staging" {
 		t.Errorf("after a restart, web reaching api: %d %q", code, body)
 	}
+
+	// Promotion: the digest running in staging goes to production as it is.
+	res = drover(t, "", "promote", "web", "--from", "staging", "--to", "production", "-m", "QA signed off", "--server", s.URL, "--token", s.Token)
+	if res.code != 0 {
+		t.Fatalf("promote: %s", res)
+	}
+	s.waitBody("web", "production", "v1 production")
+	// A release that did not pass its pipeline is not promoted, though it runs in staging.
+	s.commitPipeline(web, "web", servicePipeline(bin, "web", "v5", "api", "")+"  - {name: smoke, run: exit 1}\n")
+	if run := s.waitRun("web", 5, finished); run.Status != "failure" {
+		t.Fatalf("run 5: %+v", run)
+	}
+	s.waitBody("web", "staging", "v5 staging")
+	res = drover(t, "", "promote", "web", "--from", "staging", "--to", "production", "--server", s.URL, "--token", s.Token)
+	if res.code != 2 || !strings.Contains(res.stderr, "did not pass its pipeline") {
+		t.Errorf("promoting a failed run's release: %s", res)
+	}
+	s.waitBody("web", "production", "v1 production")
+
+	// The audit log has it all: who, what, where, why.
+	audit := drover(t, "", "audit", "--server", s.URL, "--token", s.Token)
+	for _, want := range []string{"admin        promote   production", "QA signed off", "drover       rollback  staging",
+		"admin        rollback  staging", "run web #2   deploy    staging"} {
+		if !strings.Contains(audit.stdout, want) {
+			t.Errorf("audit log lacks %q:\n%s", want, audit.stdout)
+		}
+	}
+	if page := s.text("/audit"); !strings.Contains(page, "QA signed off") {
+		t.Errorf("the audit page lacks the promotion")
+	}
 }
 
 func TestEphemeralEnvironments(t *testing.T) {

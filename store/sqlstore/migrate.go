@@ -106,6 +106,21 @@ var migrations = []migration{
 		`CREATE INDEX deployments_env ON deployments (environment_id, service, id)`,
 		`CREATE INDEX deployments_project ON deployments (project, run)`,
 	}},
+	{name: "audit log", stmts: []string{
+		`CREATE TABLE audit (
+			id ${id},
+			at ${time} NOT NULL,
+			actor TEXT NOT NULL,
+			action TEXT NOT NULL,
+			environment TEXT NOT NULL DEFAULT '',
+			project TEXT NOT NULL DEFAULT '',
+			digest TEXT NOT NULL DEFAULT '',
+			run INTEGER NOT NULL DEFAULT 0,
+			deployment BIGINT NOT NULL DEFAULT 0,
+			result TEXT NOT NULL DEFAULT '',
+			message TEXT NOT NULL DEFAULT ''
+		)`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary creates and understands.

@@ -103,3 +103,31 @@ func testDeployments(t *testing.T, s store.Store) {
 		t.Errorf("deployment read back:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+func testAudit(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if got, err := s.Audit(ctx, 0, 0); err != nil || len(got) != 0 {
+		t.Fatalf("Audit of an empty store = %v, %v", got, err)
+	}
+	var ids []int64
+	for i, action := range []string{"deploy", "promote", "rollback"} {
+		e := &store.AuditEntry{Actor: "alice", Action: action, Environment: "production", Project: "shop",
+			Digest: "sha256:abc", Run: i + 1, Deployment: int64(10 + i), Result: "success", Message: "because " + action}
+		if err := s.AppendAudit(ctx, e); err != nil {
+			t.Fatalf("AppendAudit: %v", err)
+		}
+		checkCreated(t, "AppendAudit", e.Time)
+		ids = append(ids, e.ID)
+	}
+	got, err := s.Audit(ctx, 0, 2)
+	if err != nil || len(got) != 2 || got[0].ID != ids[2] || got[1].ID != ids[1] {
+		t.Fatalf("Audit(0, 2) = %+v, %v", got, err)
+	}
+	if e := got[0]; e.Action != "rollback" || e.Actor != "alice" || e.Run != 3 || e.Deployment != 12 || e.Message != "because rollback" || e.Environment != "production" {
+		t.Errorf("entry read back: %+v", e)
+	}
+	older, err := s.Audit(ctx, got[1].ID, 10)
+	if err != nil || len(older) != 1 || older[0].ID != ids[0] {
+		t.Errorf("Audit(before) = %+v, %v", older, err)
+	}
+}
