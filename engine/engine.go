@@ -54,6 +54,10 @@ type Job struct {
 	// (e.g. a complete throw-away one); nil skips them with the reason that they need a
 	// server.
 	Environment func(ctx context.Context, req EnvRequest) (*EnvLease, error)
+	// Approval decides approval: steps: it answers at once, saying whether a person has
+	// approved or rejected the step or whether it still waits; nil skips them with the
+	// reason that they need a server.
+	Approval func(ctx context.Context, req ApprovalRequest) (Decision, error)
 	// Deploy carries out deploy: steps; nil skips them with the reason that they need a
 	// server. The engine hands it the run's artifact as it stands when the step starts.
 	Deploy func(ctx context.Context, d Deployment) error
@@ -75,6 +79,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (*RunResult, error) {
 		job:     job,
 		now:     e.Now,
 		results: make(map[*pipeline.Node]*StepResult, len(job.Graph.Nodes)),
+		blocked: map[*pipeline.Node]string{},
 		done:    make(chan stepDone),
 	}
 	if r.now == nil {
@@ -107,6 +112,8 @@ type run struct {
 	results map[*pipeline.Node]*StepResult
 	done    chan stepDone
 	failed  bool // a step failed (not allowed) or errored
+	// blocked holds the nodes left pending behind an approval, with its name.
+	blocked map[*pipeline.Node]string
 }
 
 func (r *run) emit(ev Event) {
@@ -144,6 +151,14 @@ func (r *run) execute(ctx context.Context) *RunResult {
 					finished++
 					continue
 				}
+				if waits := r.waitsFor(n); waits != "" {
+					// Not run now: the run resumes here once the approval is decided.
+					started[n], progress = true, true
+					r.blocked[n] = waits
+					r.finish(n, &StepResult{Name: n.Name, Status: Pending, Reason: "waits for the approval of " + waits})
+					finished++
+					continue
+				}
 				if reason := r.skipReason(ctx, n); reason != "" {
 					started[n], progress = true, true
 					r.finish(n, &StepResult{Name: n.Name, Status: Skipped, Reason: reason})
@@ -158,6 +173,10 @@ func (r *run) execute(ctx context.Context) *RunResult {
 				stepCtx := ctx
 				if n.Step.When.Status == pipeline.StatusAlways {
 					stepCtx = r.job.Cleanup
+				}
+				if n.Step.Approval != nil {
+					go func() { r.done <- stepDone{n, r.runApproval(stepCtx, n)} }()
+					continue
 				}
 				if n.Step.Deploy != "" {
 					art, err := r.publish(r.finished())
@@ -251,8 +270,10 @@ func (r *run) unsupported(s *pipeline.Step) string {
 		return "deploy: needs a Drover server with environments (drover server)"
 	case s.Deploy != "":
 		return ""
-	case s.Approval != nil:
+	case s.Approval != nil && r.job.Approval == nil:
 		return "approval: needs a Drover server to record who approved (drover server)"
+	case s.Approval != nil:
+		return ""
 	case s.Environment != "" && r.job.Environment == nil:
 		return "environment: " + s.Environment + " needs a Drover server to create it (drover server)"
 	}
@@ -278,7 +299,7 @@ func (r *run) status(ctx context.Context, steps []*StepResult) Status {
 	if ctx.Err() != nil {
 		return Cancelled
 	}
-	status := Success
+	status, waiting := Success, false
 	for _, s := range steps {
 		switch {
 		case s.Status == Errored:
@@ -287,7 +308,12 @@ func (r *run) status(ctx context.Context, steps []*StepResult) Status {
 			status = Cancelled
 		case s.Status == Failure && !s.Allowed && status == Success:
 			status = Failure
+		case s.Status == Waiting:
+			waiting = true
 		}
+	}
+	if waiting && status == Success {
+		return Waiting
 	}
 	return status
 }

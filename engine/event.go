@@ -69,7 +69,8 @@ const (
 	Failure   Status = "failure"
 	Skipped   Status = "skipped"
 	Cancelled Status = "cancelled"
-	Errored   Status = "error" // Drover could not run the step: not the step's fault
+	Errored   Status = "error"   // Drover could not run the step: not the step's fault
+	Waiting   Status = "waiting" // an approval: step waits for a person; the run stops here and resumes later
 )
 
 // StepResult is the outcome of one step.

@@ -116,7 +116,7 @@ func (r *Runner) Cancel(ctx context.Context, project string, number int, who str
 }
 
 func (r *Runner) cancel(ctx context.Context, run *store.Run, reason string) error {
-	ok, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Pending}, Cancelled, reason)
+	ok, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Pending, Waiting}, Cancelled, reason)
 	if err != nil {
 		return err
 	}

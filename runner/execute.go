@@ -51,8 +51,16 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 		return
 	}
 	run.Status, run.Reason, run.Artifact, run.Finished = status, reason, artifact, time.Now()
+	if status == Waiting {
+		run.Finished = time.Time{} // it goes on once the approval is decided
+	}
 	if err := r.cfg.Store.UpdateRun(rec, run); err != nil {
 		log.Error("record the run's end", "err", err)
+	}
+	if status == Waiting {
+		log.Info("run waiting", "reason", reason)
+		r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
+		return // its pending steps stay pending
 	}
 	_ = r.endSteps(rec, run.ID, string(engine.Skipped), reason)
 	log.Info("run finished", "status", status, "duration", run.Finished.Sub(run.Started).Round(time.Millisecond))
@@ -131,6 +139,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 			"dev.drover.run":                    fmt.Sprint(run.Number),
 			"dev.drover.branch":                 run.Branch,
 		},
+		Approval:    r.approval(run),
 		Deploy:      r.deployer(run, layout),
 		Environment: r.environment(run, layout),
 		Done:        done,
@@ -149,6 +158,8 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		}
 	}
 	switch res.Status {
+	case engine.Waiting:
+		return Waiting, waitingReason(res), artifact
 	case engine.Cancelled:
 		return Cancelled, engine.CancelReason(ctx), artifact
 	case engine.Failure:
@@ -224,6 +235,16 @@ func (r *Runner) layout(ctx context.Context, run *store.Run, done map[string]*en
 	return layout, nil
 }
 
+// waitingReason says which approval a waiting run waits for.
+func waitingReason(res *engine.RunResult) string {
+	for _, s := range res.Steps {
+		if s.Status == engine.Waiting {
+			return fmt.Sprintf("step %s %s", s.Name, s.Reason)
+		}
+	}
+	return "waits for an approval"
+}
+
 // firstReason is the reason of the first step that failed the run.
 func firstReason(res *engine.RunResult) string {
 	for _, s := range res.Steps {
@@ -249,6 +270,20 @@ func minimalEnv() []string {
 // kept returns, for a re-run from a step, the earlier run's results of the steps that
 // neither are that step nor depend on it.
 func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (map[string]*engine.StepResult, error) {
+	// A run resuming after an approval keeps what it did before it waited.
+	own, err := r.cfg.Store.Steps(ctx, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(own) > 0 {
+		done := map[string]*engine.StepResult{}
+		for _, s := range own {
+			if s.Status == Success {
+				done[s.Name] = toResult(s)
+			}
+		}
+		return done, nil
+	}
 	if run.RerunOf == 0 || run.FromStep == "" {
 		return nil, nil
 	}

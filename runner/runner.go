@@ -108,6 +108,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.wg.Add(1)
 		go r.worker(ctx)
 	}
+	go r.expireApprovals(ctx, time.Second)
 	r.kick()
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drover-cd/drover/runner"
@@ -256,8 +257,9 @@ func (s *Server) rerun(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
+		Name      string   `json:"name"`
+		Role      string   `json:"role"`
+		Approvals []string `json:"approvals"` // approval roles, e.g. release-manager
 	}
 	if !s.decode(w, r, &req) {
 		return
@@ -269,10 +271,14 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	if req.Name == "" {
 		req.Name = req.Role
 	}
-	token, err := CreateToken(r.Context(), s.cfg.Store, req.Name, req.Role)
+	token, err := CreateToken(r.Context(), s.cfg.Store, req.Name, req.Role, req.Approvals...)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "approval role") {
+			s.errorJSON(w, http.StatusBadRequest, err.Error())
+			return
+		}
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "role": req.Role, "token": token})
+	writeJSON(w, http.StatusCreated, map[string]any{"name": req.Name, "role": req.Role, "approvals": req.Approvals, "token": token})
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/drover-cd/drover/store"
@@ -37,9 +38,29 @@ func ValidRole(role string) bool { return roleRank(role) > 0 }
 
 // Principal is who made a request.
 type Principal struct {
-	Name          string // the token's name; "anonymous" without one
-	Role          string // "" when nothing is allowed
-	Authenticated bool   // a valid token was presented
+	Name          string   // the token's name; "anonymous" without one
+	Role          string   // "" when nothing is allowed
+	Authenticated bool     // a valid token was presented
+	Groups        []string // approval roles, e.g. release-manager
+}
+
+// CanApprove reports whether p may decide an approval asking for role: an admin, or a
+// holder of that approval role.
+func (p Principal) CanApprove(role string) bool {
+	return p.Authenticated && (p.Role == RoleAdmin || slices.Contains(p.Groups, role))
+}
+
+// validGroup reports whether g can name an approval role.
+func validGroup(g string) bool {
+	if g == "" || len(g) > 64 {
+		return false
+	}
+	for _, c := range g {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Can reports whether p holds role or a higher one.
@@ -63,7 +84,7 @@ func HashToken(token string) []byte {
 
 // CreateToken stores a new token with a name and a role and returns the token, which is
 // shown once and never stored.
-func CreateToken(ctx context.Context, st store.Store, name, role string) (string, error) {
+func CreateToken(ctx context.Context, st store.Store, name, role string, groups ...string) (string, error) {
 	if !ValidRole(role) {
 		return "", fmt.Errorf("role %q: use %s, %s or %s", role, RoleViewer, RoleDeveloper, RoleAdmin)
 	}
@@ -71,7 +92,12 @@ func CreateToken(ctx context.Context, st store.Store, name, role string) (string
 	if err != nil {
 		return "", err
 	}
-	if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Hash: hash}); err != nil {
+	for _, g := range groups {
+		if !validGroup(g) {
+			return "", fmt.Errorf("approval role %q: use lower-case letters, digits and '-'", g)
+		}
+	}
+	if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Groups: groups, Hash: hash}); err != nil {
 		return "", err
 	}
 	return token, nil
@@ -122,7 +148,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				s.fail(w, r, err)
 				return
 			}
-			p = Principal{Name: t.Name, Role: t.Role, Authenticated: true}
+			p = Principal{Name: t.Name, Role: t.Role, Authenticated: true, Groups: t.Groups}
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})

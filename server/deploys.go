@@ -2,12 +2,14 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -228,4 +230,77 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// approveRun is POST /api/v1/projects/{p}/runs/{n}/approve {"step", "reject", "message"}:
+// a holder of the approval's role (or an admin) decides the approval the run waits for.
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Step    string `json:"step"`
+		Reject  bool   `json:"reject"`
+		Message string `json:"message"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	run, ok := s.run(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.decide(r, run, req.Step, !req.Reject, req.Message)
+	if err != nil {
+		s.approvalFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"step": a.Step, "decision": a.Decision, "by": a.Actor, "message": a.Message})
+}
+
+// errCannotApprove is wrapped when the caller lacks the approval's role.
+var errCannotApprove = errors.New("not allowed to decide this approval")
+
+// decide checks the caller may decide run's approval, records the decision and its
+// audit entry, and resumes the run.
+func (s *Server) decide(r *http.Request, run *store.Run, step string, approve bool, message string) (*store.Approval, error) {
+	p := principal(r)
+	a, err := s.cfg.Runner.PendingApproval(r.Context(), run, step)
+	if err != nil {
+		return nil, err
+	}
+	if !p.CanApprove(a.Role) {
+		return nil, fmt.Errorf("%w: step %s needs a token with the %s approval role (drover token create --approves %s); %s has none",
+			errCannotApprove, a.Step, a.Role, a.Role, p.Name)
+	}
+	a, err = s.cfg.Runner.Decide(r.Context(), run, a.Step, approve, p.Name, message)
+	if err != nil {
+		return nil, err
+	}
+	action := "approve"
+	if !approve {
+		action = "reject"
+	}
+	e := &store.AuditEntry{Actor: p.Name, Action: action, Project: run.Project, Run: run.Number, Digest: run.Artifact,
+		Result: a.Decision, Message: "step " + a.Step + joinMessage(message)}
+	if err := s.cfg.Store.AppendAudit(r.Context(), e); err != nil {
+		s.cfg.Log.Error("append to the audit log", "action", action, "err", err)
+	}
+	return a, nil
+}
+
+func joinMessage(m string) string {
+	if m == "" {
+		return ""
+	}
+	return ": " + m
+}
+
+// approvalFail answers an approval's error.
+func (s *Server) approvalFail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, errCannotApprove):
+		s.errorJSON(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, runner.ErrNoApproval), errors.Is(err, store.ErrExists):
+		s.errorJSON(w, http.StatusConflict, err.Error())
+	default:
+		s.fail(w, r, err)
+	}
 }

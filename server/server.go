@@ -79,6 +79,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/projects/{p}/runs/{n}/steps/{step}/log", s.require(RoleViewer, s.stepLog))
 	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/cancel", s.require(RoleDeveloper, s.cancelRun))
 	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/rerun", s.require(RoleDeveloper, s.rerun))
+	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/approve", s.require(RoleViewer, s.approveRun))
 	m.HandleFunc("PATCH /api/v1/projects/{p}", s.require(RoleAdmin, s.updateProject))
 	m.HandleFunc("POST /api/v1/tokens", s.require(RoleAdmin, s.createToken))
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

@@ -52,6 +52,7 @@ func (s *Server) webRoutes() {
 	m.HandleFunc("GET /p/{p}/runs/{n}/steps/{step}", w.page(RoleViewer, w.step))
 	m.HandleFunc("POST /p/{p}/runs/{n}/cancel", w.page(RoleDeveloper, w.cancel))
 	m.HandleFunc("POST /p/{p}/runs/{n}/rerun", w.page(RoleDeveloper, w.rerun))
+	m.HandleFunc("POST /p/{p}/runs/{n}/approve", w.page(RoleViewer, w.approve))
 	m.HandleFunc("GET /login", w.loginForm)
 	m.HandleFunc("POST /login", w.login)
 	m.HandleFunc("POST /logout", w.logout)

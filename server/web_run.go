@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/drover-cd/drover/report"
 	"github.com/drover-cd/drover/runner"
@@ -20,6 +21,15 @@ type runPage struct {
 	Artifacts []stepArtifact
 	Failed    []string  // failed steps, for "Re-run from this step"
 	Published *runFiles // the files of the run's published artifact; nil when none
+	Approvals []approvalView
+}
+
+// approvalView is an approval a waiting run asks for, as its page shows it.
+type approvalView struct {
+	Step      string
+	Role      string
+	Deadline  time.Time
+	CanDecide bool // the viewer holds the role
 }
 
 type stepFailure struct {
@@ -65,6 +75,19 @@ func (w *web) run(rw http.ResponseWriter, r *http.Request) {
 	}
 	page := newRunPage(detail)
 	page.Published = w.publishedFiles(r, run.Project, run.Number, run.Artifact)
+	if run.Status == runner.Waiting {
+		as, err := w.s.cfg.Store.Approvals(r.Context(), run.ID)
+		if err != nil {
+			w.failErr(rw, r, err)
+			return
+		}
+		for _, a := range as {
+			if a.Decision == "pending" {
+				page.Approvals = append(page.Approvals, approvalView{Step: a.Step, Role: a.Role, Deadline: a.Deadline,
+					CanDecide: principal(r).CanApprove(a.Role)})
+			}
+		}
+	}
 	w.render(rw, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Project, run.Number), page)
 }
 
@@ -122,4 +145,27 @@ func (w *web) rerun(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(rw, r, runURL(next.Project, next.Number), http.StatusSeeOther)
+}
+
+// approve is the Approve and Reject buttons of a waiting run's page.
+func (w *web) approve(rw http.ResponseWriter, r *http.Request) {
+	run, ok := w.findRun(rw, r)
+	if !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		w.fail(rw, r, http.StatusBadRequest, fmt.Errorf("read the form: %w", err))
+		return
+	}
+	_, err := w.s.decide(r, run, r.PostForm.Get("step"), r.PostForm.Get("decision") == "approve", r.PostForm.Get("message"))
+	switch {
+	case errors.Is(err, errCannotApprove):
+		w.fail(rw, r, http.StatusForbidden, err)
+		return
+	case err != nil:
+		w.failErr(rw, r, fmt.Errorf("decide the approval of %s #%d: %w", run.Project, run.Number, err))
+		return
+	}
+	http.Redirect(rw, r, runURL(run.Project, run.Number), http.StatusSeeOther)
 }

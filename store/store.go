@@ -70,7 +70,8 @@ type Step struct {
 type Token struct {
 	ID      int64
 	Name    string
-	Role    string // admin, developer, viewer
+	Role    string   // admin, developer, viewer
+	Groups  []string // approval roles the holder has, e.g. release-manager
 	Hash    []byte
 	Created time.Time
 }
@@ -110,6 +111,20 @@ type DeploymentFilter struct {
 	Run         int
 	Status      []string
 	Limit       int // 0 means 50
+}
+
+// Approval is an approval: step of a run: asked for when the run reached it, then
+// decided by a person (or by its timeout).
+type Approval struct {
+	RunID    int64
+	Step     string
+	Role     string    // who may decide: holders of this approval role, and admins
+	Deadline time.Time // the request is rejected when nobody decided by then; zero: never
+	Decision string    // pending, approved, rejected
+	Actor    string    // who decided
+	Message  string
+	Created  time.Time
+	Decided  time.Time
 }
 
 // AuditEntry is one line of the append-only audit log: who changed what runs where.
@@ -177,6 +192,16 @@ type Store interface {
 	// UpdateDeployment writes d's Status, Reason and Finished.
 	UpdateDeployment(ctx context.Context, d *Deployment) error
 	Deployments(ctx context.Context, f DeploymentFilter) ([]*Deployment, error) // newest first
+
+	// RequestApproval stores a pending approval unless (RunID, Step) already has one;
+	// it returns the stored one either way.
+	RequestApproval(ctx context.Context, a *Approval) (*Approval, error)
+	// DecideApproval sets a pending approval's Decision, Actor, Message and Decided; it
+	// returns ErrNotFound when there is none and ErrExists when it was decided already.
+	DecideApproval(ctx context.Context, a *Approval) error
+	Approvals(ctx context.Context, runID int64) ([]*Approval, error)
+	// PendingApprovals lists every undecided approval, oldest first.
+	PendingApprovals(ctx context.Context) ([]*Approval, error)
 
 	// AppendAudit adds e to the audit log and sets its ID and Time. Entries are never
 	// changed or removed.

@@ -98,6 +98,7 @@ func tokenCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
 	c := &clientOptions{}
 	var role, name string
+	var approves []string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create an API token with a role: viewer, developer or admin",
@@ -108,7 +109,7 @@ adds projects and creates tokens.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out struct{ Token string }
-			if err := c.call("POST", "/api/v1/tokens", map[string]string{"role": role, "name": name}, &out); err != nil {
+			if err := c.call("POST", "/api/v1/tokens", map[string]any{"role": role, "name": name, "approvals": approves}, &out); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), out.Token)
@@ -117,6 +118,7 @@ adds projects and creates tokens.`,
 	}
 	create.Flags().StringVar(&role, "role", "developer", "viewer, developer or admin")
 	create.Flags().StringVar(&name, "name", "", "what the token is for (default: the role)")
+	create.Flags().StringSliceVar(&approves, "approves", nil, "approval roles the holder has, e.g. release-manager (approval: steps asking for them)")
 	c.flags(create)
 	cmd.AddCommand(create)
 	return cmd

@@ -275,3 +275,33 @@ func short12(d string) string {
 	}
 	return d
 }
+
+func approveCommand() *cobra.Command {
+	c := &clientOptions{}
+	var reject bool
+	var message, step string
+	cmd := &cobra.Command{
+		Use:   "approve PROJECT RUN [--reject] [-m MESSAGE]",
+		Short: "Approve (or reject) the approval a waiting run asks for",
+		Long: `Decide an approval: step. The run resumes at once: approved, it goes on from the step;
+rejected, the step fails with your message. You need a token with the approval role the
+step names (drover token create --approves ROLE) or an admin token.`,
+		Example: "  drover approve shop 12 -m \"checked staging\"\n  drover approve shop 12 --reject -m \"wait for the fix\"",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out struct{ Step, Decision, By string }
+			err := c.call(http.MethodPost, "/api/v1/projects/"+args[0]+"/runs/"+args[1]+"/approve",
+				map[string]any{"step": step, "reject": reject, "message": message}, &out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s #%s: step %s %s by %s; the run goes on\n", args[0], args[1], out.Step, out.Decision, out.By)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&reject, "reject", false, "reject instead of approve")
+	cmd.Flags().StringVarP(&message, "message", "m", "", "why, for the run and the audit log")
+	cmd.Flags().StringVar(&step, "step", "", "the approval step, when the run waits for several")
+	c.flags(cmd)
+	return cmd
+}

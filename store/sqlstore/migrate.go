@@ -121,6 +121,21 @@ var migrations = []migration{
 			message TEXT NOT NULL DEFAULT ''
 		)`,
 	}},
+	{name: "approvals and approval roles of tokens", stmts: []string{
+		`CREATE TABLE approvals (
+			run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+			step TEXT NOT NULL,
+			role TEXT NOT NULL,
+			deadline ${time},
+			decision TEXT NOT NULL,
+			actor TEXT NOT NULL DEFAULT '',
+			message TEXT NOT NULL DEFAULT '',
+			created ${time} NOT NULL,
+			decided ${time},
+			PRIMARY KEY (run_id, step)
+		)`,
+		`ALTER TABLE tokens ADD COLUMN approval_roles TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary creates and understands.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/drover-cd/drover/store"
@@ -94,9 +95,9 @@ func (db *DB) Projects(ctx context.Context) ([]*store.Project, error) {
 func (db *DB) CreateToken(ctx context.Context, t *store.Token) error {
 	created := now()
 	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO tokens (name, role, hash, created)
-		VALUES (?, ?, ?, ?) RETURNING id`),
-		t.Name, t.Role, t.Hash, db.d.timeArg(created)).Scan(&id)
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO tokens (name, role, approval_roles, hash, created)
+		VALUES (?, ?, ?, ?, ?) RETURNING id`),
+		t.Name, t.Role, strings.Join(t.Groups, ","), t.Hash, db.d.timeArg(created)).Scan(&id)
 	if db.d.isUnique(err) {
 		return fmt.Errorf("store: create token %q: %w", t.Name, store.ErrExists)
 	}
@@ -110,8 +111,12 @@ func (db *DB) CreateToken(ctx context.Context, t *store.Token) error {
 // TokenByHash returns the token whose hash is hash.
 func (db *DB) TokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
 	t := &store.Token{}
-	err := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT id, name, role, hash, created FROM tokens WHERE hash = ?`), hash).
-		Scan(&t.ID, &t.Name, &t.Role, &t.Hash, dbTime{&t.Created})
+	var groups string
+	err := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT id, name, role, approval_roles, hash, created FROM tokens WHERE hash = ?`), hash).
+		Scan(&t.ID, &t.Name, &t.Role, &groups, &t.Hash, dbTime{&t.Created})
+	if groups != "" {
+		t.Groups = strings.Split(groups, ",")
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: token by hash: %w", store.ErrNotFound)
 	}

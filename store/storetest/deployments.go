@@ -131,3 +131,49 @@ func testAudit(t *testing.T, s store.Store) {
 		t.Errorf("Audit(before) = %+v, %v", older, err)
 	}
 }
+
+func testApprovals(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	p := mustProject(t, s, "shop")
+	r := &store.Run{ProjectID: p.ID, Status: "waiting"}
+	if err := s.CreateRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.RequestApproval(ctx, &store.Approval{RunID: r.ID, Step: "go-live", Role: "release-manager", Deadline: t1})
+	if err != nil || a.Decision != "pending" || a.Role != "release-manager" || !a.Deadline.Equal(t1) {
+		t.Fatalf("RequestApproval = %+v, %v", a, err)
+	}
+	checkCreated(t, "RequestApproval", a.Created)
+	// Asking again (a resumed run reaching the step again) returns the stored request.
+	again, err := s.RequestApproval(ctx, &store.Approval{RunID: r.ID, Step: "go-live", Role: "other"})
+	if err != nil || again.Role != "release-manager" || !again.Created.Equal(a.Created) {
+		t.Errorf("RequestApproval again = %+v, %v", again, err)
+	}
+	if pend, err := s.PendingApprovals(ctx); err != nil || len(pend) != 1 || pend[0].Step != "go-live" {
+		t.Errorf("PendingApprovals = %+v, %v", pend, err)
+	}
+	d := &store.Approval{RunID: r.ID, Step: "go-live", Decision: "approved", Actor: "carol", Message: "ship it"}
+	if err := s.DecideApproval(ctx, d); err != nil {
+		t.Fatalf("DecideApproval: %v", err)
+	}
+	wantErr(t, "DecideApproval twice", s.DecideApproval(ctx, &store.Approval{RunID: r.ID, Step: "go-live", Decision: "rejected"}), store.ErrExists)
+	wantErr(t, "DecideApproval of nothing", s.DecideApproval(ctx, &store.Approval{RunID: r.ID, Step: "nope", Decision: "approved"}), store.ErrNotFound)
+	got, err := s.Approvals(ctx, r.ID)
+	if err != nil || len(got) != 1 || got[0].Decision != "approved" || got[0].Actor != "carol" || got[0].Message != "ship it" || got[0].Decided.IsZero() {
+		t.Errorf("Approvals = %+v, %v", got, err)
+	}
+	if pend, err := s.PendingApprovals(ctx); err != nil || len(pend) != 0 {
+		t.Errorf("PendingApprovals after the decision = %+v, %v", pend, err)
+	}
+	_, err = s.RequestApproval(ctx, &store.Approval{RunID: r.ID + 1000, Step: "x", Role: "y"})
+	wantErr(t, "RequestApproval of a missing run", err, store.ErrNotFound)
+
+	tok := &store.Token{Name: "rm", Role: "developer", Groups: []string{"release-manager", "dba"}, Hash: []byte("0123456789abcdef0123456789abcdef")}
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	back, err := s.TokenByHash(ctx, tok.Hash)
+	if err != nil || !reflect.DeepEqual(back.Groups, []string{"release-manager", "dba"}) {
+		t.Errorf("token groups read back: %+v, %v", back, err)
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestApprovalGates(t *testing.T) {
+	bin, err := websvcBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := startServer(t, dir, "")
+	pipeline := func(version, timeout string) string {
+		return fmt.Sprintf(`
+service:
+  name: shop
+  command: ./dist/websvc
+  health: {path: /healthz, interval: 100ms}
+steps:
+  - name: build
+    run: mkdir -p dist && cp %s dist/websvc && echo %s > dist/version
+    artifacts: [dist]
+  - name: go-live
+    approval: {role: release-manager%s}
+  - name: production
+    deploy: production
+`, bin, version, timeout)
+	}
+	client := func(token string, args ...string) result {
+		return drover(t, "", append(args, "--server", s.URL, "--token", token)...)
+	}
+	mint := func(args ...string) string {
+		res := client(s.Token, append([]string{"token", "create"}, args...)...)
+		if res.code != 0 {
+			t.Fatalf("token create: %s", res)
+		}
+		return strings.TrimSpace(res.stdout)
+	}
+	dev := mint("--role", "developer", "--name", "dev")
+	rm := mint("--role", "developer", "--name", "rita", "--approves", "release-manager")
+
+	repo := gitRepo(t, pipeline("v1", ""))
+	git(t, repo, "push", "-q", s.pushURL("shop"), "main")
+	run := s.waitRun("shop", 1, func(r apiRun) bool { return r.Status == "waiting" })
+	if !strings.Contains(run.Reason, "go-live") || !strings.Contains(run.Reason, "release-manager") || run.Steps[2].Status != "pending" {
+		t.Errorf("waiting run: %+v", run)
+	}
+	if page := s.text("/p/shop/runs/1"); !strings.Contains(page, "Waiting for approval: go-live") {
+		t.Errorf("the run page does not say it waits")
+	}
+	// Without the role: refused, and the run still waits.
+	if res := client(dev, "approve", "shop", "1"); res.code == 0 || !strings.Contains(res.stderr, "release-manager approval role") {
+		t.Errorf("approval by a developer without the role: %s", res)
+	}
+	if res := client(rm, "approve", "shop", "1", "-m", "checked staging"); res.code != 0 {
+		t.Fatalf("approve: %s", res)
+	}
+	run = s.waitRun("shop", 1, finished)
+	if run.Status != "success" || !strings.Contains(run.Steps[1].Reason, "approved by rita: checked staging") {
+		t.Errorf("approved run: %+v", run)
+	}
+	s.waitBody("shop", "production", "v1 production")
+
+	// A waiting run survives a restart; a rejection fails it and nothing is deployed.
+	s.commitPipeline(repo, "shop", pipeline("v2", ""))
+	s.waitRun("shop", 2, func(r apiRun) bool { return r.Status == "waiting" })
+	s.stop(syscall.SIGKILL)
+	s.start()
+	if run := s.waitRun("shop", 2, func(apiRun) bool { return true }); run.Status != "waiting" {
+		t.Fatalf("after a restart: %+v", run)
+	}
+	if res := client(rm, "approve", "shop", "2", "--reject", "-m", "not on a Friday"); res.code != 0 {
+		t.Fatalf("reject: %s", res)
+	}
+	run = s.waitRun("shop", 2, finished)
+	if run.Status != "failure" || !strings.Contains(run.Reason, "rejected by rita: not on a Friday") || run.Steps[2].Status != "skipped" {
+		t.Errorf("rejected run: %+v", run)
+	}
+	s.waitBody("shop", "production", "v1 production")
+
+	// Nobody decides before the timeout: rejected by drover.
+	s.commitPipeline(repo, "shop", pipeline("v3", ", timeout: 1s"))
+	run = s.waitRun("shop", 3, func(r apiRun) bool { return finished(r) && r.Status != "waiting" })
+	if run.Status != "failure" || !strings.Contains(run.Reason, "rejected by drover") {
+		t.Errorf("timed-out run: %+v", run)
+	}
+
+	audit := client(s.Token, "audit")
+	for _, want := range []string{"rita         approve", "rita         reject", "checked staging", "not on a Friday"} {
+		if !strings.Contains(audit.stdout, want) {
+			t.Errorf("audit log lacks %q:\n%s", want, audit.stdout)
+		}
+	}
+}
