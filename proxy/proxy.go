@@ -14,8 +14,10 @@
 // died), a request whose body is untouched is retried once on another backend of the
 // same route, so a switch loses no requests.
 //
-// Requests are forwarded by net/http/httputil.ReverseProxy over one shared, tuned
-// http.Transport. The backend sees its own address as Host and the original one in
+// Requests are forwarded by net/http/httputil.ReverseProxy. Plain HTTP/1.1 requests go
+// over a lean transport of its own (pooled keep-alive connections, the request written
+// and the answer read on the request's goroutine); upgrades and the rare request it does
+// not handle go over one shared, tuned http.Transport. The backend sees its own address as Host and the original one in
 // X-Forwarded-Host (with X-Forwarded-For and -Proto). WebSocket upgrades and streaming
 // responses (server-sent events, chunked bodies) pass through unbuffered.
 package proxy
@@ -52,6 +54,7 @@ func Key(service, env string) string {
 type Proxy struct {
 	log   *slog.Logger
 	rp    *httputil.ReverseProxy
+	fast  *fastTransport
 	table atomic.Pointer[table] // read on every request, replaced whole by Set
 
 	mu       sync.Mutex            // serialises Set and guards the fields below
@@ -73,10 +76,12 @@ func New(log *slog.Logger) *Proxy {
 		retiring: map[*backend]struct{}{},
 	}
 	p.table.Store(&table{})
+	buffers := newBufferPool()
+	p.fast = newFastTransport(newTransport(), buffers)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    &retryTransport{p: p, base: newTransport()},
-		BufferPool:   newBufferPool(),
+		Transport:    &retryTransport{p: p, base: p.fast},
+		BufferPool:   buffers,
 		ErrorHandler: p.proxyError,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// FlushInterval stays 0: ReverseProxy already flushes every write of a

@@ -161,10 +161,19 @@ func (p *Proxy) Set(key string, backends []Backend) {
 		}
 	}
 	p.table.Store(next) // the switch; from here on new requests pick from next
+	addrs := map[string]bool{}
+	for _, b := range live {
+		addrs[b.Addr] = true
+	}
 	for id, b := range p.live {
 		if live[id] != b {
 			b.retired.Store(true)
 			p.retiring[b] = struct{}{}
+			if !addrs[b.Addr] {
+				// Its idle keep-alive connections will not be used again; requests
+				// still in flight there close theirs after the idle timeout.
+				p.fast.closeIdleTo(b.Addr)
+			}
 		}
 	}
 	p.live = live

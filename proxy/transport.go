@@ -24,8 +24,9 @@ const (
 	bufferSize = 32 << 10
 )
 
-// newTransport returns the one http.Transport all routes share. There is no response
-// header timeout: long polls and event streams are legitimate.
+// newTransport returns the one http.Transport all routes share for what the fast path
+// (fastTransport) leaves to it: upgrades such as WebSocket, and unusual requests. There
+// is no response header timeout: long polls and event streams are legitimate.
 func newTransport() *http.Transport {
 	return &http.Transport{
 		Proxy: nil, // backends are local: never send them through $HTTP_PROXY
@@ -172,16 +173,18 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // bufferPool lends ReverseProxy the buffers it copies bodies through, so a request does
-// not allocate 32 KiB.
+// not allocate 32 KiB. It pools array pointers: a slice converts back to one without
+// the allocation that pooling a *[]byte of the returned slice would cost.
 type bufferPool struct{ pool sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any {
-		b := make([]byte, bufferSize)
-		return &b
-	}}}
+	return &bufferPool{pool: sync.Pool{New: func() any { return new([bufferSize]byte) }}}
 }
 
-func (bp *bufferPool) Get() []byte { return *bp.pool.Get().(*[]byte) }
+func (bp *bufferPool) Get() []byte { return bp.pool.Get().(*[bufferSize]byte)[:] }
 
-func (bp *bufferPool) Put(b []byte) { bp.pool.Put(&b) }
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) >= bufferSize {
+		bp.pool.Put((*[bufferSize]byte)(b[:bufferSize]))
+	}
+}
