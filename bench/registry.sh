@@ -66,83 +66,97 @@ fi
 
 now() { date +%s%N; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+tck=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user+system ticks of process $1
 
-# push URL CURL_AUTH... : POST then PUT variant $round of the file to bench/r$round;
-# prints nanoseconds.
+# push URL PID CURL_AUTH... : POST then PUT variant $round of the file to bench/r$round;
+# prints the wall nanoseconds and the server's CPU ticks.
 push() {
-	local base=$1 repo=bench/r$round d=${digs[round]} loc t0
-	shift
+	local base=$1 pid=$2 repo=bench/r$round d=${digs[round]} loc t0 c0
+	shift 2
 	variant "$round"
-	t0=$(now)
+	t0=$(now) c0=$(cpu "$pid")
 	loc=$(curl -sf "$@" -X POST -D - -o /dev/null "$base/v2/$repo/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
 	[[ $loc == /* ]] && loc=$base$loc
 	[[ $loc == *\?* ]] && loc="$loc&digest=$d" || loc="$loc?digest=$d"
 	code=$(curl -s "$@" -o /dev/null -w '%{http_code}' -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' -T "$file" "$loc")
 	[ "$code" = 201 ] || { echo "push to $base answered $code" >&2; exit 1; }
-	echo $(($(now) - t0))
+	echo $(($(now) - t0)) $(($(cpu "$pid") - c0))
 }
 
-# pull URL N CURL_AUTH... : N parallel GETs of the blob; prints the wall nanoseconds.
+# pull URL PID N CURL_AUTH... : N parallel GETs of the blob; prints the wall
+# nanoseconds and the server's CPU ticks.
 pull() {
-	local base=$1 n=$2 t0 pids=() i
-	shift 2
-	t0=$(now)
+	local base=$1 pid=$2 n=$3 t0 c0 pids=() i
+	shift 3
+	t0=$(now) c0=$(cpu "$pid")
 	for i in $(seq "$n"); do
 		curl -s "$@" -o /dev/null -w '%{http_code} %{size_download}\n' "$base/v2/bench/r$rounds/blobs/$dig" > "$work/pull.$i" &
 		pids+=($!)
 	done
 	wait "${pids[@]}"
-	local t=$(($(now) - t0))
+	local t=$(($(now) - t0)) c=$(($(cpu "$pid") - c0))
 	for i in $(seq "$n"); do
 		[ "$(cat "$work/pull.$i")" = "200 $bytes" ] || { echo "pull from $base: $(cat "$work/pull.$i")" >&2; exit 1; }
 	done
-	echo $t
+	echo $t $c
 }
 
-declare -A res
-measure() { # KEY COMMAND...
-	local key=$1 t=()
-	shift
-	for round in $(seq "$rounds"); do t+=($("$@")); done
-	res[$key]=$(median "${t[@]}")
-}
-hashit() { local t0; t0=$(now); sha256sum "$file" > /dev/null; echo $(($(now) - t0)); }
-round=0
+hashit() { local t0; t0=$(now); sha256sum "$file" > /dev/null; echo $(($(now) - t0)) 0; }
 drover_auth=(-u "bench:$token")
 
-echo "file: $size_mib MiB, $rounds rounds, $(nproc) cores" >&2
-measure sha hashit
-measure push_drover push "$url" "${drover_auth[@]}"
-measure pull_drover pull "$url" 1 "${drover_auth[@]}"
-measure pull16_drover pull "$url" 16 "${drover_auth[@]}"
-if [ -n "$dreg_url" ]; then
-	measure push_dreg push "$dreg_url"
-	measure pull_dreg pull "$dreg_url" 1
-	measure pull16_dreg pull "$dreg_url" 16
-fi
-
-# A table row: NAME, then KEY COPIES per column (an unset KEY prints "-").
-row() {
-	local name=$1
+# measure NAME COMMAND [ARGS...] : runs `COMMAND URL PID ARGS... [AUTH...]` ROUNDS times
+# against drover and, interleaved, against docker-registry, so that both see the same
+# machine load; keeps the medians of wall time and server CPU in res[NAME.WHO] and
+# res[NAME.WHO.cpu] (WHO: drover, dreg).
+declare -A res
+measure() {
+	local name=$1 out
 	shift
-	printf '| %-20s' "$name"
-	while [ $# -gt 0 ]; do
-		local ns=${res[$1]:-}
-		if [ -z "$ns" ]; then
-			printf ' | %8s | %8s' - -
-		else
-			awk -v ns="$ns" -v b="$bytes" -v c="$2" 'BEGIN { printf " | %8.2f | %8.0f", ns / 1e9, c * b / 1e6 / (ns / 1e9) }'
+	local -A ts=() cs=()
+	for round in $(seq "$rounds"); do
+		out=$("$1" "$url" "$server" "${@:2}" "${drover_auth[@]}")
+		ts[drover]+=" ${out% *}" cs[drover]+=" ${out#* }"
+		if [ -n "$dreg_url" ]; then
+			out=$("$1" "$dreg_url" "$dreg" "${@:2}")
+			ts[dreg]+=" ${out% *}" cs[dreg]+=" ${out#* }"
 		fi
-		shift 2
+	done
+	for who in "${!ts[@]}"; do
+		res[$name.$who]=$(median ${ts[$who]})
+		res[$name.$who.cpu]=$(median ${cs[$who]})
+	done
+}
+
+echo "file: $size_mib MiB, $rounds rounds, $(nproc) cores" >&2
+t=()
+for round in $(seq "$rounds"); do t+=($(hashit | cut -d' ' -f1)); done
+res[sha.drover]=$(median "${t[@]}")
+measure push push
+measure pull pull 1
+measure pull16 pull 16
+
+# A table row: NAME KEY COPIES.
+row() {
+	printf '| %-20s' "$1"
+	for who in drover dreg; do
+		local ns=${res[$2.$who]:-} c=${res[$2.$who.cpu]:-}
+		if [ -z "$ns" ]; then
+			printf ' | %8s | %8s | %8s' - - -
+			continue
+		fi
+		awk -v ns="$ns" -v b="$bytes" -v n="$3" -v c="$c" -v tck="$tck" 'BEGIN {
+			printf " | %8.2f | %8.0f | %8s", ns / 1e9, n * b / 1e6 / (ns / 1e9), c == "" ? "-" : sprintf("%.2f", c / tck) }'
 	done
 	echo ' |'
 }
 echo
-echo "$size_mib MiB blob, median of $rounds rounds, $(nproc) cores; s = seconds, MB/s = 10^6 bytes per second"
+echo "$size_mib MiB blob, median of $rounds rounds, $(nproc) cores, drover and docker-registry rounds interleaved."
+echo "s: wall seconds; MB/s: 10^6 bytes per second (16 x size for 16 pulls); CPU s: the server process's user+system time"
 echo
-echo "| measurement          | drover s |   MB/s   | d-reg s  |   MB/s   |"
-echo "|----------------------|----------|----------|----------|----------|"
-row "sha256sum" sha 1 none 1
-row "push" push_drover 1 push_dreg 1
-row "pull" pull_drover 1 pull_dreg 1
-row "16 concurrent pulls" pull16_drover 16 pull16_dreg 16
+echo "| measurement          | drover s |   MB/s   |  CPU s   | d-reg s  |   MB/s   |  CPU s   |"
+echo "|----------------------|----------|----------|----------|----------|----------|----------|"
+row "sha256sum" sha 1
+row "push" push 1
+row "pull" pull 1
+row "16 concurrent pulls" pull16 16

@@ -88,3 +88,36 @@ func TestAnonymousMount(t *testing.T) {
 	wantStatus(t, r, http.StatusAccepted)
 	wantError(t, s.do(t, "GET", "/v2/third/blobs/"+d.String(), nil), http.StatusNotFound, CodeBlobUnknown)
 }
+
+// A manifest pushed by digest may carry tags as parameters; the answer lists
+// them in OCI-Tag.
+func TestManifestPutWithTagParams(t *testing.T) {
+	s := newServer(t)
+	m := imageManifest(t, s, "app", "layer")
+	d := digest.FromBytes(m)
+	r := s.putManifest(t, "app", d.String()+"?tag=v1&tag=latest&tag=v1", manifestType, m)
+	wantStatus(t, r, http.StatusCreated)
+	if got := r.header.Values("OCI-Tag"); len(got) != 1 || got[0] != "v1, latest" {
+		t.Fatalf("OCI-Tag %q", got)
+	}
+	for _, tag := range []string{"v1", "latest"} {
+		r = s.do(t, "GET", "/v2/app/manifests/"+tag, nil)
+		wantStatus(t, r, http.StatusOK)
+		wantHeader(t, r, "Docker-Content-Digest", d.String())
+	}
+	r = s.do(t, "GET", "/v2/app/tags/list", nil)
+	if string(r.body) != `{"name":"app","tags":["latest","v1"]}` {
+		t.Fatalf("tags %s", r.body)
+	}
+
+	// Without tags, and with an invalid or an immutable one.
+	r = s.putManifest(t, "app", d.String(), manifestType, m)
+	wantStatus(t, r, http.StatusCreated)
+	wantHeader(t, r, "OCI-Tag", "")
+	wantError(t, s.putManifest(t, "app", d.String()+"?tag=ok&tag=-bad", manifestType, m), http.StatusBadRequest, CodeManifestInvalid)
+	m2 := imageManifest(t, s, "app", "other layer")
+	s.reg.Immutable = func(repo, tag string) bool { return tag == "v1" }
+	wantError(t, s.putManifest(t, "app", digest.FromBytes(m2).String()+"?tag=new&tag=v1", manifestType, m2), http.StatusForbidden, CodeDenied)
+	wantError(t, s.do(t, "GET", "/v2/app/manifests/new", nil), http.StatusNotFound, CodeManifestUnknown)
+	wantStatus(t, s.putManifest(t, "app", d.String()+"?tag=v1", manifestType, m), http.StatusCreated) // same digest: allowed
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,6 +22,10 @@ const (
 	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
 	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
 )
+
+// maxTagParams bounds the tag parameters of a manifest PUT by digest (the
+// spec asks for at least 10).
+const maxTagParams = 100
 
 // maxManifestSize bounds a pushed manifest; the spec suggests at least 4 MiB.
 const maxManifestSize = 4 << 20
@@ -169,6 +174,26 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "manifest does not match digest", map[string]string{"digest": want.String(), "actual": d.String()})
 		return
 	}
+	tags := []string{ref}
+	if want != "" {
+		// Pushed by digest, tagged by the optional tag parameters.
+		tags = nil
+		for _, t := range req.URL.Query()["tag"] {
+			if !slices.Contains(tags, t) {
+				tags = append(tags, t)
+			}
+		}
+		if len(tags) > maxTagParams {
+			writeError(w, http.StatusRequestURITooLong, CodeManifestInvalid, "too many tag parameters", map[string]int{"max": maxTagParams})
+			return
+		}
+		for _, t := range tags {
+			if !tagRE.MatchString(t) {
+				writeError(w, http.StatusBadRequest, CodeManifestInvalid, "invalid tag", map[string]string{"tag": t})
+				return
+			}
+		}
+	}
 
 	r.meta.Lock()
 	defer r.meta.Unlock()
@@ -194,9 +219,12 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 			}
 		}
 	}
-	if want == "" && r.immutable(name, ref) {
-		if old, err := r.readTag(name, ref); err == nil && old != d {
-			writeError(w, http.StatusForbidden, CodeDenied, "tag "+ref+" is immutable: it already names "+old.String(), map[string]string{"tag": ref})
+	for _, t := range tags {
+		if !r.immutable(name, t) {
+			continue
+		}
+		if old, err := r.readTag(name, t); err == nil && old != d {
+			writeError(w, http.StatusForbidden, CodeDenied, "tag "+t+" is immutable: it already names "+old.String(), map[string]string{"tag": t})
 			return
 		}
 	}
@@ -209,13 +237,16 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 		internalError(w, err)
 		return
 	}
-	if want == "" {
-		if err := writeLink(filepath.Join(r.tagsDir(name), ref), []byte(d.String())); err != nil {
+	for _, t := range tags {
+		if err := writeLink(filepath.Join(r.tagsDir(name), t), []byte(d.String())); err != nil {
 			internalError(w, err)
 			return
 		}
 	}
 	h := w.Header()
+	if want != "" && len(tags) > 0 {
+		h.Set("OCI-Tag", strings.Join(tags, ", "))
+	}
 	h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
 	h.Set("Docker-Content-Digest", d.String())
 	if m.Subject != nil && m.Subject.Digest != "" {

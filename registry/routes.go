@@ -9,11 +9,16 @@
 //	repositories/<name>/_layers/sha256/<hex>              link: blob visible in <name> (pushed or mounted)
 //	repositories/<name>/_manifests/revisions/sha256/<hex> link: manifest in <name>; holds its media type
 //	repositories/<name>/_manifests/tags/<tag>             the digest the tag points at
+//	corrupt/sha256-<hex>                                  blob files found not to match their digest on read
 //
-// Blobs are streamed into a temp file while being hashed, fsynced, checked
-// against the pushed digest and only then linked into blobs/ (never
-// overwriting an existing blob), so content under blobs/ always matches its
-// name. Link and tag files are written atomically (temp file, fsync, rename).
+// Blobs are hashed as they arrive (an upload session keeps its hash state
+// between chunks), written to a temp or session file, checked against the
+// pushed digest, fsynced and only then linked into blobs/ (never overwriting
+// an existing blob), so content under blobs/ matches its name when placed.
+// Reads check that it still does: a full GET of a blob or manifest never
+// sends content that does not match its digest, and moves such a file to
+// corrupt/ (see serveBlob). Link and tag files are written atomically (temp
+// file, fsync, rename).
 // Deleting a blob or manifest removes only the repository's link; the bytes
 // stay until garbage collection (Registry.GC, safe while pushes run) removes them.
 package registry
