@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -281,4 +282,63 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("condition not met within 5 s")
+}
+
+// TestRetriesGETWhenTheBackendDiesMidRequest: an instance killed while it holds a GET
+// costs the user nothing; a POST is not repeated.
+func TestRetriesGETWhenTheBackendDiesMidRequest(t *testing.T) {
+	var posts atomic.Int32
+	dying := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			posts.Add(1)
+		}
+		hj, _ := w.(http.Hijacker)
+		conn, _, _ := hj.Hijack()
+		conn.Close() // dies without answering
+	}))
+	defer dying.Close()
+	alive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			posts.Add(1)
+		}
+		io.WriteString(w, "alive")
+	}))
+	defer alive.Close()
+	p := New(nil)
+	p.Set("web.prod.localhost", []Backend{{ID: "dying", Addr: dying.Listener.Addr().String()}, {ID: "alive", Addr: alive.Listener.Addr().String()}})
+	front := httptest.NewServer(p)
+	defer front.Close()
+	for i := range 10 {
+		req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+		req.Host = "web.prod.localhost"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "alive" {
+			t.Fatalf("GET %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	posts.Store(0)
+	failed := 0
+	for range 10 {
+		req, _ := http.NewRequest(http.MethodPost, front.URL, strings.NewReader("x"))
+		req.Host = "web.prod.localhost"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			failed++
+		}
+	}
+	if int(posts.Load()) != 10 {
+		t.Errorf("10 POSTs reached the backends %d times: a POST was repeated or lost", posts.Load())
+	}
+	if failed == 0 {
+		t.Log("no POST met the dying backend (balancing); the GET part still holds")
+	}
 }

@@ -47,8 +47,10 @@ func newTransport() *http.Transport {
 }
 
 // retryTransport sends a request to the backend its exchange chose and, if connecting
-// fails, once more to another backend of the same route. Only a failed dial is retried:
-// then not a byte of the request has left, so even a POST cannot run twice.
+// fails, once more to another backend of the same route: then not a byte of the request
+// has left, so even a POST cannot run twice. A bodiless GET, HEAD or OPTIONS is also
+// retried when the backend failed without answering (an instance killed mid-request):
+// those methods are safe to repeat.
 type retryTransport struct {
 	p    *Proxy
 	base http.RoundTripper
@@ -69,11 +71,17 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = tracked
 	}
 	res, err := t.base.RoundTrip(req)
-	if err == nil || !isDialError(err) {
-		return res, err
+	if err == nil {
+		return res, nil
+	}
+	dial := isDialError(err)
+	if !dial && !(safeMethod(req.Method) && (req.Body == nil || req.Body == http.NoBody)) {
+		return nil, err
 	}
 	failed := ex.backend
-	failed.markDown()
+	if dial {
+		failed.markDown()
+	}
 	retry, ok := replayable(req, tracked)
 	if !ok || req.Context().Err() != nil {
 		return nil, err
@@ -94,6 +102,12 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		next.markDown()
 	}
 	return res, err
+}
+
+// safeMethod reports methods that change nothing on the server, so repeating them is
+// harmless.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
 // replayable returns a copy of req to send again after a failed dial, or false if its

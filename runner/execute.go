@@ -275,14 +275,14 @@ func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (m
 	if err != nil {
 		return nil, err
 	}
-	if len(own) > 0 {
-		done := map[string]*engine.StepResult{}
-		for _, s := range own {
-			if s.Status == Success {
-				done[s.Name] = toResult(s)
-			}
+	resumed := map[string]*engine.StepResult{}
+	for _, s := range own {
+		if s.Status == Success {
+			resumed[s.Name] = toResult(s)
 		}
-		return done, nil
+	}
+	if len(resumed) > 0 {
+		return resumed, nil
 	}
 	if run.RerunOf == 0 || run.FromStep == "" {
 		return nil, nil
