@@ -155,6 +155,11 @@ func (m *Manager) ForStep(ctx context.Context, project string, n int, name, base
 	if name != "ephemeral" {
 		return m.Lend(name)
 	}
+	m.mu.Lock()
+	if m.ephemeralBase != "" {
+		base = m.ephemeralBase // environments.yml's ephemeral: {base: ...}
+	}
+	m.mu.Unlock()
 	if digest == "" {
 		return nil, fmt.Errorf("an ephemeral environment runs this run's release, and no step before this one published artifacts: %w", ErrBadRequest)
 	}

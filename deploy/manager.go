@@ -67,9 +67,10 @@ type Manager struct {
 	cfg Config
 	ctx context.Context // the server's: instances and supervisors live until it ends
 
-	mu       sync.Mutex
-	services map[string]*service // by proxy key (service.env.localhost)
-	routes   map[string]*route   // by proxy key: the key's own listener
+	mu            sync.Mutex
+	ephemeralBase string              // from environments.yml; "" for the caller's default
+	services      map[string]*service // by proxy key (service.env.localhost)
+	routes        map[string]*route   // by proxy key: the key's own listener
 }
 
 // route is a proxy route's own loopback listener, the address instances reach it at.
@@ -135,6 +136,7 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	if err != nil {
 		return nil, err
 	}
+	t = withReplicas(t, env.Replicas)
 	d := &store.Deployment{Environment: req.Env, Service: t.name, Project: req.Project, Digest: t.rel.Digest.String(),
 		Tag: t.rel.Tag, Run: t.rel.Run, Strategy: strategy, Status: StatusRunning, Trigger: req.Trigger}
 	if err := m.cfg.Store.CreateDeployment(ctx, d); err != nil {
@@ -267,6 +269,9 @@ func (m *Manager) rollback(ctx context.Context, current, previous *store.Deploym
 	if err != nil {
 		return nil, fmt.Errorf("roll back to %s:%s: %w", previous.Project, previous.Tag, err)
 	}
+	if env, err := m.cfg.Store.Environment(ctx, current.Environment); err == nil {
+		t = withReplicas(t, env.Replicas)
+	}
 	d := &store.Deployment{Environment: current.Environment, Service: t.name, Project: previous.Project,
 		Digest: previous.Digest, Tag: previous.Tag, Run: previous.Run, Strategy: BlueGreen, Status: StatusRunning,
 		Trigger: trigger, RollbackOf: current.ID}
@@ -330,7 +335,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			wg.Go(func() {
 				t, err := m.resolve(ctx, d.Project, d.Digest)
 				if err == nil {
-					err = m.service(env.Name, d.Service).deploy(ctx, t, d, func(string) {})
+					err = m.service(env.Name, d.Service).deploy(ctx, withReplicas(t, env.Replicas), d, func(string) {})
 				}
 				if err != nil {
 					mu.Lock()
@@ -414,6 +419,18 @@ func (m *Manager) URL(env, name string) (string, error) {
 	rt := &route{url: "http://" + ln.Addr().String(), srv: srv}
 	m.routes[key] = rt
 	return rt.url, nil
+}
+
+// withReplicas is t with n instances, when an environment sets n.
+func withReplicas(t *target, n int) *target {
+	if n <= 0 {
+		return t
+	}
+	svc := *t.service
+	svc.Replicas = n
+	t2 := *t
+	t2.service = &svc
+	return &t2
 }
 
 // validEnvName reports whether name can name an environment (and a host name label).

@@ -63,6 +63,9 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 		return // its pending steps stay pending
 	}
 	_ = r.endSteps(rec, run.ID, string(engine.Skipped), reason)
+	if status == Success && r.cfg.Released != nil {
+		go r.cfg.Released(run)
+	}
 	log.Info("run finished", "status", status, "duration", run.Finished.Sub(run.Started).Round(time.Millisecond))
 	r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
 }
@@ -149,6 +152,14 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	if err != nil {
 		return Errored, err.Error(), ""
 	}
+	postlude := ""
+	if res.Status == engine.Success && r.cfg.Postlude != nil {
+		if name, work := r.cfg.Postlude(ctx, run); name != "" {
+			if err := sink.postlude(name, len(g.Nodes), work); err != nil {
+				res.Status, postlude = engine.Failure, fmt.Sprintf("step %s: %v", name, err)
+			}
+		}
+	}
 	if res.Artifact != nil {
 		artifact = res.Artifact.Digest.String()
 		err := r.cfg.Publisher.Publish(rec, layout, *res.Artifact, release.Run{Project: run.Project, Number: run.Number,
@@ -156,6 +167,9 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		if err != nil {
 			return Errored, "publishing the run's artifact to the registry failed: " + err.Error(), artifact
 		}
+	}
+	if postlude != "" {
+		return Failure, postlude, artifact
 	}
 	switch res.Status {
 	case engine.Waiting:

@@ -59,10 +59,18 @@ type Config struct {
 	// digest ("" when the run has none yet, already published under the run's number);
 	// nil skips such steps.
 	Environment func(ctx context.Context, run *store.Run, name, digest string, log func(string)) (vars []string, release func(), err error)
-	Backend     engine.Backend
-	Workers     int // runs executing at once; 0 means the number of CPUs
-	Parallel    int // steps of one run executing at once; 0 means the number of CPUs
-	Log         *slog.Logger
+	// Postlude, when set, is asked after every run whose steps all passed for work Drover
+	// does itself at the end of it (applying the system project's environments.yml): it
+	// returns a step name and the work, or "" for none. The work shows as that step, with
+	// its log; an error fails the run.
+	Postlude func(ctx context.Context, run *store.Run) (step string, work func(log func(string)) error)
+	// Released, when set, is told about every run that passed, after its release is
+	// published (environments tracking its branch take it).
+	Released func(run *store.Run)
+	Backend  engine.Backend
+	Workers  int // runs executing at once; 0 means the number of CPUs
+	Parallel int // steps of one run executing at once; 0 means the number of CPUs
+	Log      *slog.Logger
 }
 
 // Runner runs queued runs. Create it with New, then Start it.

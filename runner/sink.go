@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/steplog"
@@ -79,4 +80,19 @@ func (s *sink) closeAll() {
 		_ = w.Close()
 		delete(s.logs, name)
 	}
+}
+
+// postlude runs Drover's own end-of-run work as one more step called name, at position
+// pos, logging into it like any step.
+func (s *sink) postlude(name string, pos int, work func(log func(string)) error) error {
+	s.positions[name] = pos
+	started := time.Now()
+	s.Handle(engine.Event{Type: engine.StepStarted, Step: name, Attempt: 1, Time: started})
+	err := work(func(line string) { s.Handle(engine.Event{Type: engine.StepLog, Step: name, Attempt: 1, Line: line}) })
+	res := &engine.StepResult{Name: name, Status: engine.Success, Attempts: 1, Started: started, Finished: time.Now()}
+	if err != nil {
+		res.Status, res.Reason, res.ExitCode = engine.Failure, err.Error(), 1
+	}
+	s.Handle(engine.Event{Type: engine.StepFinished, Step: name, Result: res, Time: res.Finished})
+	return err
 }

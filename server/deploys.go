@@ -3,12 +3,14 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/store"
 )
@@ -131,6 +133,9 @@ func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
+	if !s.mayChange(w, r, r.PathValue("env")) {
+		return
+	}
 	if _, err := s.cfg.Store.Project(r.Context(), req.Project); err != nil {
 		s.fail(w, r, err)
 		return
@@ -147,6 +152,9 @@ func (s *Server) rollbackIn(w http.ResponseWriter, r *http.Request) {
 		Project string `json:"project"`
 	}
 	if !s.decode(w, r, &req) {
+		return
+	}
+	if !s.mayChange(w, r, r.PathValue("env")) {
 		return
 	}
 	log := &lineLog{}
@@ -185,6 +193,9 @@ func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
 		Message string `json:"message"`
 	}
 	if !s.decode(w, r, &req) {
+		return
+	}
+	if !s.mayChange(w, r, r.PathValue("env")) {
 		return
 	}
 	log := &lineLog{}
@@ -303,4 +314,74 @@ func (s *Server) approvalFail(w http.ResponseWriter, r *http.Request, err error)
 	default:
 		s.fail(w, r, err)
 	}
+}
+
+// readEnvironments reads an environments.yml sent as the request body.
+func (s *Server) readEnvironments(w http.ResponseWriter, r *http.Request) (*pipeline.Environments, bool) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		s.errorJSON(w, http.StatusBadRequest, "request body: "+err.Error())
+		return nil, false
+	}
+	envs, err := pipeline.ParseEnvironments(pipeline.EnvironmentsFile, data)
+	if err != nil {
+		s.errorJSON(w, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	return envs, true
+}
+
+// planEnvironments is POST /api/v1/environments/plan with an environments.yml as body:
+// what applying it would change.
+func (s *Server) planEnvironments(w http.ResponseWriter, r *http.Request) {
+	envs, ok := s.readEnvironments(w, r)
+	if !ok {
+		return
+	}
+	plan, err := s.cfg.Deploys.Plan(r.Context(), envs)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"changes": planLines(plan)})
+}
+
+// applyEnvironments is POST /api/v1/environments/apply with an environments.yml as body.
+func (s *Server) applyEnvironments(w http.ResponseWriter, r *http.Request) {
+	envs, ok := s.readEnvironments(w, r)
+	if !ok {
+		return
+	}
+	log := &lineLog{}
+	plan, err := s.cfg.Deploys.Apply(r.Context(), envs, principal(r).Name, log.add)
+	out := map[string]any{"changes": planLines(plan), "log": log.lines}
+	if err != nil {
+		out["error"] = err.Error()
+		writeJSON(w, http.StatusUnprocessableEntity, out)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func planLines(plan []deploy.Change) []string {
+	out := []string{}
+	for _, c := range plan {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// mayChange checks that the caller may change env: an environment with approval: takes
+// changes only from holders of that approval role (or admins).
+func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) bool {
+	e, err := s.cfg.Store.Environment(r.Context(), env)
+	if err != nil || e.Approval == "" {
+		return true // a new environment, or one without approval: the developer role suffices
+	}
+	if p := principal(r); !p.CanApprove(e.Approval) {
+		s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("changes to %s need the %s approval role (drover token create --approves %s); %s has none",
+			env, e.Approval, e.Approval, p.Name))
+		return false
+	}
+	return true
 }

@@ -81,6 +81,10 @@ type Environment struct {
 	ID       int64
 	Name     string
 	Strategy string // blue-green or rolling: how deploys replace instances
+	Track    string // a branch: every release that passes on it is deployed here; "" for none
+	Replicas int    // instances of each service here, over the service's own; 0 keeps it
+	Approval string // an approval role deploys here need; "" for none
+	Managed  bool   // declared in environments.yml (changed by plan and apply)
 	Created  time.Time
 }
 
@@ -183,8 +187,10 @@ type Store interface {
 	CreateEnvironment(ctx context.Context, e *Environment) error
 	Environment(ctx context.Context, name string) (*Environment, error)
 	Environments(ctx context.Context) ([]*Environment, error) // by name
-	// UpdateEnvironment writes e's Strategy.
+	// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval and Managed.
 	UpdateEnvironment(ctx context.Context, e *Environment) error
+	// DeleteEnvironment removes an environment and its deploy history.
+	DeleteEnvironment(ctx context.Context, name string) error
 
 	// CreateDeployment stores d and sets ID and Created; ErrNotFound when its
 	// environment does not exist.

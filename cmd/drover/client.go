@@ -60,13 +60,29 @@ func (c *clientOptions) call(method, path string, in, out any) error {
 	})
 }
 
+// callBody posts a raw body (an environments.yml) and decodes the JSON answer into out,
+// also from a 422, whose body says what failed.
+func (c *clientOptions) callBody(method, path string, body []byte, out any) error {
+	return c.send(method, path, bytes.NewReader(body), "application/yaml", func(status int, data []byte) error {
+		if status < 300 || status == http.StatusUnprocessableEntity {
+			return json.Unmarshal(data, out)
+		}
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			if status == http.StatusBadRequest {
+				return badInput(fmt.Errorf("server: %s", e.Error))
+			}
+			return fmt.Errorf("server: %s (HTTP %d)", e.Error, status)
+		}
+		return fmt.Errorf("server: HTTP %d: %s", status, bytes.TrimSpace(data))
+	})
+}
+
 // callRaw sends a JSON request to the server's API and hands the answer's status and
 // body to answer. Deploys wait for health checks, so the timeout is generous.
 func (c *clientOptions) callRaw(method, path string, in any, answer func(status int, data []byte) error) error {
-	token, err := c.bearer()
-	if err != nil {
-		return err
-	}
 	var body io.Reader
 	if in != nil {
 		data, err := json.Marshal(in)
@@ -75,12 +91,21 @@ func (c *clientOptions) callRaw(method, path string, in any, answer func(status 
 		}
 		body = bytes.NewReader(data)
 	}
+	return c.send(method, path, body, "application/json", answer)
+}
+
+// send sends a request with the client's token and hands the answer to answer.
+func (c *clientOptions) send(method, path string, body io.Reader, contentType string, answer func(status int, data []byte) error) error {
+	token, err := c.bearer()
+	if err != nil {
+		return err
+	}
 	req, err := http.NewRequest(method, strings.TrimSuffix(c.server, "/")+path, body)
 	if err != nil {
 		return badInput(fmt.Errorf("--server %s: %w", c.server, err))
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	client := &http.Client{Timeout: 10 * time.Minute}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/drover-cd/drover/pipeline"
 )
 
 // deployAnswer is the server's answer to a deploy or a rollback.
@@ -181,7 +184,68 @@ func envCommand() *cobra.Command {
 		return nil
 	}
 	sc.flags(show)
-	cmd.AddCommand(ls, show)
+	cmd.AddCommand(ls, show, envFileCommand("plan"), envFileCommand("apply"))
+	return cmd
+}
+
+// envFileCommand is env plan or env apply: send an environments.yml to the server.
+func envFileCommand(verb string) *cobra.Command {
+	c := &clientOptions{}
+	short := "Show what applying an environments.yml would change"
+	long := `Compare FILE (default environments.yml) with the environments the server has and print the
+plan: environments created (+), changed (~) or deleted (-, only ones a file declared
+before), releases tracking environments would get (>), services whose replicas change.
+Nothing changes.`
+	if verb == "apply" {
+		short = "Apply an environments.yml: create, change and delete environments as it says"
+		long = `Print the plan of FILE (see drover env plan) and carry it out. Needs an admin token. In a
+project named system, a passing run applies its environments.yml the same way.`
+	}
+	cmd := &cobra.Command{
+		Use:     verb + " [FILE]",
+		Short:   short,
+		Long:    long,
+		Example: "  drover env " + verb + " environments.yml",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file := "environments.yml"
+			if len(args) == 1 {
+				file = args[0]
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return badInput(err)
+			}
+			if _, err := pipeline.ParseEnvironments(file, data); err != nil {
+				return badInput(err) // FILE:LINE:COL before anything is sent
+			}
+			var ans struct {
+				Changes []string `json:"changes"`
+				Log     []string `json:"log"`
+				Error   string   `json:"error"`
+			}
+			err = c.callBody(http.MethodPost, "/api/v1/environments/"+verb, data, &ans)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			lines := ans.Changes
+			if verb == "apply" {
+				lines = ans.Log
+			}
+			if len(ans.Changes) == 0 {
+				fmt.Fprintln(out, "environments are as declared: nothing to change")
+			}
+			for _, l := range lines {
+				fmt.Fprintln(out, l)
+			}
+			if ans.Error != "" {
+				return &exitError{code: 1, err: fmt.Errorf("apply: %s", ans.Error)}
+			}
+			return nil
+		},
+	}
+	c.flags(cmd)
 	return cmd
 }
 

@@ -133,11 +133,15 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	run := runner.New(runner.Config{
 		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Deploy: deps.deployRun,
 		Environment: deps.environmentFor(o.ephemeralBase),
-		Repos:       hosting.RepoPath,
-		WorkDir:     work,
-		Backend:     &process.Backend{Grace: o.grace, Leftovers: leftovers},
-		Workers:     o.workers,
-		Log:         log,
+		Postlude:    deps.postlude(hosting.RepoPath),
+		Released: func(run *store.Run) {
+			deps.manager.Track(context.Background(), run.Project, run.Branch, run.Number)
+		},
+		Repos:   hosting.RepoPath,
+		WorkDir: work,
+		Backend: &process.Backend{Grace: o.grace, Leftovers: leftovers},
+		Workers: o.workers,
+		Log:     log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),
@@ -157,6 +161,7 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 		if err := deps.manager.Reconcile(ctx); err != nil {
 			log.Error("bring environments back to what they ran", "err", err)
 		}
+		deps.applyAtStart(ctx, st, hosting.RepoPath, o.data, log)
 	}()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "proxy", "http://"+deps.ln.Addr().String(), "data", o.data)

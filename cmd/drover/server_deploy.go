@@ -6,22 +6,26 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runtime/process"
 	"github.com/drover-cd/drover/server"
+	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/store"
 )
 
 // deployments is the server's deploy side: the runtime, the proxy and its listener, and
 // the manager that ties them to the registry.
 type deployments struct {
+	st      store.Store
 	manager *deploy.Manager
 	proxy   *proxy.Proxy
 	ln      net.Listener
@@ -53,14 +57,29 @@ func (o *serverOptions) startDeployments(st store.Store, reg *registry.Registry,
 		HealthTimeout:  o.healthTimeout,
 		RollbackWindow: o.rollbackWindow,
 	})
-	d := &deployments{manager: m, proxy: px, ln: ln, cancel: cancel,
+	d := &deployments{st: st, manager: m, proxy: px, ln: ln, cancel: cancel,
 		hs: &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second}}
 	go d.hs.Serve(ln)
 	return d, nil
 }
 
-// deployRun is the runner's hook for deploy: steps.
+// deployRun is the runner's hook for deploy: steps. An environment with approval: takes
+// a run's release only once the run passed an approval: step asking for that role.
 func (d *deployments) deployRun(ctx context.Context, run *store.Run, env, digest string, log func(string)) error {
+	if e, err := d.st.Environment(ctx, env); err == nil && e.Approval != "" {
+		approvals, err := d.st.Approvals(ctx, run.ID)
+		if err != nil {
+			return err
+		}
+		ok := false
+		for _, a := range approvals {
+			ok = ok || (a.Role == e.Approval && a.Decision == "approved")
+		}
+		if !ok {
+			return fmt.Errorf("%s takes releases approved by a %s: add a step `approval: {role: %s}` before this one",
+				env, e.Approval, e.Approval)
+		}
+	}
 	_, err := d.manager.Deploy(ctx, deploy.Request{Env: env, Project: run.Project, Ref: digest,
 		Trigger: fmt.Sprintf("run %s #%d", run.Project, run.Number), Log: log})
 	return err
@@ -92,4 +111,54 @@ func (d *deployments) stop(ctx context.Context) {
 	d.manager.Shutdown(ctx)
 	d.hs.Shutdown(ctx)
 	d.cancel()
+}
+
+// SystemProject is the project whose environments.yml declares the environments.
+const SystemProject = "system"
+
+// postlude applies the system project's environments.yml at the end of its passing runs,
+// as a step called "environments" that logs the plan.
+func (d *deployments) postlude(repos func(string) string) func(context.Context, *store.Run) (string, func(func(string)) error) {
+	return func(ctx context.Context, run *store.Run) (string, func(func(string)) error) {
+		if run.Project != SystemProject {
+			return "", nil
+		}
+		data, err := source.ReadFile(ctx, repos(run.Project), run.Commit, pipeline.EnvironmentsFile)
+		if err != nil {
+			return "", nil // the commit has no environments.yml
+		}
+		return "environments", func(log func(string)) error {
+			envs, err := pipeline.ParseEnvironments(pipeline.EnvironmentsFile, data)
+			if err != nil {
+				return err
+			}
+			_, err = d.manager.Apply(ctx, envs, fmt.Sprintf("%s #%d", run.Project, run.Number), log)
+			return err
+		}
+	}
+}
+
+// applyAtStart applies the environments.yml that declares the environments when the
+// server starts: the system project's newest passing run's, else DATA/environments.yml.
+func (d *deployments) applyAtStart(ctx context.Context, st store.Store, repos func(string) string, data string, log *slog.Logger) {
+	var file []byte
+	from := filepath.Join(data, pipeline.EnvironmentsFile)
+	runs, err := st.Runs(ctx, store.RunFilter{Project: SystemProject, Status: []string{"success"}, Limit: 1})
+	if err == nil && len(runs) > 0 {
+		from = fmt.Sprintf("%s #%d", SystemProject, runs[0].Number)
+		file, err = source.ReadFile(ctx, repos(SystemProject), runs[0].Commit, pipeline.EnvironmentsFile)
+	} else {
+		file, err = os.ReadFile(from)
+	}
+	if err != nil {
+		return // nothing declared
+	}
+	envs, err := pipeline.ParseEnvironments(pipeline.EnvironmentsFile, file)
+	if err != nil {
+		log.Error("environments.yml is invalid; environments stay as they are", "from", from, "err", err)
+		return
+	}
+	if _, err := d.manager.Apply(ctx, envs, "drover", func(line string) { log.Info("environments: "+line, "from", from) }); err != nil {
+		log.Error("apply environments.yml", "from", from, "err", err)
+	}
 }

@@ -15,8 +15,9 @@ import (
 func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error {
 	created := now()
 	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, created)
-		VALUES (?, ?, ?) RETURNING id`), e.Name, e.Strategy, db.d.timeArg(created)).Scan(&id)
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, track, replicas, approval, managed, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.Name, e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
+		db.d.timeArg(created)).Scan(&id)
 	if db.d.isUnique(err) {
 		return fmt.Errorf("store: create environment %q: %w", e.Name, store.ErrExists)
 	}
@@ -27,11 +28,11 @@ func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error
 	return nil
 }
 
-const environmentCols = `id, name, strategy, created`
+const environmentCols = `id, name, strategy, track, replicas, approval, managed, created`
 
 func scanEnvironment(sc scanner) (*store.Environment, error) {
 	e := &store.Environment{}
-	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, dbTime{&e.Created}); err != nil {
+	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, &e.Track, &e.Replicas, &e.Approval, &e.Managed, dbTime{&e.Created}); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -70,14 +71,27 @@ func (db *DB) Environments(ctx context.Context) ([]*store.Environment, error) {
 	return out, nil
 }
 
-// UpdateEnvironment writes e's Strategy.
+// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval and Managed.
 func (db *DB) UpdateEnvironment(ctx context.Context, e *store.Environment) error {
-	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE environments SET strategy = ? WHERE name = ?`), e.Strategy, e.Name)
+	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE environments SET strategy = ?, track = ?, replicas = ?, approval = ?,
+		managed = ? WHERE name = ?`), e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed, e.Name)
 	if err != nil {
 		return fmt.Errorf("store: update environment %q: %w", e.Name, err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		return fmt.Errorf("store: update environment %q: %w", e.Name, store.ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteEnvironment removes the environment called name and its deployments.
+func (db *DB) DeleteEnvironment(ctx context.Context, name string) error {
+	res, err := db.w.ExecContext(ctx, db.d.rebind(`DELETE FROM environments WHERE name = ?`), name)
+	if err != nil {
+		return fmt.Errorf("store: delete environment %q: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("store: delete environment %q: %w", name, store.ErrNotFound)
 	}
 	return nil
 }

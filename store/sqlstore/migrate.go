@@ -136,6 +136,12 @@ var migrations = []migration{
 		)`,
 		`ALTER TABLE tokens ADD COLUMN approval_roles TEXT NOT NULL DEFAULT ''`,
 	}},
+	{name: "environments as code", stmts: []string{
+		`ALTER TABLE environments ADD COLUMN track TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE environments ADD COLUMN replicas INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE environments ADD COLUMN approval TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE environments ADD COLUMN managed BOOLEAN NOT NULL DEFAULT FALSE`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary creates and understands.

@@ -21,8 +21,12 @@ func testEnvironments(t *testing.T, s store.Store) {
 		checkCreated(t, "CreateEnvironment("+name+")", e.Created)
 	}
 	wantErr(t, "CreateEnvironment of a taken name", s.CreateEnvironment(ctx, &store.Environment{Name: "staging", Strategy: "rolling"}), store.ErrExists)
-	if err := s.UpdateEnvironment(ctx, &store.Environment{Name: "production", Strategy: "rolling"}); err != nil {
+	if err := s.UpdateEnvironment(ctx, &store.Environment{Name: "production", Strategy: "rolling", Track: "main",
+		Replicas: 3, Approval: "release-manager", Managed: true}); err != nil {
 		t.Fatalf("UpdateEnvironment: %v", err)
+	}
+	if p, err := s.Environment(ctx, "production"); err != nil || p.Track != "main" || p.Replicas != 3 || p.Approval != "release-manager" || !p.Managed {
+		t.Errorf("Environment(production) after UpdateEnvironment = %+v, %v", p, err)
 	}
 	wantErr(t, "UpdateEnvironment(missing)", s.UpdateEnvironment(ctx, &store.Environment{Name: "qa", Strategy: "rolling"}), store.ErrNotFound)
 	envs, err := s.Environments(ctx)
@@ -35,6 +39,16 @@ func testEnvironments(t *testing.T, s store.Store) {
 	}
 	_, err = s.Environment(ctx, "qa")
 	wantErr(t, "Environment(missing)", err, store.ErrNotFound)
+	if err := s.CreateDeployment(ctx, &store.Deployment{Environment: "staging", Service: "web", Project: "web", Status: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteEnvironment(ctx, "staging"); err != nil {
+		t.Fatalf("DeleteEnvironment: %v", err)
+	}
+	wantErr(t, "DeleteEnvironment(missing)", s.DeleteEnvironment(ctx, "staging"), store.ErrNotFound)
+	if ds, err := s.Deployments(ctx, store.DeploymentFilter{Environment: "staging"}); err != nil || len(ds) != 0 {
+		t.Errorf("deployments of a deleted environment: %v, %v", ds, err)
+	}
 }
 
 func testDeployments(t *testing.T, s store.Store) {

@@ -1,0 +1,47 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseEnvironments(t *testing.T) {
+	envs, err := ParseEnvironments("environments.yml", []byte(`
+environments:
+  integration: { track: main }
+  staging:     { strategy: blue-green }
+  production:  { strategy: rolling, approval: release-manager, replicas: 3 }
+  ephemeral:   { base: staging }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if envs.EphemeralBase != "staging" || len(envs.List) != 3 {
+		t.Fatalf("parsed %+v", envs)
+	}
+	p := envs.List[1]
+	if p.Name != "production" || p.Strategy != "rolling" || p.Approval != "release-manager" || p.Replicas != 3 {
+		t.Errorf("production: %+v", p)
+	}
+	if i := envs.List[0]; i.Name != "integration" || i.Track != "main" || i.Strategy != "blue-green" || i.Pos.Line != 3 {
+		t.Errorf("integration: %+v", i)
+	}
+}
+
+func TestEnvironmentsErrorsNameLineAndColumn(t *testing.T) {
+	_, err := ParseEnvironments("environments.yml", []byte(`environments:
+  staging: { strategy: canary }
+  Prod: {}
+  qa: { tracks: main }
+`))
+	got := err.Error()
+	for _, want := range []string{
+		`environments.yml:2:24: strategy "canary": use blue-green or rolling`,
+		`environments.yml:3:3: environment name "Prod"`,
+		`environments.yml:4:9: `, `did you mean "track"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors lack %q:\n%s", want, got)
+		}
+	}
+}
