@@ -342,3 +342,30 @@ func TestRetriesGETWhenTheBackendDiesMidRequest(t *testing.T) {
 		t.Log("no POST met the dying backend (balancing); the GET part still holds")
 	}
 }
+
+func TestLastUsedFollowsRequests(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	p := New(nil)
+	if !p.LastUsed("web.dev.localhost").IsZero() {
+		t.Error("a missing route was used")
+	}
+	p.Set("web.dev.localhost", []Backend{{ID: "a", Addr: backend.Listener.Addr().String()}})
+	joined := p.LastUsed("web.dev.localhost")
+	if joined.IsZero() {
+		t.Fatal("a new route has no time")
+	}
+	time.Sleep(2 * time.Millisecond)
+	front := httptest.NewServer(p)
+	defer front.Close()
+	req, _ := http.NewRequest("GET", front.URL, nil)
+	req.Host = "web.dev.localhost"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if used := p.LastUsed("WEB.dev.localhost"); !used.After(joined) {
+		t.Errorf("LastUsed %v not after the route joined %v", used, joined)
+	}
+}

@@ -35,6 +35,8 @@ type backend struct {
 	// downUntil (UnixNano) is set when connecting fails, so other requests avoid the
 	// backend for a moment instead of paying a failed dial and a retry each.
 	downUntil atomic.Int64
+	// used (UnixNano) is when the backend last got a request, or joined a route.
+	used atomic.Int64
 }
 
 // downFor is how long a backend that refused a connection is avoided while its route
@@ -109,6 +111,7 @@ func (p *Proxy) acquire(key string, exclude *backend) *backend {
 		}
 		b.inFlight.Add(1)
 		if !b.retired.Load() {
+			b.used.Store(time.Now().UnixNano())
 			return b
 		}
 		b.release()
@@ -144,6 +147,7 @@ func (p *Proxy) Set(key string, backends []Backend) {
 		b := p.live[nb.ID] // a retired backend is never reused: it stays retired
 		if b == nil || b.Addr != nb.Addr {
 			b = &backend{Backend: nb}
+			b.used.Store(time.Now().UnixNano())
 		}
 		rt.backends = append(rt.backends, b)
 		rt.list = append(rt.list, nb)
@@ -198,6 +202,20 @@ func (p *Proxy) Backends(key string) []Backend {
 		return nil
 	}
 	return append([]Backend(nil), rt.list...)
+}
+
+// LastUsed is when route key last got a request (or, when none came since, when its
+// newest backend joined it); zero when there is no such route.
+func (p *Proxy) LastUsed(key string) time.Time {
+	rt := p.table.Load().routes[strings.ToLower(key)]
+	if rt == nil {
+		return time.Time{}
+	}
+	var last int64
+	for _, b := range rt.backends {
+		last = max(last, b.used.Load())
+	}
+	return time.Unix(0, last)
 }
 
 // InFlight returns the number of requests in progress on backend id, whether or not a

@@ -385,3 +385,57 @@ func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) b
 	}
 	return true
 }
+
+// envUp is POST /api/v1/environments/{env}/up {"from", "with", "idle"}: a developer
+// environment copied from another, with some releases replaced.
+func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		From string   `json:"from"`
+		With []string `json:"with"`
+		Idle string   `json:"idle"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	var idle time.Duration
+	if req.Idle != "" {
+		d, err := time.ParseDuration(req.Idle)
+		if err != nil || d < 0 {
+			s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("idle %q: write a duration like 2h (0 keeps it until env down)", req.Idle))
+			return
+		}
+		idle = d
+	}
+	log := &lineLog{}
+	ds, err := s.cfg.Deploys.Up(r.Context(), deploy.UpRequest{Name: r.PathValue("env"), From: req.From, With: req.With,
+		Idle: idle, Trigger: principal(r).Name, Log: log.add})
+	out := map[string]any{"log": log.lines}
+	var dj []deploymentJSON
+	for _, d := range ds {
+		dj = append(dj, toDeploymentJSON(d))
+	}
+	out["deployments"] = dj
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, out)
+	case errors.Is(err, deploy.ErrBadRequest):
+		out["error"] = err.Error()
+		writeJSON(w, http.StatusBadRequest, out)
+	default:
+		out["error"] = err.Error()
+		writeJSON(w, http.StatusUnprocessableEntity, out)
+	}
+}
+
+// envDown is DELETE /api/v1/environments/{env}: stop a developer environment.
+func (s *Server) envDown(w http.ResponseWriter, r *http.Request) {
+	err := s.cfg.Deploys.Down(r.Context(), r.PathValue("env"), principal(r).Name, "by request")
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, deploy.ErrBadRequest):
+		s.errorJSON(w, http.StatusConflict, err.Error())
+	default:
+		s.fail(w, r, err)
+	}
+}

@@ -100,6 +100,8 @@ func (s *Server) routes() {
 		m.HandleFunc("POST /api/v1/environments/{env}/promote", s.require(RoleDeveloper, s.promoteTo))
 		m.HandleFunc("GET /api/v1/audit", s.require(RoleViewer, s.listAudit))
 		m.HandleFunc("POST /api/v1/environments/plan", s.require(RoleViewer, s.planEnvironments))
+		m.HandleFunc("POST /api/v1/environments/{env}/up", s.require(RoleDeveloper, s.envUp))
+		m.HandleFunc("DELETE /api/v1/environments/{env}", s.require(RoleDeveloper, s.envDown))
 		m.HandleFunc("POST /api/v1/environments/apply", s.require(RoleAdmin, s.applyEnvironments))
 	}
 	if s.cfg.Releases != nil {

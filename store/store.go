@@ -85,7 +85,10 @@ type Environment struct {
 	Replicas int    // instances of each service here, over the service's own; 0 keeps it
 	Approval string // an approval role deploys here need; "" for none
 	Managed  bool   // declared in environments.yml (changed by plan and apply)
-	Created  time.Time
+	// IdleTimeout stops and deletes a developer environment nobody sent a request to
+	// for this long; 0 keeps it.
+	IdleTimeout time.Duration
+	Created     time.Time
 }
 
 // Deployment is one change of the release a service runs in an environment.
@@ -187,7 +190,7 @@ type Store interface {
 	CreateEnvironment(ctx context.Context, e *Environment) error
 	Environment(ctx context.Context, name string) (*Environment, error)
 	Environments(ctx context.Context) ([]*Environment, error) // by name
-	// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval and Managed.
+	// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed and IdleTimeout.
 	UpdateEnvironment(ctx context.Context, e *Environment) error
 	// DeleteEnvironment removes an environment and its deploy history.
 	DeleteEnvironment(ctx context.Context, name string) error

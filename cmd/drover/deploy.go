@@ -184,7 +184,7 @@ func envCommand() *cobra.Command {
 		return nil
 	}
 	sc.flags(show)
-	cmd.AddCommand(ls, show, envFileCommand("plan"), envFileCommand("apply"))
+	cmd.AddCommand(ls, show, envFileCommand("plan"), envFileCommand("apply"), envUpCommand(), envDownCommand())
 	return cmd
 }
 
@@ -366,6 +366,72 @@ step names (drover token create --approves ROLE) or an admin token.`,
 	cmd.Flags().BoolVar(&reject, "reject", false, "reject instead of approve")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "why, for the run and the audit log")
 	cmd.Flags().StringVar(&step, "step", "", "the approval step, when the run waits for several")
+	c.flags(cmd)
+	return cmd
+}
+
+func envUpCommand() *cobra.Command {
+	c := &clientOptions{}
+	var from string
+	var with []string
+	var idle time.Duration
+	cmd := &cobra.Command{
+		Use:   "up NAME [--from ENV] [--with PROJECT:REF]... [--idle D]",
+		Short: "Start a developer environment: a complete copy of another, with your releases in it",
+		Long: `Start environment NAME with every service of --from (default staging) at its live release,
+and each --with PROJECT:REF (a release tag, run number, commit or digest; a branch's run, say)
+in place of that project's service. It is stopped by drover env down NAME, or after --idle
+without a request.`,
+		Example: "  drover env up alice --with shop:57 --idle 2h\n  curl http://shop.alice.localhost:8000/",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var ans struct {
+				Log   []string `json:"log"`
+				Error string   `json:"error"`
+			}
+			in := map[string]any{"from": from, "with": with, "idle": idle.String()}
+			err := c.callRaw(http.MethodPost, "/api/v1/environments/"+args[0]+"/up", in, func(status int, data []byte) error {
+				if jerr := json.Unmarshal(data, &ans); jerr != nil {
+					return fmt.Errorf("server: HTTP %d: %s", status, strings.TrimSpace(string(data)))
+				}
+				if status == http.StatusBadRequest {
+					return badInput(fmt.Errorf("%s", ans.Error))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, l := range ans.Log {
+				fmt.Fprintln(cmd.OutOrStdout(), l)
+			}
+			if ans.Error != "" {
+				return &exitError{code: 1, err: fmt.Errorf("env up %s: %s", args[0], ans.Error)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "staging", "environment to copy; \"\" for none")
+	cmd.Flags().StringSliceVar(&with, "with", nil, "PROJECT:REF to run in place of that project's service (repeatable)")
+	cmd.Flags().DurationVar(&idle, "idle", 0, "stop the environment after this long without a request (0: never)")
+	c.flags(cmd)
+	return cmd
+}
+
+func envDownCommand() *cobra.Command {
+	c := &clientOptions{}
+	cmd := &cobra.Command{
+		Use:   "down NAME",
+		Short: "Stop a developer environment and delete it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := c.call(http.MethodDelete, "/api/v1/environments/"+args[0], nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "environment %s is down\n", args[0])
+			return nil
+		},
+	}
 	c.flags(cmd)
 	return cmd
 }

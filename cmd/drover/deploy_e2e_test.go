@@ -389,4 +389,34 @@ steps:
 			t.Errorf("cancelling its run left %s running", env)
 		}
 	}
+
+	// Developer environments: a copy of staging with one release swapped, stopped by
+	// env down or when nobody uses it.
+	client := func(args ...string) result {
+		return drover(t, "", append(args, "--server", s.URL, "--token", s.Token)...)
+	}
+	if res := client("env", "up", "alice", "--with", "web:1", "--idle", "1s"); res.code != 0 || !strings.Contains(res.stdout, "environment alice is up in") {
+		t.Fatalf("env up: %s", res)
+	}
+	s.waitBody("api", "alice", "api-v1 alice")
+	s.waitBody("web", "alice", "web-main alice")
+	if res := client("env", "up", "bob", "--from", "staging"); res.code != 0 {
+		t.Fatalf("env up bob: %s", res)
+	}
+	s.waitBody("web", "bob", "web-main bob")
+	if res := client("env", "down", "bob"); res.code != 0 || !gone("bob") {
+		t.Errorf("env down: %s", res)
+	}
+	// Watched through the API: a request through the proxy would keep it alive.
+	for deadline := time.Now().Add(15 * time.Second); s.api("GET", "/api/v1/environments/alice", "", nil, nil) != 404; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle environment alice was never stopped")
+		}
+	}
+	if !gone("alice") {
+		t.Errorf("alice's services still answer after it was stopped")
+	}
+	if audit := client("audit"); !strings.Contains(audit.stdout, "drover       environment alice") {
+		t.Errorf("the audit log does not say why alice went:\n%s", audit.stdout)
+	}
 }

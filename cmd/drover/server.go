@@ -162,6 +162,7 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 			log.Error("bring environments back to what they ran", "err", err)
 		}
 		deps.applyAtStart(ctx, st, hosting.RepoPath, o.data, log)
+		deps.manager.ReapIdle(ctx, time.Second)
 	}()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "proxy", "http://"+deps.ln.Addr().String(), "data", o.data)

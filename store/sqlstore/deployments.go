@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/drover-cd/drover/store"
 )
@@ -15,9 +16,9 @@ import (
 func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error {
 	created := now()
 	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, track, replicas, approval, managed, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.Name, e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
-		db.d.timeArg(created)).Scan(&id)
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, track, replicas, approval, managed, idle_timeout, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.Name, e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
+		int64(e.IdleTimeout), db.d.timeArg(created)).Scan(&id)
 	if db.d.isUnique(err) {
 		return fmt.Errorf("store: create environment %q: %w", e.Name, store.ErrExists)
 	}
@@ -28,13 +29,15 @@ func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error
 	return nil
 }
 
-const environmentCols = `id, name, strategy, track, replicas, approval, managed, created`
+const environmentCols = `id, name, strategy, track, replicas, approval, managed, idle_timeout, created`
 
 func scanEnvironment(sc scanner) (*store.Environment, error) {
 	e := &store.Environment{}
-	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, &e.Track, &e.Replicas, &e.Approval, &e.Managed, dbTime{&e.Created}); err != nil {
+	var idle int64
+	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, &e.Track, &e.Replicas, &e.Approval, &e.Managed, &idle, dbTime{&e.Created}); err != nil {
 		return nil, err
 	}
+	e.IdleTimeout = time.Duration(idle)
 	return e, nil
 }
 
@@ -71,10 +74,10 @@ func (db *DB) Environments(ctx context.Context) ([]*store.Environment, error) {
 	return out, nil
 }
 
-// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval and Managed.
+// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed and IdleTimeout.
 func (db *DB) UpdateEnvironment(ctx context.Context, e *store.Environment) error {
 	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE environments SET strategy = ?, track = ?, replicas = ?, approval = ?,
-		managed = ? WHERE name = ?`), e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed, e.Name)
+		managed = ?, idle_timeout = ? WHERE name = ?`), e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed, int64(e.IdleTimeout), e.Name)
 	if err != nil {
 		return fmt.Errorf("store: update environment %q: %w", e.Name, err)
 	}

@@ -1,0 +1,157 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/proxy"
+	"github.com/drover-cd/drover/store"
+)
+
+// UpRequest asks for a developer environment.
+type UpRequest struct {
+	Name    string
+	From    string        // the environment to copy: every service at its live release
+	With    []string      // PROJECT:REF releases in place of (or beside) the copied ones
+	Idle    time.Duration // stop it after this long without a request; 0 never
+	Trigger string
+	Log     func(string)
+}
+
+// Up starts a developer environment: a complete copy of From, with the releases With
+// names in place of those projects' services. It is an environment like any other (its
+// deploys are recorded, a restarted server brings it back) until Down or its idle
+// timeout removes it.
+func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, error) {
+	if req.Log == nil {
+		req.Log = func(string) {}
+	}
+	if !validEnvName(req.Name) {
+		return nil, fmt.Errorf("environment %q: use lower-case letters, digits and '-': %w", req.Name, ErrBadRequest)
+	}
+	if _, err := m.cfg.Store.Environment(ctx, req.Name); err == nil {
+		return nil, fmt.Errorf("environment %s exists already; drover env down %s first: %w", req.Name, req.Name, ErrBadRequest)
+	}
+	wants := map[string]string{} // project -> ref
+	if req.From != "" {
+		live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: req.From, Status: []string{StatusSuccess}, Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		if len(live) == 0 {
+			return nil, fmt.Errorf("%s runs nothing to copy: %w", req.From, ErrBadRequest)
+		}
+		seen := map[string]bool{}
+		for _, d := range live {
+			if !seen[d.Service] {
+				seen[d.Service] = true
+				wants[d.Project] = d.Digest
+			}
+		}
+	}
+	for _, w := range req.With {
+		project, ref, _ := strings.Cut(w, ":")
+		if project == "" {
+			return nil, fmt.Errorf("--with %q: write PROJECT or PROJECT:REF: %w", w, ErrBadRequest)
+		}
+		wants[project] = ref
+	}
+	if len(wants) == 0 {
+		return nil, fmt.Errorf("nothing to run: name an environment to copy or releases to run: %w", ErrBadRequest)
+	}
+	env := &store.Environment{Name: req.Name, Strategy: BlueGreen, IdleTimeout: req.Idle}
+	if err := m.cfg.Store.CreateEnvironment(ctx, env); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	var (
+		mu   sync.Mutex
+		out  []*store.Deployment
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for project, ref := range wants {
+		wg.Go(func() {
+			d, err := m.Deploy(ctx, Request{Env: req.Name, Project: project, Ref: ref, Trigger: req.Trigger,
+				Message: "env up from " + orNone(req.From), Log: func(l string) { req.Log(project + ": " + l) }})
+			mu.Lock()
+			defer mu.Unlock()
+			if d != nil {
+				out = append(out, d)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", project, err))
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		m.Down(context.WithoutCancel(ctx), req.Name, req.Trigger, "env up failed")
+		return out, err
+	}
+	req.Log(fmt.Sprintf("environment %s is up in %s", req.Name, time.Since(started).Round(time.Millisecond)))
+	return out, nil
+}
+
+// Down stops every service of a developer environment and deletes it. Environments
+// declared in environments.yml are refused: remove them there.
+func (m *Manager) Down(ctx context.Context, name, actor, why string) error {
+	env, err := m.cfg.Store.Environment(ctx, name)
+	if err != nil {
+		return err
+	}
+	if env.Managed {
+		return fmt.Errorf("%s is declared in environments.yml; remove it there: %w", name, ErrBadRequest)
+	}
+	m.stopEnv(ctx, name)
+	if err := m.cfg.Store.DeleteEnvironment(ctx, name); err != nil {
+		return err
+	}
+	e := &store.AuditEntry{Actor: actor, Action: "environment", Environment: name, Result: "success", Message: "down: " + why}
+	if err := m.cfg.Store.AppendAudit(ctx, e); err != nil {
+		m.cfg.Log.Error("append to the audit log", "err", err)
+	}
+	m.cfg.Notify(name)
+	return nil
+}
+
+// ReapIdle stops, every tick until ctx ends, the developer environments nobody sent a
+// request to for longer than their idle timeout.
+func (m *Manager) ReapIdle(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		envs, err := m.cfg.Store.Environments(ctx)
+		if err != nil {
+			continue
+		}
+		for _, e := range envs {
+			if e.IdleTimeout <= 0 {
+				continue
+			}
+			last := e.Created
+			for _, st := range m.Status(e.Name) {
+				if used := m.cfg.Proxy.LastUsed(proxy.Key(st.Service, e.Name)); used.After(last) {
+					last = used
+				}
+			}
+			if idle := time.Since(last); idle > e.IdleTimeout {
+				why := fmt.Sprintf("no request for %s (idle timeout %s)", idle.Round(time.Second), e.IdleTimeout)
+				if err := m.Down(ctx, e.Name, "drover", why); err != nil {
+					m.cfg.Log.Error("stop an idle environment", "env", e.Name, "err", err)
+					continue
+				}
+				m.cfg.Log.Info("stopped an idle developer environment", "env", e.Name, "why", why)
+			}
+		}
+	}
+}
