@@ -214,7 +214,8 @@ func (m *Manager) stopEnv(ctx context.Context, env string) {
 }
 
 func specToEnv(s *pipeline.EnvironmentSpec) *store.Environment {
-	return &store.Environment{Name: s.Name, Strategy: s.Strategy, Track: s.Track, Replicas: s.Replicas, Approval: s.Approval, Managed: true}
+	return &store.Environment{Name: s.Name, Strategy: s.Strategy, Track: s.Track, Replicas: s.Replicas, Approval: s.Approval,
+		Separation: s.Separation, Managed: true}
 }
 
 // describe is a new environment's settings, for the plan.
@@ -228,6 +229,9 @@ func describe(s *pipeline.EnvironmentSpec) string {
 	}
 	if s.Approval != "" {
 		parts = append(parts, "deploys need "+s.Approval)
+	}
+	if s.Separation {
+		parts = append(parts, "pushers do not approve their own changes")
 	}
 	return "new environment, " + strings.Join(parts, ", ")
 }
@@ -244,6 +248,7 @@ func differences(cur *store.Environment, spec *pipeline.EnvironmentSpec) string 
 	diff("track", cur.Track, spec.Track)
 	diff("replicas", fmt.Sprint(cur.Replicas), fmt.Sprint(spec.Replicas))
 	diff("approval", cur.Approval, spec.Approval)
+	diff("separation", fmt.Sprint(cur.Separation), fmt.Sprint(spec.Separation))
 	return strings.Join(parts, ", ")
 }
 

@@ -28,6 +28,8 @@ type EnvironmentSpec struct {
 	Track    string // a branch whose every release is deployed here
 	Replicas int    // instances per service here; 0 keeps each service's own
 	Approval string // approval role every deploy here needs
+	// Separation: whoever pushed a change may not approve it for this environment.
+	Separation bool
 }
 
 var envNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -47,6 +49,8 @@ func environmentFields() []field[EnvironmentSpec] {
 			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) { e.Replicas = d.integer(n, "replicas", 1, 100) }},
 		{"approval", "An approval role every deploy here needs (deploys by runs wait for it).", stringSchema,
 			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) { e.Approval = d.str(n, "approval") }},
+		{"separation", "Whoever pushed a change may not approve it for this environment. Default: false.", booleanSchema,
+			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) { e.Separation = d.boolean(n, "separation") }},
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -281,6 +283,10 @@ func (s *Server) decide(r *http.Request, run *store.Run, step string, approve bo
 		return nil, fmt.Errorf("%w: step %s needs a token with the %s approval role (drover token create --approves %s); %s has none",
 			errCannotApprove, a.Step, a.Role, a.Role, p.Name)
 	}
+	if env := s.separated(r.Context(), run); env != "" && p.Name == run.Trigger {
+		return nil, fmt.Errorf("%w: %s pushed this change, and %s says separation: true: someone else with the %s role approves it",
+			errCannotApprove, p.Name, env, a.Role)
+	}
 	a, err = s.cfg.Runner.Decide(r.Context(), run, a.Step, approve, p.Name, message)
 	if err != nil {
 		return nil, err
@@ -438,4 +444,29 @@ func (s *Server) envDown(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.fail(w, r, err)
 	}
+}
+
+// separated names an environment the run deploys to whose changes need separation of
+// duties; "" when none does.
+func (s *Server) separated(ctx context.Context, run *store.Run) string {
+	if s.cfg.Hosting == nil {
+		return ""
+	}
+	data, err := source.ReadFile(ctx, s.cfg.Hosting.RepoPath(run.Project), run.Commit, runner.PipelineFile)
+	if err != nil {
+		return ""
+	}
+	p, err := pipeline.Parse(runner.PipelineFile, data)
+	if err != nil {
+		return ""
+	}
+	for _, st := range p.Steps {
+		if st.Deploy == "" {
+			continue
+		}
+		if e, err := s.cfg.Store.Environment(ctx, st.Deploy); err == nil && e.Separation {
+			return e.Name
+		}
+	}
+	return ""
 }

@@ -85,6 +85,8 @@ type Environment struct {
 	Replicas int    // instances of each service here, over the service's own; 0 keeps it
 	Approval string // an approval role deploys here need; "" for none
 	Managed  bool   // declared in environments.yml (changed by plan and apply)
+	// Separation: whoever pushed a change may not approve it alone for this environment.
+	Separation bool
 	// IdleTimeout stops and deletes a developer environment nobody sent a request to
 	// for this long; 0 keeps it.
 	IdleTimeout time.Duration

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,6 +90,24 @@ steps:
 	if run.Status != "failure" || !strings.Contains(run.Reason, "rejected by drover") {
 		t.Errorf("timed-out run: %+v", run)
 	}
+
+	// separation: true: whoever pushed the change does not approve it.
+	envFile := filepath.Join(t.TempDir(), "environments.yml")
+	os.WriteFile(envFile, []byte("environments:\n  production: { separation: true }\n"), 0o644)
+	if res := client(s.Token, "env", "apply", envFile); res.code != 0 {
+		t.Fatalf("env apply: %s", res)
+	}
+	os.WriteFile(filepath.Join(repo, "drover.yml"), []byte(pipeline("v4", "")), 0o644)
+	git(t, repo, "commit", "-q", "-am", "v4")
+	git(t, repo, "push", "-q", strings.Replace(s.URL, "http://", "http://rita:"+rm+"@", 1)+"/git/shop.git", "main")
+	s.waitRun("shop", 4, func(r apiRun) bool { return r.Status == "waiting" })
+	if res := client(rm, "approve", "shop", "4"); res.code == 0 || !strings.Contains(res.stderr, "rita pushed this change") {
+		t.Errorf("the pusher approving her own change: %s", res)
+	}
+	if res := client(s.Token, "approve", "shop", "4", "-m", "second pair of eyes"); res.code != 0 {
+		t.Fatalf("approval by someone else: %s", res)
+	}
+	s.waitBody("shop", "production", "v4 production")
 
 	audit := client(s.Token, "audit")
 	for _, want := range []string{"rita         approve", "rita         reject", "checked staging", "not on a Friday"} {

@@ -142,8 +142,9 @@ var migrations = []migration{
 		`ALTER TABLE environments ADD COLUMN approval TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE environments ADD COLUMN managed BOOLEAN NOT NULL DEFAULT FALSE`,
 	}},
-	{name: "developer environments' idle timeout", stmts: []string{
+	{name: "developer environments' idle timeout, separation of duties", stmts: []string{
 		`ALTER TABLE environments ADD COLUMN idle_timeout BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE environments ADD COLUMN separation BOOLEAN NOT NULL DEFAULT FALSE`,
 	}},
 }
 
