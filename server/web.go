@@ -46,6 +46,7 @@ func (s *Server) webRoutes() {
 		m.HandleFunc("GET /env/{env}", w.page(RoleViewer, w.env))
 		m.HandleFunc("GET /env/{env}/events", s.require(RoleViewer, w.envEvents))
 		m.HandleFunc("GET /audit", w.page(RoleViewer, w.auditPage))
+		m.HandleFunc("GET /pipeline", w.page(RoleViewer, w.pipelineOverview))
 	}
 	m.HandleFunc("GET /p/{p}/runs/{n}", w.page(RoleViewer, w.run))
 	m.HandleFunc("GET /p/{p}/runs/{n}/events", s.require(RoleViewer, w.runEvents))

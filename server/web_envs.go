@@ -4,6 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sort"
+
+	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/store"
 )
 
 // envs lists the environments with what runs in each.
@@ -67,4 +72,78 @@ func (w *web) auditPage(rw http.ResponseWriter, r *http.Request) {
 		older = entries[len(entries)-1].ID
 	}
 	w.render(rw, r, http.StatusOK, "audit", "Audit log", map[string]any{"Entries": entries, "Older": older})
+}
+
+// pipelineRow is one project on the pipeline overview.
+type pipelineRow struct {
+	Project string
+	Cells   []*deploy.ServiceStatus // by the page's environments; nil where it does not run
+	Waiting []waitingRun
+}
+
+// waitingRun is a run waiting for an approval, with what the viewer may do about it.
+type waitingRun struct {
+	Number    int
+	Commit    string
+	Approvals []approvalView
+}
+
+// pipelineOverview shows, for every project, the release each environment runs and the
+// runs waiting for an approval, with buttons for those allowed to decide.
+func (w *web) pipelineOverview(rw http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	projects, err := w.s.cfg.Store.Projects(ctx)
+	if err != nil {
+		w.failErr(rw, r, err)
+		return
+	}
+	all, err := w.s.cfg.Store.Environments(ctx)
+	if err != nil {
+		w.failErr(rw, r, err)
+		return
+	}
+	// Permanent environments, the tracking ones (usually integration) first.
+	var envs []*store.Environment
+	for _, e := range all {
+		if e.IdleTimeout == 0 {
+			envs = append(envs, e)
+		}
+	}
+	sort.SliceStable(envs, func(i, j int) bool { return envs[i].Track != "" && envs[j].Track == "" })
+	status := map[string]map[string]*deploy.ServiceStatus{} // env -> project -> service
+	for _, e := range envs {
+		status[e.Name] = map[string]*deploy.ServiceStatus{}
+		for _, st := range w.s.cfg.Deploys.Status(e.Name) {
+			status[e.Name][st.Project] = &st
+		}
+	}
+	var rows []pipelineRow
+	for _, p := range projects {
+		row := pipelineRow{Project: p.Name}
+		for _, e := range envs {
+			row.Cells = append(row.Cells, status[e.Name][p.Name])
+		}
+		waiting, err := w.s.cfg.Store.Runs(ctx, store.RunFilter{Project: p.Name, Status: []string{runner.Waiting}, Limit: 10})
+		if err != nil {
+			w.failErr(rw, r, err)
+			return
+		}
+		for _, run := range waiting {
+			wr := waitingRun{Number: run.Number, Commit: run.Commit}
+			as, err := w.s.cfg.Store.Approvals(ctx, run.ID)
+			if err != nil {
+				w.failErr(rw, r, err)
+				return
+			}
+			for _, a := range as {
+				if a.Decision == "pending" {
+					wr.Approvals = append(wr.Approvals, approvalView{Step: a.Step, Role: a.Role, Deadline: a.Deadline,
+						CanDecide: principal(r).CanApprove(a.Role)})
+				}
+			}
+			row.Waiting = append(row.Waiting, wr)
+		}
+		rows = append(rows, row)
+	}
+	w.render(rw, r, http.StatusOK, "pipeline", "Pipeline", map[string]any{"Envs": envs, "Rows": rows})
 }

@@ -54,6 +54,9 @@ steps:
 	if page := s.text("/p/shop/runs/1"); !strings.Contains(page, "Waiting for approval: go-live") {
 		t.Errorf("the run page does not say it waits")
 	}
+	if page := s.text("/pipeline"); !strings.Contains(page, `data-waiting="1"`) || !strings.Contains(page, `value="approve"`) {
+		t.Errorf("the pipeline overview does not offer the waiting approval:\n%s", page)
+	}
 	// Without the role: refused, and the run still waits.
 	if res := client(dev, "approve", "shop", "1"); res.code == 0 || !strings.Contains(res.stderr, "release-manager approval role") {
 		t.Errorf("approval by a developer without the role: %s", res)
@@ -66,6 +69,9 @@ steps:
 		t.Errorf("approved run: %+v", run)
 	}
 	s.waitBody("shop", "production", "v1 production")
+	if page := s.text("/pipeline"); !strings.Contains(page, `<a href="/env/production">production</a>`) || !strings.Contains(page, `>1</code> · <a href="/p/shop/runs/1">#1</a>`) {
+		t.Errorf("the pipeline overview does not show production's release:\n%s", page)
+	}
 
 	// A waiting run survives a restart; a rejection fails it and nothing is deployed.
 	s.commitPipeline(repo, "shop", pipeline("v2", ""))
