@@ -39,7 +39,9 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 	// server's own stop.
 	rec := context.WithoutCancel(ctx)
 
-	run.Started = time.Now()
+	if run.Started.IsZero() { // a run resuming after an approval keeps its start
+		run.Started = time.Now()
+	}
 	_ = r.cfg.Store.UpdateRun(rec, run)
 	r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
 	log := r.cfg.Log.With("project", run.Project, "run", run.Number)
