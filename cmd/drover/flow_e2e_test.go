@@ -72,7 +72,9 @@ steps:
 	s.api("GET", "/api/v1/projects/shop/releases/r1", "", nil, &rel)
 	digests := map[string]string{}
 	for _, env := range []string{"staging", "production"} {
-		var e struct{ Services []struct{ Service, Digest string } }
+		var e struct {
+			Services []struct{ Service, Digest string }
+		}
 		s.api("GET", "/api/v1/environments/"+env, "", nil, &e)
 		for _, svc := range e.Services {
 			if svc.Service == "shop" {
