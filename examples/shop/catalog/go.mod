@@ -1,0 +1,3 @@
+module example.com/shop/catalog
+
+go 1.26

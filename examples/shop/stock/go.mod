@@ -1,0 +1,3 @@
+module example.com/shop/stock
+
+go 1.26

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// fakeBackends serves what the catalog and stock services answer.
+func fakeBackends(t *testing.T) (catalog, stock string) {
+	t.Helper()
+	c := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`[{"id":"mug","name":"Stoneware mug","price_cents":1200}]`))
+	}))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"id":"mug","count":14}`))
+	}))
+	t.Cleanup(c.Close)
+	t.Cleanup(s.Close)
+	return c.URL, s.URL
+}
+
+func TestPageShowsProductsWithStock(t *testing.T) {
+	catalog, stock := fakeBackends(t)
+	rec := httptest.NewRecorder()
+	routes(catalog, stock, "staging").ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, "Stoneware mug") || !strings.Contains(body, "12.00 €") || !strings.Contains(body, "<td>14</td>") {
+		t.Errorf("page: %d\n%s", rec.Code, body)
+	}
+}
+
+func TestPageSaysWhenABackEndIsDown(t *testing.T) {
+	rec := httptest.NewRecorder()
+	routes("http://127.0.0.1:1", "http://127.0.0.1:1", "staging").ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "catalog") {
+		t.Errorf("page with the catalog down: %d %s", rec.Code, rec.Body)
+	}
+}
