@@ -389,24 +389,19 @@ func (r *Registry) scanRepo(name string) (*repoScan, error) {
 		}
 		s.revs[d] = rv
 	}
-	dir := filepath.Join(r.repoDir(name), "_layers", digest.SHA256.String())
-	ents, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	for _, e := range ents {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if strings.HasPrefix(e.Name(), ".") || d.Validate() != nil {
-			continue
-		}
+	err = readDigestDirs(filepath.Join(r.repoDir(name), "_layers"), func(d digest.Digest, e fs.DirEntry) error {
 		fi, err := e.Info()
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.layers[d] = fi.ModTime()
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -581,7 +576,8 @@ func (c *collector) sweepRepo(ctx context.Context, name string, s *repoScan) (bo
 		}
 	}()
 
-	var revsRemoved, layersRemoved bool
+	revsRemoved := map[digest.Algorithm]bool{} // the folders to sync
+	layersRemoved := map[digest.Algorithm]bool{}
 	for _, d := range slices.Sorted(maps.Keys(s.revs)) {
 		if kept[d] {
 			continue
@@ -602,7 +598,7 @@ func (c *collector) sweepRepo(ctx context.Context, name string, s *repoScan) (bo
 				}
 				continue
 			}
-			revsRemoved = true
+			revsRemoved[d.Algorithm()] = true
 			c.opt.Log.Info("registry gc: manifest removed", "repository", name, "digest", d)
 		}
 		gone[d] = true
@@ -630,7 +626,7 @@ func (c *collector) sweepRepo(ctx context.Context, name string, s *repoScan) (bo
 			if !ok {
 				continue
 			}
-			layersRemoved = true
+			layersRemoved[d.Algorithm()] = true
 			c.opt.Log.Debug("registry gc: layer link removed", "repository", name, "digest", d)
 		}
 		goneLayers[d] = true
@@ -638,13 +634,13 @@ func (c *collector) sweepRepo(ctx context.Context, name string, s *repoScan) (bo
 	}
 
 	// Make the removals durable before any blob they named is removed.
-	if revsRemoved {
-		if err := atomicfile.SyncDir(filepath.Join(c.r.repoDir(name), "_manifests", "revisions", digest.SHA256.String())); err != nil {
+	for _, alg := range slices.Sorted(maps.Keys(revsRemoved)) {
+		if err := atomicfile.SyncDir(filepath.Join(c.r.repoDir(name), "_manifests", "revisions", alg.String())); err != nil {
 			return false, err
 		}
 	}
-	if layersRemoved {
-		if err := atomicfile.SyncDir(filepath.Join(c.r.repoDir(name), "_layers", digest.SHA256.String())); err != nil {
+	for _, alg := range slices.Sorted(maps.Keys(layersRemoved)) {
+		if err := atomicfile.SyncDir(filepath.Join(c.r.repoDir(name), "_layers", alg.String())); err != nil {
 			return false, err
 		}
 	}
@@ -707,31 +703,26 @@ func removeFile(path string) (bool, error) {
 }
 
 // sweepBlobs removes the blobs no link names that were not modified since
-// the cutoff.
+// the cutoff, of every algorithm.
 func (c *collector) sweepBlobs(ctx context.Context) error {
-	dir := filepath.Join(c.r.dir, "blobs", digest.SHA256.String())
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	removed := false
-	for _, e := range ents {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if d.Validate() != nil || c.live[d] {
-			continue
+	dir := filepath.Join(c.r.dir, "blobs")
+	removed := map[digest.Algorithm]bool{} // the folders to sync
+	err := readDigestDirs(dir, func(d digest.Digest, e fs.DirEntry) error {
+		if c.live[d] {
+			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		fi, err := e.Info()
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			return nil
 		}
 		if err != nil {
 			return err
 		}
 		if !fi.ModTime().Before(c.cutoff) {
-			continue
+			return nil
 		}
 		size := fi.Size()
 		if !c.opt.DryRun {
@@ -739,18 +730,21 @@ func (c *collector) sweepBlobs(ctx context.Context) error {
 			if ok, size, err = c.r.gcRemoveBlob(d, c.cutoff); err != nil {
 				return err
 			} else if !ok {
-				continue
+				return nil
 			}
-			removed = true
+			removed[d.Algorithm()] = true
 			c.opt.Log.Debug("registry gc: blob removed", "digest", d, "size", size)
 		}
 		c.rep.BlobsRemoved++
 		c.rep.BytesFreed += size
+		return nil
+	})
+	for _, alg := range slices.Sorted(maps.Keys(removed)) {
+		if serr := atomicfile.SyncDir(filepath.Join(dir, alg.String())); err == nil {
+			err = serr
+		}
 	}
-	if removed {
-		return atomicfile.SyncDir(dir)
-	}
-	return nil
+	return err
 }
 
 // gcRemoveBlob removes blob d unless, at that moment, a push placed or

@@ -124,7 +124,7 @@ func (s *testServer) pullable(name, ref string, m []byte) error {
 		if err != nil {
 			return err
 		}
-		if r.status != http.StatusOK || digest.FromBytes(r.body) != d {
+		if r.status != http.StatusOK || d.Algorithm().FromBytes(r.body) != d {
 			return fmt.Errorf("GET blob %s of %s:%s: status %d, body %q", d, name, ref, r.status, r.body)
 		}
 	}

@@ -77,7 +77,7 @@ func wantQuarantined(t *testing.T, s *testServer, d digest.Digest, log *syncBuff
 	if exists(s.reg.blobPath(d)) {
 		t.Fatal("corrupt blob still in blobs/")
 	}
-	if !exists(filepath.Join(s.dir, "corrupt", "sha256-"+d.Encoded())) {
+	if !exists(filepath.Join(s.dir, "corrupt", d.Algorithm().String()+"-"+d.Encoded())) {
 		t.Fatal("corrupt blob not in corrupt/")
 	}
 	if l := log.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "corrupt") || !strings.Contains(l, d.String()) {

@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,11 +83,15 @@ func (r *Registry) PushBlob(ctx context.Context, repo string, d digest.Digest, o
 }
 
 // PushManifest stores a manifest of the given media type in repo under ref (a
-// tag, or "" to store it by digest only) and returns its digest.
+// tag, a digest, or "" to store it by its sha256 digest only) and returns its
+// digest: the sha256 one unless ref is a digest of another algorithm (sha512),
+// which the manifest must then hash to.
 func (r *Registry) PushManifest(ctx context.Context, repo, ref, mediaType string, body []byte) (digest.Digest, error) {
 	d := digest.FromBytes(body)
 	if ref == "" {
 		ref = d.String()
+	} else if rd, err := digest.Parse(ref); err == nil && supported(rd.Algorithm()) {
+		d = rd.Algorithm().FromBytes(body)
 	}
 	_, err := r.call(ctx, http.MethodPut, "/v2/"+repo+"/manifests/"+ref, bytes.NewReader(body),
 		http.Header{"Content-Type": {mediaType}})
@@ -120,7 +123,7 @@ func (r *Registry) Tags(repo string) ([]string, error) {
 // against d and fails at the end, instead of returning io.EOF, when it does
 // not match.
 func (r *Registry) OpenBlob(repo string, d digest.Digest) (io.ReadCloser, int64, error) {
-	if !nameRE.MatchString(repo) || d.Validate() != nil || d.Algorithm() != digest.SHA256 || !r.hasBlob(repo, d) {
+	if !nameRE.MatchString(repo) || d.Validate() != nil || !supported(d.Algorithm()) || !r.hasBlob(repo, d) {
 		return nil, 0, fmt.Errorf("blob %s in %s: %w", d, repo, ErrNotFound)
 	}
 	f, err := os.Open(r.blobPath(d))
@@ -132,7 +135,7 @@ func (r *Registry) OpenBlob(repo string, d digest.Digest) (io.ReadCloser, int64,
 		f.Close()
 		return nil, 0, err
 	}
-	return &verifier{f: f, h: sha256.New(), want: d}, fi.Size(), nil
+	return &verifier{f: f, h: d.Algorithm().Hash(), want: d}, fi.Size(), nil
 }
 
 // verifier hashes what is read and turns io.EOF into an error on a mismatch.
@@ -146,7 +149,7 @@ func (v *verifier) Read(p []byte) (int, error) {
 	n, err := v.f.Read(p)
 	v.h.Write(p[:n])
 	if err == io.EOF {
-		if got := digest.NewDigest(digest.SHA256, v.h); got != v.want {
+		if got := digest.NewDigest(v.want.Algorithm(), v.h); got != v.want {
 			return n, fmt.Errorf("blob %s on disk hashes to %s: %w", v.want, got, errDigestMismatch)
 		}
 	}

@@ -138,6 +138,7 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name 
 }
 
 // putManifest validates and stores a manifest, tagging it when ref is a tag.
+// want is the digest it was pushed by, or "" when pushed by tag.
 func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, ref string, want digest.Digest) {
 	invalid := func(msg string) {
 		writeError(w, http.StatusBadRequest, CodeManifestInvalid, msg, nil)
@@ -169,7 +170,13 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 		invalid("mediaType does not match Content-Type")
 		return
 	}
-	d := digest.FromBytes(body)
+	// Pushed by digest, the manifest is stored under that digest's algorithm;
+	// by tag, under sha256.
+	alg := algorithms[0]
+	if want != "" {
+		alg = want.Algorithm()
+	}
+	d := alg.FromBytes(body)
 	if want != "" && want != d {
 		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "manifest does not match digest", map[string]string{"digest": want.String(), "actual": d.String()})
 		return

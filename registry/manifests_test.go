@@ -275,7 +275,10 @@ func TestInvalidRequests(t *testing.T) {
 	wantError(t, s.do(t, "GET", "/v2/"+strings.Repeat("a", 300)+"/blobs/"+d, nil), http.StatusBadRequest, CodeNameInvalid)
 	wantError(t, s.do(t, "GET", "/v2/app/whatever", nil), http.StatusNotFound, CodeUnsupported)
 	wantError(t, s.do(t, "GET", "/v2/app/blobs/sha256:short", nil), http.StatusBadRequest, CodeDigestInvalid)
-	wantError(t, s.do(t, "GET", "/v2/app/blobs/md5:d41d8cd98f00b204e9800998ecf8427e", nil), http.StatusBadRequest, CodeDigestInvalid)
+	// Well-formed digests of algorithms other than sha256 and sha512.
+	wantError(t, s.do(t, "GET", "/v2/app/blobs/md5:d41d8cd98f00b204e9800998ecf8427e", nil), http.StatusBadRequest, CodeUnsupported)
+	wantError(t, s.do(t, "GET", "/v2/app/blobs/"+digest.SHA384.FromString("x").String(), nil), http.StatusBadRequest, CodeUnsupported)
+	wantError(t, s.do(t, "GET", "/v2/app/blobs/sha512:short", nil), http.StatusBadRequest, CodeDigestInvalid)
 	r := s.do(t, "POST", "/v2/app/blobs/"+d, nil)
 	wantError(t, r, http.StatusMethodNotAllowed, CodeUnsupported)
 	if r.header.Get("Allow") == "" {

@@ -4,16 +4,23 @@
 //
 // Storage layout under the folder given to New:
 //
-//	blobs/sha256/<hex>                                    blob and manifest bytes, global and deduplicated
-//	uploads/<id>.data, uploads/<id>.json                  an upload session's bytes and state (repository)
-//	repositories/<name>/_layers/sha256/<hex>              link: blob visible in <name> (pushed or mounted)
-//	repositories/<name>/_manifests/revisions/sha256/<hex> link: manifest in <name>; holds its media type
-//	repositories/<name>/_manifests/tags/<tag>             the digest the tag points at
-//	corrupt/sha256-<hex>                                  blob files found not to match their digest on read
+//	blobs/<alg>/<hex>                                    blob and manifest bytes, global and deduplicated
+//	uploads/<id>.data, uploads/<id>.json                 an upload session's bytes and state (repository)
+//	repositories/<name>/_layers/<alg>/<hex>              link: blob visible in <name> (pushed or mounted)
+//	repositories/<name>/_manifests/revisions/<alg>/<hex> link: manifest in <name>; holds its media type
+//	repositories/<name>/_manifests/tags/<tag>            the digest the tag points at
+//	corrupt/<alg>-<hex>                                  blob files found not to match their digest on read
 //
-// Blobs are hashed as they arrive (an upload session keeps its hash state
-// between chunks), written to a temp or session file, checked against the
-// pushed digest, fsynced and only then linked into blobs/ (never overwriting
+// <alg> is sha256 or sha512, the digest algorithms the registry accepts (see
+// algorithms). A client chooses the algorithm of a blob by the digest it
+// pushes it under, and that of a manifest by pushing it by digest; a manifest
+// pushed by tag is stored under its sha256 digest. Content hashed with both
+// algorithms is stored once under each digest.
+//
+// Blobs are hashed as they arrive (an upload session keeps its SHA-256 state
+// between chunks; one closed with a sha512 digest is read and hashed again
+// then), written to a temp or session file, checked against the pushed
+// digest, fsynced and only then linked into blobs/ (never overwriting
 // an existing blob), so content under blobs/ matches its name when placed.
 // Reads check that it still does: a full GET of a blob or manifest never
 // sends content that does not match its digest, and moves such a file to
@@ -24,12 +31,15 @@
 package registry
 
 import (
+	_ "crypto/sha512" // registers digest.SHA512
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -142,16 +152,25 @@ func allow(w http.ResponseWriter, req *http.Request, methods ...string) bool {
 	return false
 }
 
-// parseDigest parses a sha256 digest, answering 400 DIGEST_INVALID (or
-// UNSUPPORTED for other algorithms) when it is not one.
+// algorithms are the digest algorithms the registry accepts, the first one
+// canonical: what a manifest pushed by tag is stored under.
+var algorithms = []digest.Algorithm{digest.SHA256, digest.SHA512}
+
+// supported reports whether the registry accepts digests of algorithm a.
+func supported(a digest.Algorithm) bool {
+	return slices.Contains(algorithms, a)
+}
+
+// parseDigest parses a sha256 or sha512 digest, answering 400 DIGEST_INVALID
+// when s is not a digest and 400 UNSUPPORTED for another algorithm.
 func parseDigest(w http.ResponseWriter, s string) (digest.Digest, bool) {
 	d, err := digest.Parse(s)
-	if err != nil {
+	if err != nil && !errors.Is(err, digest.ErrDigestUnsupported) {
 		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "invalid digest", map[string]string{"digest": s})
 		return "", false
 	}
-	if d.Algorithm() != digest.SHA256 {
-		writeError(w, http.StatusBadRequest, CodeUnsupported, "only sha256 digests are supported", map[string]string{"digest": s})
+	if err != nil || !supported(d.Algorithm()) {
+		writeError(w, http.StatusBadRequest, CodeUnsupported, "only sha256 and sha512 digests are supported", map[string]string{"digest": s})
 		return "", false
 	}
 	return d, true

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -127,21 +126,6 @@ func placeOrTouch(tmp, dst string) error {
 	return err
 }
 
-// hashFile streams the file at path through SHA-256.
-func hashFile(path string) (digest.Digest, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return digest.NewDigest(digest.SHA256, h), n, nil
-}
-
 // writeBlob streams src into a temp file while hashing it and, when it hashes
 // to want, moves it into the blob store. Nothing becomes visible otherwise.
 func (r *Registry) writeBlob(src io.Reader, want digest.Digest) (int64, error) {
@@ -150,7 +134,7 @@ func (r *Registry) writeBlob(src io.Reader, want digest.Digest) (int64, error) {
 		return 0, err
 	}
 	defer os.Remove(f.Name()) // no-op once placed
-	h := sha256.New()
+	h := want.Algorithm().Hash()
 	n, err := io.Copy(io.MultiWriter(f, h), src)
 	if err == nil {
 		err = f.Sync()
@@ -161,7 +145,7 @@ func (r *Registry) writeBlob(src io.Reader, want digest.Digest) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if got := digest.NewDigest(digest.SHA256, h); got != want {
+	if got := digest.NewDigest(want.Algorithm(), h); got != want {
 		return 0, fmt.Errorf("got %s, want %s: %w", got, want, errDigestMismatch)
 	}
 	return n, r.placeBlob(f.Name(), want)
@@ -198,21 +182,35 @@ func (r *Registry) readTag(name, tag string) (digest.Digest, error) {
 
 // listRevisions returns the digests of every manifest stored in the repository.
 func (r *Registry) listRevisions(name string) ([]digest.Digest, error) {
-	dir := filepath.Join(r.repoDir(name), "_manifests", "revisions", digest.SHA256.String())
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var out []digest.Digest
-	for _, e := range ents {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if strings.HasPrefix(e.Name(), ".") || d.Validate() != nil {
+	err := readDigestDirs(filepath.Join(r.repoDir(name), "_manifests", "revisions"), func(d digest.Digest, _ fs.DirEntry) error {
+		out = append(out, d)
+		return nil
+	})
+	return out, err
+}
+
+// readDigestDirs calls fn for every file named by a digest under dir, which
+// holds a folder per algorithm (<alg>/<hex>), algorithm by algorithm. Missing
+// folders hold nothing; temp files and other names are skipped.
+func readDigestDirs(dir string, fn func(d digest.Digest, e fs.DirEntry) error) error {
+	for _, alg := range algorithms {
+		ents, err := os.ReadDir(filepath.Join(dir, alg.String()))
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		out = append(out, d)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			d := digest.NewDigestFromEncoded(alg, e.Name())
+			if strings.HasPrefix(e.Name(), ".") || d.Validate() != nil {
+				continue
+			}
+			if err := fn(d, e); err != nil {
+				return err
+			}
+		}
 	}
-	return out, nil
+	return nil
 }

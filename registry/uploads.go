@@ -45,7 +45,10 @@ func rangeHeader(size int64) string {
 // upload is what the server remembers of an upload session besides its
 // files: a lock, so chunks of one upload never interleave, and the state of
 // the hash of the bytes received so far, so that closing the session need not
-// read them again.
+// read them again. The client names the digest, and so its algorithm, only
+// when it closes the session: the bytes are hashed with SHA-256, the common
+// case, as they arrive, and read again to be hashed with SHA-512 when the
+// closing PUT names a sha512 digest.
 type upload struct {
 	mu  sync.Mutex
 	h   hash.Hash // the SHA-256 of the session's first off bytes; nil: unknown
@@ -218,8 +221,9 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, name st
 
 // finishUpload appends an optional last chunk, verifies the digest of the
 // whole upload and moves it into the blob store. On a mismatch the session is
-// discarded. The upload was hashed as it arrived; only after a restart (or a
-// failed chunk) is the data file read and hashed again.
+// discarded. A sha256 upload was hashed as it arrived; only after a restart
+// (or a failed chunk) is the data file read and hashed again. A sha512 upload
+// is read and hashed when it closes.
 func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, id string, size int64, u *upload) {
 	ds := req.URL.Query().Get("digest")
 	if ds == "" {
@@ -230,8 +234,9 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 	if !ok {
 		return
 	}
-	if u.hashAt(size) == nil {
-		h, err := hashFileStart(r.uploadData(id), size)
+	streamed := d.Algorithm() == digest.SHA256 // the algorithm u hashes with
+	if streamed && u.hashAt(size) == nil {
+		h, err := hashFileStart(r.uploadData(id), size, digest.SHA256)
 		if err != nil {
 			internalError(w, err)
 			return
@@ -243,7 +248,18 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 			return
 		}
 	}
-	if got := digest.NewDigest(digest.SHA256, u.hashAt(size)); got != d {
+	var got digest.Digest
+	if streamed {
+		got = digest.NewDigest(digest.SHA256, u.hashAt(size))
+	} else {
+		h, err := hashFileStart(r.uploadData(id), size, d.Algorithm())
+		if err != nil {
+			internalError(w, err)
+			return
+		}
+		got = digest.NewDigest(d.Algorithm(), h)
+	}
+	if got != d {
 		r.dropUpload(id)
 		writeError(w, http.StatusBadRequest, CodeDigestInvalid, "content does not match digest", map[string]string{"digest": d.String(), "actual": got.String()})
 		return
@@ -328,9 +344,9 @@ func (r *Registry) storeBlob(src io.Reader, want digest.Digest) error {
 		return err
 	}
 	defer os.Remove(f.Name()) // no-op once placed
-	h := sha256.New()
+	h := want.Algorithm().Hash()
 	_, err = receive(f, 0, src, h)
-	if got := digest.NewDigest(digest.SHA256, h); err == nil && got != want {
+	if got := digest.NewDigest(want.Algorithm(), h); err == nil && got != want {
 		err = fmt.Errorf("got %s, want %s: %w", got, want, errDigestMismatch)
 	}
 	if err == nil {
@@ -413,9 +429,9 @@ func fill(src io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
-// hashFileStart returns the SHA-256 state of the first size bytes of the file
-// at path.
-func hashFileStart(path string, size int64) (hash.Hash, error) {
+// hashFileStart returns the hash state, under algorithm alg, of the first
+// size bytes of the file at path.
+func hashFileStart(path string, size int64, alg digest.Algorithm) (hash.Hash, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -423,7 +439,7 @@ func hashFileStart(path string, size int64) (hash.Hash, error) {
 	defer f.Close()
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	h := sha256.New()
+	h := alg.Hash()
 	if n, err := io.CopyBuffer(h, io.LimitReader(f, size), *bp); err != nil || n != size {
 		return nil, fmt.Errorf("hashing upload: %d of %d bytes: %v", n, size, err)
 	}
