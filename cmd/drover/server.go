@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,6 +62,12 @@ git takes it as the password of HTTP basic auth, the API as a bearer token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
+	o.flags(cmd)
+	return cmd
+}
+
+// flags adds the server's flags to cmd (drover server, drover up).
+func (o *serverOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.data, "data", "drover-data", "folder for the database, repositories, logs and artifacts")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
@@ -76,14 +83,24 @@ git takes it as the password of HTTP basic auth, the API as a bearer token.`,
 	f.StringVar(&o.ephemeralBase, "ephemeral-base", "staging", "environment: ephemeral steps get every service of this environment at its live release")
 	f.DurationVar(&o.healthTimeout, "health-timeout", time.Minute, "deploys: how long new instances get to become healthy")
 	f.DurationVar(&o.rollbackWindow, "rollback-window", 5*time.Minute, "deploys: a release that turns unhealthy this soon after its switch is rolled back")
-	return cmd
 }
 
 func (o *serverOptions) run(cmd *cobra.Command) error {
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return o.serve(ctx, log, stop, nil)
+}
 
+// serverInfo is what a started server tells its caller.
+type serverInfo struct {
+	URL, Proxy, Token, Data string
+}
+
+// serve runs the server until ctx ends, then stops it: it calls stopping at once (so a
+// second Ctrl-C can end the process) and returns when requests and steps have stopped.
+// ready, when set, is called once the server listens.
+func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping func(), ready func(serverInfo)) error {
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	}
@@ -168,12 +185,20 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "proxy", "http://"+deps.ln.Addr().String(), "data", o.data)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	if ready != nil {
+		token, err := os.ReadFile(filepath.Join(o.data, "admin-token"))
+		if err != nil {
+			return err
+		}
+		ready(serverInfo{URL: "http://" + ln.Addr().String(), Proxy: "http://" + deps.ln.Addr().String(),
+			Token: strings.TrimSpace(string(token)), Data: o.data})
+	}
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	stop() // a second signal now ends the process at once
+	stopping() // a second signal now ends the process at once
 	log.Info("stopping: finishing requests and stopping steps; a second Ctrl-C quits at once")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

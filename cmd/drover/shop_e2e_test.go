@@ -1,30 +1,101 @@
 package main
 
 import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// pushFolder makes the example folder dir a git repository of its own (a copy) and
-// pushes it to project name.
-func (s *testServer) pushFolder(dir, name string) {
-	s.t.Helper()
-	repo := s.t.TempDir()
-	if out, err := exec.Command("cp", "-R", dir+"/.", repo).CombinedOutput(); err != nil {
-		s.t.Fatalf("copy %s: %v\n%s", dir, err, out)
-	}
-	git(s.t, repo, "init", "-q", "-b", "main")
-	git(s.t, repo, "add", ".")
-	git(s.t, repo, "commit", "-q", "-m", "import "+name)
-	git(s.t, repo, "push", "-q", s.pushURL(name), "main")
+// upProcess is a `drover up` started by a test, its output read line by line.
+type upProcess struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	lines chan string
+	out   *syncBuffer
 }
 
-// TestExampleShop delivers examples/shop: three services and the system project, through
-// their own pipelines, from push to production.
-func TestExampleShop(t *testing.T) {
+func startUp(t *testing.T, args ...string) *upProcess {
+	t.Helper()
+	cmd := exec.Command(droverBin, append([]string{"up"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	u := &upProcess{t: t, cmd: cmd, lines: make(chan string, 1000), out: &syncBuffer{}}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			u.out.WriteString(sc.Text() + "\n")
+			u.lines <- sc.Text()
+		}
+		close(u.lines)
+	}()
+	t.Cleanup(func() { u.stop() })
+	return u
+}
+
+// until reads output until a line matches re and returns its submatches.
+func (u *upProcess) until(re *regexp.Regexp, within time.Duration) []string {
+	u.t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case line, ok := <-u.lines:
+			if !ok {
+				u.t.Fatalf("drover up ended before %q:\n%s", re, u.out)
+			}
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-deadline:
+			u.t.Fatalf("no %q within %s:\n%s", re, within, u.out)
+		}
+	}
+}
+
+func (u *upProcess) stop() int {
+	if u.cmd.ProcessState == nil {
+		u.cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { u.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			u.cmd.Process.Kill()
+			<-done
+		}
+	}
+	return u.cmd.ProcessState.ExitCode()
+}
+
+// page GETs a service's front page through the proxy at addr ("127.0.0.1:PORT").
+func page(addr, service, env string) (int, string) {
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Host = service + "." + env + ".localhost"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDroverUpDeliversTheExampleShop runs the README's first command on the example
+// system: three services and the system project, from their folders to production.
+func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three Go services in their pipelines")
 	}
@@ -32,42 +103,55 @@ func TestExampleShop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, t.TempDir(), "", "--health-timeout", "30s")
-	waiting := func(r apiRun) bool { return r.Status != "pending" && r.Status != "running" }
-
-	s.pushFolder(filepath.Join(shop, "system"), "system")
-	if run := s.waitRun("system", 1, finished); run.Status != "success" {
-		t.Fatalf("system: %+v\n%s", run, s.log)
+	data := t.TempDir()
+	args := []string{shop, "--data", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--health-timeout", "30s"}
+	up := startUp(t, args...)
+	server := up.until(regexp.MustCompile(`^drover server on (http://\S+)`), 30*time.Second)[1]
+	proxy := up.until(regexp.MustCompile(`^  web +http://web\.staging\.localhost:(\d+)/`), 3*time.Minute)[1]
+	addr := "127.0.0.1:" + proxy
+	code, body := page(addr, "web", "staging")
+	if code != 200 || !strings.Contains(body, "Cast-iron teapot") || !strings.Contains(body, "<td>3</td>") || !strings.Contains(body, "<p>staging</p>") {
+		t.Fatalf("staging's front end: %d\n%s\n%s", code, body, up.out)
 	}
+	if !strings.Contains(up.out.String(), "drover approve web 1") {
+		t.Errorf("drover up does not say how to approve:\n%s", up.out)
+	}
+	token, _ := os.ReadFile(filepath.Join(data, "admin-token"))
 	for _, svc := range []string{"catalog", "stock", "web"} {
-		s.pushFolder(filepath.Join(shop, svc), svc)
-		run := s.waitRun(svc, 1, waiting)
-		if run.Status != "waiting" {
-			t.Fatalf("%s: %+v\n%s\napi-test log:\n%s", svc, run, s.log, s.text("/api/v1/projects/"+svc+"/runs/1/steps/api-test/log"))
+		res := drover(t, "", "approve", svc, "1", "--server", server, "--token", strings.TrimSpace(string(token)))
+		if res.code != 0 {
+			t.Fatalf("approve %s: %s", svc, res)
 		}
 	}
-	code, page, err := s.viaProxy("web", "staging", "/")
-	if code != 200 || !strings.Contains(page, "Cast-iron teapot") || !strings.Contains(page, "<td>3</td>") || !strings.Contains(page, "staging") {
-		t.Fatalf("staging's front end: %d %v\n%s", code, err, page)
-	}
-	for _, svc := range []string{"catalog", "stock", "web"} {
-		if code := s.api("POST", "/api/v1/projects/"+svc+"/runs/1/approve", "", map[string]string{"message": "tour"}, nil); code != 200 {
-			t.Fatalf("approve %s: %d", svc, code)
-		}
-	}
-	for _, svc := range []string{"catalog", "stock", "web"} {
-		if run := s.waitRun(svc, 1, finished); run.Status != "success" {
-			t.Fatalf("%s after the approval: %+v", svc, run)
-		}
-	}
-	var last string
+	up.until(regexp.MustCompile(`^web +#1 +production +success`), 2*time.Minute)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		code, page, _ := s.viaProxy("web", "production", "/")
-		if code == 200 && strings.Contains(page, "Cast-iron teapot") && strings.Contains(page, "<p>production</p>") {
+		code, body = page(addr, "web", "production")
+		if code == 200 && strings.Contains(body, "<p>production</p>") && strings.Contains(body, "Cast-iron teapot") {
 			break
 		}
-		if last = page; time.Now().After(deadline) {
-			t.Fatalf("production's front end never showed both back ends: %d\n%s", code, last)
+		if time.Now().After(deadline) {
+			t.Fatalf("production's front end: %d\n%s", code, body)
+		}
+	}
+	if code := up.stop(); code != 0 {
+		t.Errorf("drover up after Ctrl-C: exit %d\n%s", code, up.out)
+	}
+	if code, _ := page(addr, "web", "production"); code != 0 {
+		t.Errorf("the proxy still answers after Ctrl-C: %d", code)
+	}
+
+	// Again on the same data: nothing pushed, production comes back.
+	again := startUp(t, append(args[:len(args)-4], "--proxy-listen", "127.0.0.1:"+proxy, "--health-timeout", "30s")...)
+	again.until(regexp.MustCompile(`^The system is up`), 2*time.Minute)
+	if strings.Count(again.out.String(), "already here") != 4 {
+		t.Errorf("a second drover up pushed again:\n%s", again.out)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, body = page(addr, "web", "production"); code == 200 && strings.Contains(body, "Cast-iron teapot") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("production after a second drover up: %d\n%s", code, body)
 		}
 	}
 }

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-cd/drover/pipeline"
+)
+
+func upCommand() *cobra.Command {
+	o := &serverOptions{}
+	cmd := &cobra.Command{
+		Use:   "up [FOLDER...]",
+		Short: "Start a server and deliver a system of projects from folders (default: the example shop)",
+		Long: `Start the server (as drover server does, in --data), make every folder with a drover.yml a
+hosted project (its content as the first commit), run their pipelines and show their
+progress until the system is live, then print where to look and how to approve the
+production release. A folder without a drover.yml stands for its subfolders; one called
+system holds environments.yml and goes first; services whose service.requires name other
+projects go after those reached staging. Running it again reuses --data and pushes
+nothing already there. Ctrl-C stops everything it started.`,
+		Example: "  drover up\n  drover up examples/shop --data /tmp/shop",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{filepath.Join("examples", "shop")}
+			}
+			return o.up(cmd, args)
+		},
+	}
+	o.flags(cmd)
+	return cmd
+}
+
+// upProject is a folder drover up delivers.
+type upProject struct {
+	name, dir string
+	requires  []string
+}
+
+// findProjects lists the projects in folders: each folder with a drover.yml, else each of
+// its subfolders that has one.
+func findProjects(folders []string) ([]upProject, error) {
+	var out []upProject
+	add := func(dir string) error {
+		data, err := os.ReadFile(filepath.Join(dir, "drover.yml"))
+		if err != nil {
+			return err
+		}
+		p, err := pipeline.Parse(filepath.Join(dir, "drover.yml"), data)
+		if err != nil {
+			return badInput(err)
+		}
+		up := upProject{name: filepath.Base(dir), dir: dir}
+		if p.Service != nil {
+			up.requires = p.Service.Requires
+		}
+		out = append(out, up)
+		return nil
+	}
+	for _, f := range folders {
+		if _, err := os.Stat(filepath.Join(f, "drover.yml")); err == nil {
+			if err := add(f); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ents, err := os.ReadDir(f)
+		if err != nil {
+			return nil, badInput(fmt.Errorf("%s: %w (give folders with a drover.yml, or their parent)", f, err))
+		}
+		for _, e := range ents {
+			if _, err := os.Stat(filepath.Join(f, e.Name(), "drover.yml")); e.IsDir() && err == nil {
+				if err := add(filepath.Join(f, e.Name())); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, badInput(fmt.Errorf("no drover.yml in %s or its subfolders", strings.Join(folders, ", ")))
+	}
+	return out, nil
+}
+
+// waves orders projects for pushing: system first, then the ones requiring none of the
+// others, then the rest.
+func waves(projects []upProject) [][]upProject {
+	names := map[string]bool{}
+	for _, p := range projects {
+		names[p.name] = true
+	}
+	var system, first, later []upProject
+	for _, p := range projects {
+		switch {
+		case p.name == SystemProject:
+			system = append(system, p)
+		case slices.ContainsFunc(p.requires, func(r string) bool { return names[r] }):
+			later = append(later, p)
+		default:
+			first = append(first, p)
+		}
+	}
+	var out [][]upProject
+	for _, w := range [][]upProject{system, first, later} {
+		if len(w) > 0 {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
+	projects, err := findProjects(folders)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
+	}
+	logFile, err := os.OpenFile(filepath.Join(o.data, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	readyc, errc := make(chan serverInfo, 1), make(chan error, 1)
+	go func() { errc <- o.serve(ctx, log, stop, func(i serverInfo) { readyc <- i }) }()
+	var info serverInfo
+	select {
+	case info = <-readyc:
+	case err := <-errc:
+		return err
+	}
+	fmt.Fprintf(out, "drover server on %s (data in %s, log in %s)\n", info.URL, info.Data, logFile.Name())
+	c := &clientOptions{server: info.URL, token: info.Token}
+	w := &watcher{c: c, out: out, seen: map[string]string{}}
+	var have []struct{ Name string }
+	if err := c.call(http.MethodGet, "/api/v1/projects", nil, &have); err != nil {
+		return err
+	}
+	for _, wave := range waves(projects) {
+		for _, p := range wave {
+			if slices.ContainsFunc(have, func(h struct{ Name string }) bool { return h.Name == p.name }) {
+				fmt.Fprintf(out, "%-10s already here: not pushed again\n", p.name)
+				continue
+			}
+			if err := pushFolder(ctx, p.dir, info.URL, info.Token, p.name); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%-10s pushed from %s\n", p.name, p.dir)
+		}
+		// The next wave's ephemeral environments copy staging: wait for this one.
+		if err := w.settle(ctx, wave); err != nil {
+			break
+		}
+	}
+	w.summary(info, projects)
+	fmt.Fprintln(out, "Ctrl-C stops the server and everything it runs.")
+	for ctx.Err() == nil { // keep showing progress: approvals, pushes, production
+		w.poll(projects)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	err = <-errc
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// pushFolder pushes dir's content, as a new repository's first commit, to project name.
+func pushFolder(ctx context.Context, dir, server, token, name string) error {
+	tmp, err := os.MkdirTemp("", "drover-up-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if out, err := exec.CommandContext(ctx, "cp", "-R", dir+"/.", tmp).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %v: %s", dir, err, out)
+	}
+	remote := strings.Replace(server, "://", "://drover:"+token+"@", 1) + "/git/" + name + ".git"
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"},
+		{"add", "."},
+		{"-c", "user.name=drover up", "-c", "user.email=up@drover.invalid", "commit", "-q", "-m", "import " + name},
+		{"push", "-q", remote, "main"},
+	} {
+		git := exec.CommandContext(ctx, "git", args...)
+		git.Dir = tmp
+		git.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+		if out, err := git.CombinedOutput(); err != nil {
+			return fmt.Errorf("push %s: git %s: %v: %s", name, args[0], err, strings.ReplaceAll(string(out), token, "TOKEN"))
+		}
+	}
+	return nil
+}
+
+// watcher prints the steps of the projects' newest runs as they change.
+type watcher struct {
+	c    *clientOptions
+	out  io.Writer
+	seen map[string]string // project/run/step -> status printed
+}
+
+// upRun is the part of a run drover up shows.
+type upRun struct {
+	Number int    `json:"number"`
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+	Steps  []struct {
+		Name, Status, Reason string
+	} `json:"steps"`
+}
+
+// poll prints what changed and reports the projects' newest runs.
+func (w *watcher) poll(projects []upProject) map[string]upRun {
+	runs := map[string]upRun{}
+	for _, p := range projects {
+		var list []upRun
+		if err := w.c.call(http.MethodGet, "/api/v1/projects/"+p.name+"/runs?limit=1", nil, &list); err != nil || len(list) == 0 {
+			continue
+		}
+		var run upRun
+		if err := w.c.call(http.MethodGet, fmt.Sprintf("/api/v1/projects/%s/runs/%d", p.name, list[0].Number), nil, &run); err != nil {
+			continue
+		}
+		runs[p.name] = run
+		for _, s := range run.Steps {
+			key := fmt.Sprintf("%s/%d/%s", p.name, run.Number, s.Name)
+			if s.Status == "pending" || w.seen[key] == s.Status {
+				continue
+			}
+			w.seen[key] = s.Status
+			line := fmt.Sprintf("%-10s #%-3d %-12s %s", p.name, run.Number, s.Name, s.Status)
+			if s.Reason != "" && s.Status != "success" {
+				line += ": " + firstLine(s.Reason)
+			}
+			fmt.Fprintln(w.out, line)
+		}
+	}
+	return runs
+}
+
+// settle waits until the newest run of every project of wave has stopped moving
+// (finished, or waiting for an approval).
+func (w *watcher) settle(ctx context.Context, wave []upProject) error {
+	for {
+		runs := w.poll(wave)
+		done := true
+		for _, p := range wave {
+			r, ok := runs[p.name]
+			done = done && ok && r.Status != "pending" && r.Status != "running"
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// summary prints where the system runs and what waits for a person.
+func (w *watcher) summary(info serverInfo, projects []upProject) {
+	proxyPort := info.Proxy[strings.LastIndexByte(info.Proxy, ':'):]
+	fmt.Fprintf(w.out, "\nThe system is up.\n  web UI:    %s/pipeline  (sign in with the token in %s)\n",
+		info.URL, filepath.Join(info.Data, "admin-token"))
+	runs := w.poll(projects)
+	for _, p := range projects {
+		if p.name != SystemProject {
+			fmt.Fprintf(w.out, "  %-10s http://%s.staging.localhost%s/\n", p.name, p.name, proxyPort)
+		}
+	}
+	var waiting []string
+	for _, p := range projects {
+		if r := runs[p.name]; r.Status == "waiting" {
+			waiting = append(waiting, fmt.Sprintf("%s %d", p.name, r.Number))
+		}
+	}
+	if len(waiting) > 0 {
+		fmt.Fprintf(w.out, "Waiting for a release manager's approval to go to production:\n")
+		for _, wt := range waiting {
+			fmt.Fprintf(w.out, "  DROVER_SERVER=%s drover approve %s --token $(cat %s)\n", info.URL, wt, filepath.Join(info.Data, "admin-token"))
+		}
+		fmt.Fprintf(w.out, "  or the Approve buttons on %s/pipeline\n", info.URL)
+	}
+}
