@@ -1,21 +1,13 @@
 package process
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
-)
 
-// The records follow backend/process.Leftovers (one file per process group, named by
-// its id, and a marker in the environment), which is not reused as is: its records are
-// written by unexported methods, it matches the marker as a prefix, and importing it
-// would tie the deploy runtime to the CI engine.
+	"github.com/drover-cd/drover/procgroup"
+)
 
 // marker is the environment entry every instance of r carries when Leftovers is set.
 func (r *Runtime) marker() string {
@@ -24,6 +16,12 @@ func (r *Runtime) marker() string {
 		dir = r.Leftovers
 	}
 	return MarkerEnv + "=" + dir
+}
+
+// registry is r.Leftovers as a procgroup.Registry: a group is r's if a member has r's
+// marker as an entry of its environment, exactly.
+func (r *Runtime) registry() *procgroup.Registry {
+	return &procgroup.Registry{Dir: r.Leftovers, Match: procgroup.EnvEntry(r.marker())}
 }
 
 // track remembers a started group, on disk when Leftovers is set. The group joins the
@@ -39,12 +37,8 @@ func (r *Runtime) track(pgid int, name string) error {
 	if r.Leftovers == "" {
 		return nil
 	}
-	err := os.MkdirAll(r.Leftovers, 0o755)
-	if err == nil {
-		// The content is the instance's name, for KillLeftovers' log only.
-		err = os.WriteFile(filepath.Join(r.Leftovers, strconv.Itoa(pgid)), []byte(name+"\n"), 0o644)
-	}
-	if err != nil {
+	// The record holds the instance's name, for KillLeftovers' log only.
+	if err := r.registry().Record(pgid, name); err != nil {
 		r.untrack(pgid)
 		return fmt.Errorf("record the process group for leftovers: %w", err)
 	}
@@ -55,11 +49,18 @@ func (r *Runtime) track(pgid int, name string) error {
 // reverse of track).
 func (r *Runtime) untrack(pgid int) {
 	if r.Leftovers != "" {
-		_ = os.Remove(filepath.Join(r.Leftovers, strconv.Itoa(pgid)))
+		r.registry().Forget(pgid)
 	}
 	r.mu.Lock()
 	delete(r.running, pgid)
 	r.mu.Unlock()
+}
+
+// isRunning reports whether pgid is the group of a live instance of r.
+func (r *Runtime) isRunning(pgid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running[pgid]
 }
 
 // KillLeftovers kills, with SIGKILL, every recorded process group that is not an
@@ -74,92 +75,21 @@ func (r *Runtime) KillLeftovers() (int, error) {
 	if r.Leftovers == "" {
 		return 0, nil
 	}
-	entries, err := os.ReadDir(r.Leftovers)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("leftovers: %w", err)
-	}
-	r.mu.Lock()
-	recorded := map[int]string{} // pgid → record file
-	for _, e := range entries {
-		pgid, err := strconv.Atoi(e.Name())
-		if err != nil || pgid <= 1 || r.running[pgid] {
-			continue
-		}
-		recorded[pgid] = filepath.Join(r.Leftovers, e.Name())
-	}
-	r.mu.Unlock()
-	if len(recorded) == 0 {
-		return 0, nil
-	}
-	live, err := markedGroups(recorded, []byte(r.marker()))
+	// The running set is consulted after the records are read: see track.
+	found, err := r.registry().KillLeftovers(r.isRunning)
 	if err != nil {
 		return 0, fmt.Errorf("leftovers: %w", err)
 	}
 	killed := 0
-	for pgid, file := range recorded {
-		if live[pgid] {
-			if err := syscall.Kill(-pgid, syscall.SIGKILL); err == nil {
-				killed++
-				name, _ := os.ReadFile(file)
-				r.logger().Info("killed an instance a previous server left running",
-					"instance", strings.TrimSpace(string(name)), "pgid", pgid)
-			} else if !errors.Is(err, syscall.ESRCH) {
-				r.logger().Warn("kill a leftover instance", "pgid", pgid, "err", err)
-			}
+	for _, g := range found {
+		switch {
+		case g.Err == nil:
+			killed++
+			r.logger().Info("killed an instance a previous server left running",
+				"instance", g.Label, "pgid", g.PGID)
+		case !errors.Is(g.Err, syscall.ESRCH):
+			r.logger().Warn("kill a leftover instance", "pgid", g.PGID, "err", g.Err)
 		}
-		_ = os.Remove(file)
 	}
 	return killed, nil
-}
-
-// markedGroups returns which of the recorded groups have a live (not zombie) member
-// with marker as an entry of its environment, by scanning /proc: the process group is
-// the fifth field of /proc/PID/stat.
-func markedGroups(recorded map[int]string, marker []byte) (map[int]bool, error) {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	found := map[int]bool{}
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// The command name in parentheses may hold spaces: count fields after it.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 3 || fields[0] == "Z" {
-			continue
-		}
-		pgid, err := strconv.Atoi(fields[2])
-		if err != nil || found[pgid] {
-			continue
-		}
-		if _, ok := recorded[pgid]; ok && hasEnv(pid, marker) {
-			found[pgid] = true
-		}
-	}
-	return found, nil
-}
-
-// hasEnv reports whether process pid has entry (KEY=VALUE, exactly) in its environment.
-// Another user's process cannot be read, and is not ours.
-func hasEnv(pid int, entry []byte) bool {
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		return false
-	}
-	for kv := range bytes.SplitSeq(env, []byte{0}) {
-		if bytes.Equal(kv, entry) {
-			return true
-		}
-	}
-	return false
 }
