@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/drover-cd/drover/internal/browsertest"
 )
 
 // upProcess is a `drover up` started by a test, its output read line by line.
@@ -117,12 +121,20 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 		t.Errorf("drover up does not say how to approve:\n%s", up.out)
 	}
 	token, _ := os.ReadFile(filepath.Join(data, "admin-token"))
-	for _, svc := range []string{"catalog", "stock", "web"} {
+	for _, svc := range []string{"catalog", "stock"} {
 		res := drover(t, "", "approve", svc, "1", "--server", server, "--token", strings.TrimSpace(string(token)))
 		if res.code != 0 {
 			t.Fatalf("approve %s: %s", svc, res)
 		}
 	}
+	// The web front end's release is approved in the browser, on the pipeline page.
+	ctx := browsertest.New(t)
+	approve := `tr[data-project="web"] [data-waiting="1"] button[value="approve"]`
+	browsertest.Do(t, ctx, "sign in and approve web #1",
+		chromedp.Navigate(server+"/login?next=/pipeline"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), strings.TrimSpace(string(token))), chromedp.Click(chromedp.CSS("form.login button")),
+		chromedp.WaitVisible(chromedp.CSS(approve)), chromedp.Click(chromedp.CSS(approve)))
+	browsertest.Until(t, ctx, "the run page after the approval", `location.pathname === "/p/web/runs/1"`)
 	up.until(regexp.MustCompile(`^web +#1 +production +success`), 2*time.Minute)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		code, body = page(addr, "web", "production")
@@ -133,6 +145,21 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 			t.Fatalf("production's front end: %d\n%s", code, body)
 		}
 	}
+	// A change that breaks the stock API (tea is gone) passes its unit tests but fails
+	// its API test against the ephemeral environment, and never reaches staging.
+	work := t.TempDir()
+	remote := strings.Replace(server, "http://", "http://me:"+strings.TrimSpace(string(token))+"@", 1) + "/git/stock.git"
+	git(t, work, "clone", "-q", remote, "stock")
+	repo := filepath.Join(work, "stock")
+	src, _ := os.ReadFile(filepath.Join(repo, "main.go"))
+	os.WriteFile(filepath.Join(repo, "main.go"), []byte(strings.Replace(string(src), `"tea": 120, `, "", 1)), 0o644)
+	git(t, repo, "commit", "-q", "-am", "drop tea")
+	git(t, repo, "push", "-q", "origin", "main")
+	up.until(regexp.MustCompile(`^stock +#2 +api-test +failure`), 2*time.Minute)
+	if code, body := page(addr, "web", "staging"); code != 200 || !strings.Contains(body, "<td>120</td>") {
+		t.Errorf("staging changed after a change that failed its API test: %d\n%s", code, body)
+	}
+
 	if code := up.stop(); code != 0 {
 		t.Errorf("drover up after Ctrl-C: exit %d\n%s", code, up.out)
 	}
