@@ -138,6 +138,9 @@ func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
 	if !s.mayChange(w, r, r.PathValue("env")) {
 		return
 	}
+	if !s.notOwnChange(w, r, r.PathValue("env"), req.Project, req.Ref) {
+		return
+	}
 	if _, err := s.cfg.Store.Project(r.Context(), req.Project); err != nil {
 		s.fail(w, r, err)
 		return
@@ -199,6 +202,12 @@ func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.mayChange(w, r, r.PathValue("env")) {
 		return
+	}
+	if live, err := s.cfg.Store.Deployments(r.Context(), store.DeploymentFilter{Environment: req.From, Project: req.Project,
+		Status: []string{deploy.StatusSuccess}, Limit: 1}); err == nil && len(live) == 1 {
+		if !s.notOwnChange(w, r, r.PathValue("env"), req.Project, live[0].Digest) {
+			return
+		}
 	}
 	log := &lineLog{}
 	d, err := s.cfg.Deploys.Promote(r.Context(), req.Project, req.From, r.PathValue("env"), principal(r).Name, req.Message, log.add)
@@ -283,7 +292,11 @@ func (s *Server) decide(r *http.Request, run *store.Run, step string, approve bo
 		return nil, fmt.Errorf("%w: step %s needs a token with the %s approval role (drover token create --approves %s); %s has none",
 			errCannotApprove, a.Step, a.Role, a.Role, p.Name)
 	}
-	if env := s.separated(r.Context(), run); env != "" && p.Name == run.Trigger {
+	env, err := s.separated(r.Context(), run)
+	if err != nil {
+		return nil, fmt.Errorf("check the separation of duties: %w", err) // when unsure, refuse
+	}
+	if env != "" && p.Name == s.pusher(r.Context(), run) {
 		return nil, fmt.Errorf("%w: %s pushed this change, and %s says separation: true: someone else with the %s role approves it",
 			errCannotApprove, p.Name, env, a.Role)
 	}
@@ -381,8 +394,15 @@ func planLines(plan []deploy.Change) []string {
 // changes only from holders of that approval role (or admins).
 func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) bool {
 	e, err := s.cfg.Store.Environment(r.Context(), env)
-	if err != nil || e.Approval == "" {
-		return true // a new environment, or one without approval: the developer role suffices
+	if errors.Is(err, store.ErrNotFound) {
+		return true // a new environment: the developer role suffices
+	}
+	if err != nil {
+		s.fail(w, r, err) // when unsure, refuse
+		return false
+	}
+	if e.Approval == "" {
+		return true
 	}
 	if p := principal(r); !p.CanApprove(e.Approval) {
 		s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("changes to %s need the %s approval role (drover token create --approves %s); %s has none",
@@ -390,6 +410,54 @@ func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) b
 		return false
 	}
 	return true
+}
+
+// notOwnChange refuses, for an environment with separation: true, a deploy or promotion
+// of project's release ref by the person who pushed the change it was built from.
+func (s *Server) notOwnChange(w http.ResponseWriter, r *http.Request, env, project, ref string) bool {
+	e, err := s.cfg.Store.Environment(r.Context(), env)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !e.Separation) {
+		return true
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	p := principal(r)
+	if ref == "" { // the newest release, as Deploy takes it
+		rels, err := s.cfg.Releases.List(r.Context(), project)
+		if err != nil || len(rels) == 0 {
+			return true // Deploy answers that there is nothing to deploy
+		}
+		ref = rels[0].Tag
+	}
+	rel, err := s.cfg.Releases.Get(r.Context(), project, ref)
+	if err != nil {
+		return true // Deploy answers an unknown release itself
+	}
+	run, err := s.cfg.Store.Run(r.Context(), project, rel.Run)
+	if err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	if s.pusher(r.Context(), run) == p.Name {
+		s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("%s pushed this change, and %s says separation: true: someone else deploys it there", p.Name, env))
+		return false
+	}
+	return true
+}
+
+// pusher is who pushed the change a run builds: the trigger of the run it re-runs, if it
+// is a re-run.
+func (s *Server) pusher(ctx context.Context, run *store.Run) string {
+	for i := 0; run.RerunOf != 0 && i < 100; i++ {
+		prev, err := s.cfg.Store.Run(ctx, run.Project, run.RerunOf)
+		if err != nil {
+			break
+		}
+		run = prev
+	}
+	return run.Trigger
 }
 
 // envUp is POST /api/v1/environments/{env}/up {"from", "with", "idle"}: a developer
@@ -448,25 +516,32 @@ func (s *Server) envDown(w http.ResponseWriter, r *http.Request) {
 
 // separated names an environment the run deploys to whose changes need separation of
 // duties; "" when none does.
-func (s *Server) separated(ctx context.Context, run *store.Run) string {
+func (s *Server) separated(ctx context.Context, run *store.Run) (string, error) {
 	if s.cfg.Hosting == nil {
-		return ""
+		return "", nil
 	}
 	data, err := source.ReadFile(ctx, s.cfg.Hosting.RepoPath(run.Project), run.Commit, runner.PipelineFile)
 	if err != nil {
-		return ""
+		return "", err
 	}
 	p, err := pipeline.Parse(runner.PipelineFile, data)
 	if err != nil {
-		return ""
+		return "", err
 	}
 	for _, st := range p.Steps {
 		if st.Deploy == "" {
 			continue
 		}
-		if e, err := s.cfg.Store.Environment(ctx, st.Deploy); err == nil && e.Separation {
-			return e.Name
+		e, err := s.cfg.Store.Environment(ctx, st.Deploy)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if e.Separation {
+			return e.Name, nil
 		}
 	}
-	return ""
+	return "", nil
 }

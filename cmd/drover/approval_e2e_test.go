@@ -114,6 +114,10 @@ steps:
 		t.Fatalf("approval by someone else: %s", res)
 	}
 	s.waitBody("shop", "production", "v4 production")
+	// Nor does she deploy it there around the gate.
+	if res := client(rm, "deploy", "shop", "--env", "production"); res.code == 0 || !strings.Contains(res.stderr, "rita pushed this change") {
+		t.Errorf("the pusher deploying her own change to a separated environment: %s", res)
+	}
 
 	audit := client(s.Token, "audit")
 	for _, want := range []string{"rita         approve", "rita         reject", "checked staging", "not on a Friday"} {
