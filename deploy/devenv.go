@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +12,10 @@ import (
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/store"
 )
+
+// upTrigger starts the trigger of every deployment Up makes ("env up: alice"): it is
+// what marks an environment as a developer environment for Down.
+const upTrigger = "env up: "
 
 // UpRequest asks for a developer environment.
 type UpRequest struct {
@@ -25,7 +30,8 @@ type UpRequest struct {
 // Up starts a developer environment: a complete copy of From, with the releases With
 // names in place of those projects' services. It is an environment like any other (its
 // deploys are recorded, a restarted server brings it back) until Down or its idle
-// timeout removes it.
+// timeout removes it. Its deployments' trigger is "env up: " and req.Trigger, which is
+// how Down tells it from other environments.
 func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, error) {
 	if req.Log == nil {
 		req.Log = func(string) {}
@@ -76,7 +82,7 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 	)
 	for project, ref := range wants {
 		wg.Go(func() {
-			d, err := m.Deploy(ctx, Request{Env: req.Name, Project: project, Ref: ref, Trigger: req.Trigger,
+			d, err := m.Deploy(ctx, Request{Env: req.Name, Project: project, Ref: ref, Trigger: upTrigger + req.Trigger,
 				Message: "env up from " + orNone(req.From), Log: func(l string) { req.Log(project + ": " + l) }})
 			mu.Lock()
 			defer mu.Unlock()
@@ -97,8 +103,13 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 	return out, nil
 }
 
-// Down stops every service of a developer environment and deletes it. Environments
-// declared in environments.yml are refused: remove them there.
+// Down stops every service of a developer environment, closes its route listeners and
+// deletes it with its history. Only developer environments are taken down: those Up
+// created, told by their first deployment, which Up made (its trigger starts with
+// "env up: "), or by an idle timeout, which only Up sets. An environment that never
+// had a deployment runs nothing and goes too. Others are refused: one declared in
+// environments.yml is removed there; one a deploy, a promotion or a tracking branch
+// created stays.
 func (m *Manager) Down(ctx context.Context, name, actor, why string) error {
 	env, err := m.cfg.Store.Environment(ctx, name)
 	if err != nil {
@@ -106,6 +117,18 @@ func (m *Manager) Down(ctx context.Context, name, actor, why string) error {
 	}
 	if env.Managed {
 		return fmt.Errorf("%s is declared in environments.yml; remove it there: %w", name, ErrBadRequest)
+	}
+	if env.IdleTimeout <= 0 {
+		all, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: name, Limit: math.MaxInt32})
+		if err != nil {
+			return err
+		}
+		if len(all) > 0 {
+			if first := all[len(all)-1]; !strings.HasPrefix(first.Trigger, upTrigger) {
+				return fmt.Errorf("%s is not a developer environment (drover env up makes those; its first deploy came from %s): %w",
+					name, first.Trigger, ErrBadRequest)
+			}
+		}
 	}
 	m.stopEnv(ctx, name)
 	if err := m.cfg.Store.DeleteEnvironment(ctx, name); err != nil {

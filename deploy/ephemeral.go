@@ -83,6 +83,7 @@ func (m *Manager) Ephemeral(ctx context.Context, name, base, project, digest str
 				wg.Go(func() { m.forget(context.Background(), s) })
 			}
 			wg.Wait()
+			m.closeRoutes(name) // with those of services required there that never ran
 			m.cfg.Log.Info("ephemeral environment torn down", "env", name, "took", time.Since(t0).Round(time.Millisecond))
 			m.cfg.Notify(name)
 		})
@@ -133,7 +134,8 @@ func (m *Manager) Lend(env string) (*Lease, error) {
 }
 
 // EphemeralName is the name of a run's ephemeral environment: eph-PROJECT-RUN, lower
-// case, safe as a host name label.
+// case, safe as a host name label. A run with more than one environment: ephemeral step
+// running at once gets eph-PROJECT-RUN-2 and so on for the others (see ForStep).
 func EphemeralName(project string, run int) string {
 	b := []rune("eph-" + strings.ToLower(project))
 	for i, c := range b {
@@ -148,9 +150,65 @@ func EphemeralName(project string, run int) string {
 	return strings.Trim(name, "-")
 }
 
+// reserveEphemeral picks the name of a new ephemeral environment: base, else base-2,
+// base-3 and so on, the first that no other lease holds, no service runs in and the
+// store has no environment called. free gives the name back.
+func (m *Manager) reserveEphemeral(ctx context.Context, base string) (name string, free func(), err error) {
+	for k := 1; ; k++ {
+		name = base
+		if k > 1 {
+			name = fmt.Sprintf("%s-%d", base, k)
+			if len(name) > 63 {
+				name = strings.TrimLeft(name[len(name)-63:], "-")
+			}
+		}
+		if !m.claim(name) {
+			continue
+		}
+		_, err := m.cfg.Store.Environment(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return name, sync.OnceFunc(func() {
+				m.mu.Lock()
+				delete(m.ephemeral, name)
+				m.mu.Unlock()
+			}), nil
+		}
+		m.mu.Lock()
+		delete(m.ephemeral, name)
+		m.mu.Unlock()
+		if err != nil {
+			return "", nil, err
+		}
+	}
+}
+
+// claim marks name as an ephemeral environment's when nothing else uses it here.
+func (m *Manager) claim(name string) bool {
+	suffix := "." + name + ".localhost"
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ephemeral[name] {
+		return false
+	}
+	for _, s := range m.services {
+		if s.env == name {
+			return false
+		}
+	}
+	for key := range m.routes {
+		if strings.HasSuffix(key, suffix) {
+			return false
+		}
+	}
+	m.ephemeral[name] = true
+	return true
+}
+
 // ForStep is the environment an environment: step of run number n of project runs
 // against: for "ephemeral", a complete environment of its own made from base with this
-// run's artifact digest; for any other name, that permanent environment as it runs now.
+// run's artifact digest, named EphemeralName(project, n) or, when another step of the
+// run holds that name, with -2, -3... after it; for any other name, that permanent
+// environment as it runs now.
 func (m *Manager) ForStep(ctx context.Context, project string, n int, name, base, digest string, log func(string)) (*Lease, error) {
 	if name != "ephemeral" {
 		return m.Lend(name)
@@ -163,5 +221,19 @@ func (m *Manager) ForStep(ctx context.Context, project string, n int, name, base
 	if digest == "" {
 		return nil, fmt.Errorf("an ephemeral environment runs this run's release, and no step before this one published artifacts: %w", ErrBadRequest)
 	}
-	return m.Ephemeral(ctx, EphemeralName(project, n), base, project, digest, log)
+	env, free, err := m.reserveEphemeral(ctx, EphemeralName(project, n))
+	if err != nil {
+		return nil, err
+	}
+	lease, err := m.Ephemeral(ctx, env, base, project, digest, log)
+	if err != nil {
+		free()
+		return nil, err
+	}
+	release := lease.Release
+	lease.Release = func() {
+		release()
+		free()
+	}
+	return lease, nil
 }

@@ -12,15 +12,41 @@ import (
 	"github.com/drover-cd/drover/store"
 )
 
-// Restart back-off of an instance slot that keeps failing.
+// Restart back-off of an instance slot that keeps failing: the first restart is
+// immediate, the second waits firstBackoff, each one after twice as long up to
+// maxBackoff. An instance that stayed up for stableAfter starts its slot's count afresh.
 const (
 	firstBackoff = 500 * time.Millisecond
 	maxBackoff   = 30 * time.Second
+	stableAfter  = time.Minute
 )
+
+// backoff is how long restart number restarts of a slot waits before it starts.
+func backoff(restarts int) time.Duration {
+	if restarts <= 1 {
+		return 0
+	}
+	d := firstBackoff
+	for range restarts - 2 {
+		if d *= 2; d >= maxBackoff {
+			return maxBackoff
+		}
+	}
+	return d
+}
+
+// restartsAfter is the restart count a failed instance's slot goes on from: its own,
+// or 0 when it had stayed up a while, so an old crash does not slow today's restart.
+func restartsAfter(inst *instance, now time.Time) int {
+	if now.Sub(inst.started) >= stableAfter {
+		return 0
+	}
+	return inst.restarts
+}
 
 // supervise watches one live instance until it is retired: when it exits or fails its
 // liveness checks, the service heals or rolls back.
-func (s *service) supervise(inst *instance, gen int) {
+func (s *service) supervise(inst *instance) {
 	var reason string
 	release := true // the failure is the release's doing, not the world's
 	changes := inst.checker.Changes()
@@ -40,54 +66,103 @@ func (s *service) supervise(inst *instance, gen int) {
 			}
 		}
 	}
-	s.failed(inst, gen, reason, release)
+	s.failed(inst, reason, release)
 }
 
 // signalled reports whether an instance was killed by a signal from outside (an
 // operator, the OOM killer) rather than exiting on its own: that is healed, never
-// blamed on the release.
+// blamed on the release. A command run through sh whose child was killed exits with
+// 128+signal: 137 (SIGKILL) and 143 (SIGTERM) count as signalled too.
 func signalled(err error) bool {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		return false
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled()
+	if !ok {
+		return false
+	}
+	if ws.Signaled() {
+		return true
+	}
+	code := ws.ExitStatus()
+	return ws.Exited() && (code == 128+int(syscall.SIGKILL) || code == 128+int(syscall.SIGTERM))
 }
 
 // failed takes a sick instance out of the route, then rolls the service back when its
 // release is new, else replaces the instance.
-func (s *service) failed(inst *instance, gen int, reason string, release bool) {
+//
+// Deployments that were never recorded (an ephemeral environment's, ID 0) are healed,
+// never rolled back.
+func (s *service) failed(inst *instance, reason string, release bool) {
 	s.mu.Lock()
-	if !slices.Contains(s.instances, inst) {
+	if !slices.Contains(s.instances, inst) || s.gone {
 		s.mu.Unlock()
 		return // retired meanwhile
 	}
 	s.instances = slices.DeleteFunc(s.instances, func(x *instance) bool { return x == inst })
 	s.publish()
-	current, t := s.current, s.target
+	current, t, gen := s.current, s.target, inst.gen
+	recorded := current != nil && current.ID != 0
 	young := time.Since(s.switched) < s.m.cfg.RollbackWindow
-	rollingBack := current != nil && s.rollingBack == current.ID
+	rollingBack := recorded && s.rollingBack == current.ID
+	canRollBack := recorded && release && young && current.RollbackOf == 0 && s.rollbackFailed != current.ID
+	restarts := restartsAfter(inst, time.Now())
 	s.mu.Unlock()
 	inst.retire()
 	s.event("instance %s %s", inst.rt.Name(), reason)
 	go s.stop(inst)
 	if rollingBack {
-		return // the rollback under way replaces the whole set
+		return // the rollback under way replaces the whole set (or heals it when it fails)
 	}
-	if release && young && current != nil && current.RollbackOf == 0 {
+	if canRollBack {
 		if prev := s.previous(current); prev != nil {
 			s.mu.Lock()
-			again := s.rollingBack == current.ID
-			s.rollingBack = current.ID
-			s.mu.Unlock()
-			if !again {
+			switch {
+			case s.rollbackFailed == current.ID:
+				// Another instance's rollback was tried and failed meanwhile, and
+				// counted this one among those to heal, or will.
+				s.mu.Unlock()
+				s.topUp()
+			case s.rollingBack == current.ID:
+				s.mu.Unlock()
+			default:
+				s.rollingBack = current.ID
+				s.mu.Unlock()
 				go s.autoRollback(current, prev, inst.rt.Name()+" "+reason)
 			}
 			return
 		}
 	}
-	go s.replace(t, gen, inst.restarts+1)
+	if t == nil {
+		return
+	}
+	s.mu.Lock()
+	s.pending[gen]++
+	s.mu.Unlock()
+	go s.replace(t, gen, restarts+1)
+}
+
+// topUp starts as many replacements as the live set lacks instances, counting those
+// under way: after an automatic rollback that did not happen, for the instances that
+// failed while it was tried.
+func (s *service) topUp() {
+	s.mu.Lock()
+	if s.gone || s.target == nil {
+		s.mu.Unlock()
+		return
+	}
+	t, gen := s.target, s.gen
+	missing := max(1, t.service.Replicas) - len(s.instances) - s.pending[gen]
+	if missing <= 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.pending[gen] += missing
+	s.mu.Unlock()
+	for range missing {
+		go s.replace(t, gen, 1)
+	}
 }
 
 // previous is the deployment the service ran before current, with another digest.
@@ -107,18 +182,32 @@ func (s *service) previous(current *store.Deployment) *store.Deployment {
 }
 
 // autoRollback switches back to prev because current's release turned unhealthy
-// within the rollback window.
+// within the rollback window. When the rollback fails, current's instances are healed
+// from then on (and not rolled back again); when a newer deploy got there first, the
+// rollback is abandoned. Either way the instances that failed meanwhile are replaced.
 func (s *service) autoRollback(current, prev *store.Deployment, why string) {
 	s.event("%s turned unhealthy %s after its switch: rolling back to %s", current.Tag,
 		time.Since(s.switchedAt()).Round(time.Second), prev.Tag)
-	_, err := s.m.rollback(s.m.ctx, current, prev, "automatic rollback: "+why, nil)
-	if err != nil {
-		s.event("automatic rollback to %s failed: %v; healing %s instead", prev.Tag, err, current.Tag)
-		s.mu.Lock()
-		t, gen := s.target, s.gen
-		s.mu.Unlock()
-		s.replace(t, gen, 1)
+	_, err := s.m.rollback(s.m.ctx, s, current, prev, "automatic rollback: "+why, nil)
+	s.mu.Lock()
+	if s.rollingBack == current.ID {
+		s.rollingBack = 0
 	}
+	superseded := errors.Is(err, errSuperseded)
+	if err != nil && !superseded {
+		s.rollbackFailed = current.ID
+	}
+	gone := s.gone
+	s.mu.Unlock()
+	switch {
+	case err == nil || gone:
+		return
+	case superseded:
+		s.event("automatic rollback of %s abandoned: %v", current.Tag, err)
+	default:
+		s.event("automatic rollback to %s failed: %v; healing %s instead", prev.Tag, err, current.Tag)
+	}
+	s.topUp()
 }
 
 func (s *service) switchedAt() time.Time {
@@ -128,39 +217,48 @@ func (s *service) switchedAt() time.Time {
 }
 
 // replace starts an instance of t in place of a failed one, backing off while new ones
-// keep failing, until one is healthy or a deploy moves the service on (gen changes).
+// keep failing (restart 2 on: see backoff), until one is healthy or a deploy moves the
+// service on (gen changes) or it is forgotten. Callers count it in s.pending[gen].
 func (s *service) replace(t *target, gen, restarts int) {
-	backoff := firstBackoff
-	for range restarts - 1 {
-		backoff = min(2*backoff, maxBackoff)
-	}
+	defer func() {
+		s.mu.Lock()
+		if s.pending[gen]--; s.pending[gen] <= 0 {
+			delete(s.pending, gen)
+		}
+		s.mu.Unlock()
+	}()
 	for {
+		if wait := backoff(restarts); wait > 0 {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
 		if !s.generation(gen) {
 			return
 		}
 		inst, err := s.start(s.m.ctx, t, restarts)
 		if err == nil {
 			s.mu.Lock()
-			if s.gen != gen {
+			if s.gen != gen || s.gone {
 				s.mu.Unlock()
 				s.stop(inst)
 				return
 			}
+			inst.gen = gen
 			s.instances = append(s.instances, inst)
 			s.publish()
 			s.mu.Unlock()
 			s.event("replaced by %s (restart %d)", inst.rt.Name(), restarts)
-			go s.supervise(inst, gen)
+			go s.supervise(inst)
 			return
 		}
-		s.event("replacement failed: %v; trying again in %s", err, backoff)
-		select {
-		case <-s.m.ctx.Done():
+		if !s.generation(gen) {
 			return
-		case <-time.After(backoff):
 		}
+		s.event("replacement failed: %v; trying again in %s", err, backoff(restarts+1))
 		restarts++
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -168,7 +266,7 @@ func (s *service) replace(t *target, gen, restarts int) {
 func (s *service) generation(gen int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.gen == gen && s.m.ctx.Err() == nil
+	return s.gen == gen && !s.gone && s.m.ctx.Err() == nil
 }
 
 // ServiceStatus is what runs of a service in an environment.

@@ -71,6 +71,7 @@ type Manager struct {
 	ephemeralBase string              // from environments.yml; "" for the caller's default
 	services      map[string]*service // by proxy key (service.env.localhost)
 	routes        map[string]*route   // by proxy key: the key's own listener
+	ephemeral     map[string]bool     // names of ephemeral environments lent out
 }
 
 // route is a proxy route's own loopback listener, the address instances reach it at.
@@ -96,7 +97,8 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
-	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, routes: map[string]*route{}}
+	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, routes: map[string]*route{},
+		ephemeral: map[string]bool{}}
 }
 
 // Request asks for a release of a project to run in an environment.
@@ -167,6 +169,8 @@ func (m *Manager) audit(d *store.Deployment, action, message string) {
 	actor := d.Trigger
 	if why, ok := strings.CutPrefix(actor, "automatic rollback: "); ok {
 		actor, message = "drover", "automatic rollback: "+why+"; "+message
+	} else if who, ok := strings.CutPrefix(actor, upTrigger); ok {
+		actor = who
 	}
 	e := &store.AuditEntry{Actor: actor, Action: action, Environment: d.Environment, Project: d.Project,
 		Digest: d.Digest, Run: d.Run, Deployment: d.ID, Result: d.Status, Message: message}
@@ -257,13 +261,36 @@ func (m *Manager) Rollback(ctx context.Context, envName, project, trigger string
 		return nil, fmt.Errorf("%s has run only %s:%s of %s; there is nothing to roll back to: %w",
 			envName, project, current.Tag, current.Service, ErrBadRequest)
 	}
-	return m.rollback(ctx, current, previous, trigger, log)
+	return m.rollback(ctx, nil, current, previous, trigger, log)
 }
 
-// rollback deploys previous's release in place of current's and marks current rolled back.
-func (m *Manager) rollback(ctx context.Context, current, previous *store.Deployment, trigger string, log func(string)) (*store.Deployment, error) {
+// errSuperseded is why a rollback is abandoned: the deployment it would undo no longer
+// runs.
+var errSuperseded = errors.New("superseded")
+
+// rollback deploys previous's release in place of current's and marks current rolled
+// back. s is the service to roll back; nil looks it up (creating it when the server runs
+// nothing of it, say after a failed restart). The rollback is abandoned, with an error
+// wrapping errSuperseded and ErrBadRequest, when the service runs another deployment
+// than current by the time it is its turn: it never undoes a newer deploy.
+func (m *Manager) rollback(ctx context.Context, s *service, current, previous *store.Deployment, trigger string, log func(string)) (*store.Deployment, error) {
 	if log == nil {
 		log = func(string) {}
+	}
+	if s == nil {
+		s = m.service(current.Environment, current.Service)
+	}
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	s.mu.Lock()
+	live, gone := s.current, s.gone
+	s.mu.Unlock()
+	if gone {
+		return nil, fmt.Errorf("roll %s in %s back: %w", s.name, s.env, errGone)
+	}
+	if live != nil && live.ID != current.ID {
+		return nil, fmt.Errorf("roll %s in %s back from %s: it runs %s (deployment #%d) now: %w: %w", s.name, s.env,
+			current.Tag, live.Tag, live.ID, errSuperseded, ErrBadRequest)
 	}
 	t, err := m.resolve(ctx, previous.Project, previous.Digest)
 	if err != nil {
@@ -272,14 +299,14 @@ func (m *Manager) rollback(ctx context.Context, current, previous *store.Deploym
 	if env, err := m.cfg.Store.Environment(ctx, current.Environment); err == nil {
 		t = withReplicas(t, env.Replicas)
 	}
-	d := &store.Deployment{Environment: current.Environment, Service: t.name, Project: previous.Project,
+	d := &store.Deployment{Environment: current.Environment, Service: s.name, Project: previous.Project,
 		Digest: previous.Digest, Tag: previous.Tag, Run: previous.Run, Strategy: BlueGreen, Status: StatusRunning,
 		Trigger: trigger, RollbackOf: current.ID}
 	if err := m.cfg.Store.CreateDeployment(ctx, d); err != nil {
 		return nil, err
 	}
-	log(fmt.Sprintf("rolling %s in %s back from %s to %s", t.name, current.Environment, current.Tag, previous.Tag))
-	err = m.service(current.Environment, t.name).deploy(ctx, t, d, log)
+	log(fmt.Sprintf("rolling %s in %s back from %s to %s", s.name, current.Environment, current.Tag, previous.Tag))
+	err = s.run(ctx, t, d, log, false)
 	m.finish(d, err)
 	m.audit(d, "rollback", fmt.Sprintf("from %s to %s", current.Tag, previous.Tag))
 	if err != nil {
@@ -298,7 +325,9 @@ func (m *Manager) rollback(ctx context.Context, current, previous *store.Deploym
 // Reconcile brings every environment back to what the store says it runs: it marks
 // deployments a stopped server left running as failed and starts the live release of
 // every service. Instances a crashed server left behind are the runtime's to kill
-// before this runs.
+// before this runs. A service a deploy reached since the server started is left alone,
+// and a restored release keeps the switch time it had (when its deployment finished):
+// a restart does not open a new rollback window.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	stale, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Status: []string{StatusRunning}, Limit: 1000})
 	if err != nil {
@@ -334,8 +363,14 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			// for another to start.
 			wg.Go(func() {
 				t, err := m.resolve(ctx, d.Project, d.Digest)
+				restored := false
 				if err == nil {
-					err = m.service(env.Name, d.Service).deploy(ctx, withReplicas(t, env.Replicas), d, func(string) {})
+					restored, err = m.service(env.Name, d.Service).restore(ctx, withReplicas(t, env.Replicas), d)
+				}
+				if err == nil && !restored {
+					m.cfg.Log.Info("a deploy since the server started got there first; not restarting the older release",
+						"env", env.Name, "service", d.Service, "release", d.Tag)
+					return
 				}
 				if err != nil {
 					mu.Lock()
@@ -371,11 +406,22 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	}
 }
 
-// forget stops a service's instances and drops it and its route listener.
+// forget stops a service's instances and drops it and its route listener. A deploy
+// under way there fails (its health waits end) and stops what it started; nothing
+// starts there again: not a replacement, not a rollback.
 func (m *Manager) forget(ctx context.Context, s *service) {
-	s.stopAll(ctx)
+	s.mu.Lock()
+	s.gone = true
+	s.mu.Unlock()
+	s.cancel()
+	s.stopAll(ctx) // what serves now, without waiting for a deploy under way
+	s.deployMu.Lock()
+	s.stopAll(ctx) // whatever that deploy left
+	s.deployMu.Unlock()
 	m.mu.Lock()
-	delete(m.services, s.key)
+	if m.services[s.key] == s {
+		delete(m.services, s.key)
+	}
 	rt := m.routes[s.key]
 	delete(m.routes, s.key)
 	m.mu.Unlock()
@@ -384,14 +430,34 @@ func (m *Manager) forget(ctx context.Context, s *service) {
 	}
 }
 
-// service returns the live state of a service in an environment.
+// closeRoutes closes the route listeners of every key in env, also those of services
+// that were required there but never ran.
+func (m *Manager) closeRoutes(env string) {
+	suffix := "." + env + ".localhost"
+	m.mu.Lock()
+	var rts []*route
+	for key, rt := range m.routes {
+		if strings.HasSuffix(key, suffix) {
+			rts = append(rts, rt)
+			delete(m.routes, key)
+		}
+	}
+	m.mu.Unlock()
+	for _, rt := range rts {
+		rt.srv.Close()
+	}
+}
+
+// service returns the live state of a service in an environment. A forgotten service
+// stays until forget is done with it: deploys to it fail meanwhile.
 func (m *Manager) service(env, name string) *service {
 	key := proxy.Key(name, env)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.services[key]
 	if s == nil {
-		s = &service{m: m, env: env, name: name, key: key}
+		s = &service{m: m, env: env, name: name, key: key, pending: map[int]int{}}
+		s.ctx, s.cancel = context.WithCancel(m.ctx)
 		m.services[key] = s
 	}
 	return s

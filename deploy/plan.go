@@ -198,7 +198,7 @@ func (m *Manager) applyOne(ctx context.Context, c Change, actor string, log func
 	return nil
 }
 
-// stopEnv stops every service of an environment.
+// stopEnv stops every service of an environment and closes its route listeners.
 func (m *Manager) stopEnv(ctx context.Context, env string) {
 	m.mu.Lock()
 	var svcs []*service
@@ -211,6 +211,7 @@ func (m *Manager) stopEnv(ctx context.Context, env string) {
 	for _, s := range svcs {
 		m.forget(ctx, s)
 	}
+	m.closeRoutes(env)
 }
 
 func specToEnv(s *pipeline.EnvironmentSpec) *store.Environment {

@@ -25,6 +25,10 @@ const maxEvents = 50
 type service struct {
 	m              *Manager
 	env, name, key string
+	// ctx ends when the service is forgotten: health waits of a deploy under way end
+	// with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	deployMu sync.Mutex // one deploy (or rollback) at a time
 
@@ -37,9 +41,17 @@ type service struct {
 	// rollingBack is the deployment an automatic rollback is undoing, so the other
 	// instances failing with it do not start more rollbacks.
 	rollingBack int64
-	seq         int // numbers instance names
-	events      []Event
+	// rollbackFailed is the deployment whose automatic rollback failed: its failing
+	// instances are healed rather than rolled back again.
+	rollbackFailed int64
+	pending        map[int]int // replacements under way, by the generation they serve
+	gone           bool        // forgotten (its environment went away): nothing starts here again
+	seq            int         // numbers instance names
+	events         []Event
 }
+
+// errGone is why a deploy to a service whose environment was taken down meanwhile fails.
+var errGone = errors.New("its environment was taken down")
 
 // Event is something that happened to a service, for its status.
 type Event struct {
@@ -53,6 +65,7 @@ type instance struct {
 	checker  *health.Checker
 	started  time.Time
 	restarts int           // how many instances this one's slot went through before it
+	gen      int           // the generation it serves in (guarded by service.mu)
 	retired  chan struct{} // closed when the instance leaves the live set on purpose
 	once     sync.Once
 }
@@ -75,16 +88,61 @@ func (s *service) event(format string, args ...any) {
 func (s *service) deploy(ctx context.Context, t *target, d *store.Deployment, log func(string)) error {
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
-	replicas := max(1, t.service.Replicas)
-	if d.Strategy == Rolling {
-		return s.rolling(ctx, t, d, replicas, log)
+	return s.run(ctx, t, d, log, false)
+}
+
+// restore starts d's release as the live one after the server started, unless a deploy
+// got there first (then it reports false). The restored release took the traffic when d
+// finished, before the restart: a restart does not open a fresh rollback window.
+func (s *service) restore(ctx context.Context, t *target, d *store.Deployment) (bool, error) {
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	s.mu.Lock()
+	busy := s.current != nil
+	s.mu.Unlock()
+	if busy {
+		return false, nil
 	}
-	return s.blueGreen(ctx, t, d, replicas, log)
+	return true, s.run(ctx, t, d, func(string) {}, true)
+}
+
+// run deploys t by d's strategy; callers hold deployMu. restored says d's release took
+// the traffic at d.Finished (Reconcile), not now.
+func (s *service) run(ctx context.Context, t *target, d *store.Deployment, log func(string), restored bool) error {
+	if s.isGone() {
+		return fmt.Errorf("deploy %s to %s: %w", s.name, s.env, errGone)
+	}
+	replicas := max(1, t.service.Replicas)
+	var err error
+	if d.Strategy == Rolling {
+		err = s.rolling(ctx, t, d, replicas, log, restored)
+	} else {
+		err = s.blueGreen(ctx, t, d, replicas, log, restored)
+	}
+	if err != nil && !errors.Is(err, errGone) && s.isGone() {
+		err = fmt.Errorf("deploy %s to %s: %w (%v)", s.name, s.env, errGone, err)
+	}
+	return err
+}
+
+func (s *service) isGone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gone
+}
+
+// switchedAt is when d's release takes the traffic: now, or for a restored one when d
+// finished.
+func switchedAt(d *store.Deployment, restored bool) time.Time {
+	if restored {
+		return d.Finished
+	}
+	return time.Now()
 }
 
 // blueGreen starts the whole new set, switches the route to it at once, then drains
 // and stops the old set. A new set that does not become healthy never gets traffic.
-func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment, replicas int, log func(string)) error {
+func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment, replicas int, log func(string), restored bool) error {
 	started := time.Now()
 	fresh := make([]*instance, replicas)
 	errs := make([]error, replicas)
@@ -93,17 +151,24 @@ func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment,
 		wg.Go(func() { fresh[i], errs[i] = s.start(ctx, t, 0) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	stopFresh := func() {
 		for _, inst := range fresh {
 			if inst != nil {
 				s.stop(inst)
 			}
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		stopFresh()
 		s.event("deploy of %s failed before the switch; %s keeps the traffic", t.rel.Tag, s.currentTag())
 		return err
 	}
 	log(fmt.Sprintf("%d of %d instances healthy in %s", replicas, replicas, time.Since(started).Round(time.Millisecond)))
-	old := s.switchTo(t, d, fresh)
+	old, err := s.switchTo(t, d, fresh, switchedAt(d, restored))
+	if err != nil {
+		stopFresh()
+		return err
+	}
 	log(fmt.Sprintf("switched %s in %s to %s after %s", s.name, s.env, t.rel.Tag, time.Since(started).Round(time.Millisecond)))
 	s.event("%s took the traffic (%d instances, %s)", t.rel.Tag, replicas, d.Strategy)
 	s.retire(ctx, old, log)
@@ -111,19 +176,43 @@ func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment,
 }
 
 // rolling replaces the instances one at a time: start one, add it, remove an old one.
-func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, replicas int, log func(string)) error {
+// The deploy's generation begins when its first instance takes traffic (the release's
+// switch, which opens its rollback window); every instance of an older generation is
+// old, whatever release it runs, and is retired by the end.
+//
+// A rolling deploy that fails halfway leaves the new instances that already took
+// traffic serving beside the old ones still there, and the service on its previous
+// deployment (the store's live one), which healing replaces failed instances with. A
+// first deploy that fails halfway stops what it started: nothing ran before it.
+func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, replicas int, log func(string), restored bool) error {
+	s.mu.Lock()
+	prevCurrent, prevTarget, prevSwitched := s.current, s.target, s.switched
+	s.mu.Unlock()
+	gen := 0 // this deploy's generation, once it took traffic
 	for i := range replicas {
 		inst, err := s.start(ctx, t, 0)
+		s.mu.Lock()
+		if err == nil && s.gone {
+			s.mu.Unlock()
+			s.stop(inst)
+			s.mu.Lock()
+			err = fmt.Errorf("deploy %s to %s: %w", s.name, s.env, errGone)
+		}
 		if err != nil {
-			s.event("rolling deploy of %s stopped at instance %d of %d", t.rel.Tag, i+1, replicas)
+			s.mu.Unlock()
+			s.rollingFailed(ctx, t, gen, prevCurrent, prevTarget, prevSwitched, i, replicas, log)
 			return err
 		}
-		s.mu.Lock()
-		s.gen++
+		if gen == 0 {
+			s.gen++
+			gen = s.gen
+			s.target, s.current, s.switched = t, d, switchedAt(d, restored)
+		}
+		inst.gen = gen
 		s.instances = append(s.instances, inst)
 		var out *instance
 		for _, o := range s.instances {
-			if o.rt.Name() != inst.rt.Name() && !s.isOf(o, t) {
+			if o.gen != gen {
 				out = o
 				break
 			}
@@ -131,11 +220,9 @@ func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, r
 		if out != nil {
 			s.instances = slices.DeleteFunc(s.instances, func(x *instance) bool { return x == out })
 		}
-		s.target, s.current = t, d
 		s.publish()
-		gen := s.gen
 		s.mu.Unlock()
-		go s.supervise(inst, gen)
+		go s.supervise(inst)
 		log(fmt.Sprintf("instance %d of %d of %s is serving", i+1, replicas, t.rel.Tag))
 		if out != nil {
 			s.retire(ctx, []*instance{out}, log)
@@ -145,13 +232,12 @@ func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, r
 	s.mu.Lock()
 	var extra []*instance
 	s.instances = slices.DeleteFunc(s.instances, func(x *instance) bool {
-		if !s.isOf(x, t) {
+		if x.gen != gen {
 			extra = append(extra, x)
 			return true
 		}
 		return false
 	})
-	s.switched = time.Now()
 	s.publish()
 	s.mu.Unlock()
 	s.retire(ctx, extra, log)
@@ -159,26 +245,63 @@ func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, r
 	return nil
 }
 
-// isOf reports whether inst runs t's release (its name carries the digest).
-func (s *service) isOf(inst *instance, t *target) bool {
-	return strings.Contains(inst.rt.Name(), "."+short(t.rel.Digest.String())[:8]+".")
+// rollingFailed leaves the service as a rolling deploy that failed at instance i
+// (0-based) left it: on its previous deployment, the instances serving now all healed
+// at gen (the failed deploy's generation, 0 when none of its instances took traffic).
+func (s *service) rollingFailed(ctx context.Context, t *target, gen int, prevCurrent *store.Deployment, prevTarget *target,
+	prevSwitched time.Time, i, replicas int, log func(string)) {
+	if gen == 0 {
+		s.event("rolling deploy of %s failed at its first instance; %s keeps the traffic", t.rel.Tag, s.currentTag())
+		return
+	}
+	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return
+	}
+	if prevTarget == nil {
+		// Nothing ran before: the failed deploy leaves nothing running.
+		fresh := s.instances
+		s.instances = nil
+		s.current, s.target, s.switched = nil, nil, time.Time{}
+		s.gen++
+		s.publish()
+		s.mu.Unlock()
+		s.retire(ctx, fresh, log)
+		s.event("rolling deploy of %s stopped at instance %d of %d; its first instances were stopped", t.rel.Tag, i+1, replicas)
+		return
+	}
+	s.current, s.target, s.switched = prevCurrent, prevTarget, prevSwitched
+	for _, x := range s.instances {
+		x.gen = gen
+	}
+	s.mu.Unlock()
+	s.event("rolling deploy of %s stopped at instance %d of %d; %d of its instances serve beside %s's", t.rel.Tag, i+1,
+		replicas, i, prevCurrent.Tag)
+	s.topUp() // old instances that failed before its first switch were not replaced
 }
 
 // switchTo makes fresh the live set of t and d, atomically for the proxy, and returns
-// the set it replaced.
-func (s *service) switchTo(t *target, d *store.Deployment, fresh []*instance) []*instance {
+// the set it replaced. It refuses when the service is gone.
+func (s *service) switchTo(t *target, d *store.Deployment, fresh []*instance, at time.Time) ([]*instance, error) {
 	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("deploy %s to %s: %w", s.name, s.env, errGone)
+	}
 	old := s.instances
 	s.instances = fresh
-	s.target, s.current, s.switched = t, d, time.Now()
+	s.target, s.current, s.switched = t, d, at
 	s.gen++
-	gen := s.gen
+	for _, inst := range fresh {
+		inst.gen = s.gen
+	}
 	s.publish()
 	s.mu.Unlock()
 	for _, inst := range fresh {
-		go s.supervise(inst, gen)
+		go s.supervise(inst)
 	}
-	return old
+	return old, nil
 }
 
 // publish gives the proxy the live set. Callers hold s.mu.
@@ -264,6 +387,7 @@ func (s *service) start(ctx context.Context, t *target, restarts int) (*instance
 	inst := &instance{rt: rt, checker: checker, started: time.Now(), restarts: restarts, retired: make(chan struct{})}
 	wctx, cancel := context.WithTimeout(ctx, s.m.cfg.HealthTimeout)
 	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)() // the service forgotten meanwhile
 	healthy := make(chan error, 1)
 	go func() { healthy <- health.WaitHealthy(wctx, checker) }()
 	select {
