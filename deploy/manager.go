@@ -195,9 +195,14 @@ func (m *Manager) Promote(ctx context.Context, project, from, env, trigger, mess
 	if err != nil {
 		return nil, fmt.Errorf("the release running in %s: %w", from, err)
 	}
+	// The digest that ran in from is what gets promoted. A deploy step deploys the run's
+	// artifact as it stands, so the run's release (tagged when it passed) can hold more
+	// (a later step's report or layer); what counts is that the run passed.
 	if !rel.Release {
-		return nil, fmt.Errorf("%s runs %s of run #%d, which did not pass its pipeline (it has no release tag): refusing to promote it: %w",
-			from, short(src.Digest), src.Run, ErrBadRequest)
+		if _, err := m.cfg.Releases.Get(ctx, project, release.Tag(rel.Run)); err != nil {
+			return nil, fmt.Errorf("%s runs %s of run #%d, which did not pass its pipeline (it has no release tag): refusing to promote it: %w",
+				from, short(src.Digest), rel.Run, ErrBadRequest)
+		}
 	}
 	if message == "" {
 		message = "promoted from " + from

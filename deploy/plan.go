@@ -272,6 +272,15 @@ func (m *Manager) Track(ctx context.Context, project, branch string, n int) {
 		if e.Track == "" || e.Track != branch {
 			continue
 		}
+		if e.Approval != "" {
+			// Approval-gated environments take releases through approved runs and
+			// promotions only, never behind a person's back.
+			m.cfg.Log.Warn("an environment with approval: does not track a branch", "env", e.Name, "branch", branch)
+			continue
+		}
+		if newer := m.runsNewer(ctx, e.Name, project, n); newer {
+			continue // a later run's release got there first (runs can pass out of order)
+		}
 		rel, err := m.cfg.Releases.Get(ctx, project, release.Tag(n))
 		if err != nil || !m.hasService(ctx, project, rel) {
 			return
@@ -283,4 +292,11 @@ func (m *Manager) Track(ctx context.Context, project, branch string, n int) {
 				"release", rel.Tag, "err", err)
 		}
 	}
+}
+
+// runsNewer reports whether env already runs a release of project from a run after n.
+func (m *Manager) runsNewer(ctx context.Context, env, project string, n int) bool {
+	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: env, Project: project,
+		Status: []string{StatusSuccess}, Limit: 1})
+	return err == nil && len(live) == 1 && live[0].Run > n
 }

@@ -106,6 +106,9 @@ func (d *decoder) environments(n *yaml.Node, out *Environments) {
 		if !isNull(v) {
 			decodeMapping(d, v, "environment "+k.Value, environmentFields(), e)
 		}
+		if e.Track != "" && e.Approval != "" {
+			d.errorf(k, "environment %s: track and approval do not go together: a tracking environment takes every release at once; promote into an approval-gated one", k.Value)
+		}
 		out.List = append(out.List, e)
 	}
 }

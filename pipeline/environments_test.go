@@ -45,3 +45,10 @@ func TestEnvironmentsErrorsNameLineAndColumn(t *testing.T) {
 		}
 	}
 }
+
+func TestTrackAndApprovalDoNotGoTogether(t *testing.T) {
+	_, err := ParseEnvironments("environments.yml", []byte("environments:\n  production: { track: main, approval: release-manager }\n"))
+	if err == nil || !strings.Contains(err.Error(), "environments.yml:2:3: environment production: track and approval do not go together") {
+		t.Errorf("err = %v", err)
+	}
+}
