@@ -101,48 +101,79 @@ func (r *Runner) supersede(ctx context.Context, run *store.Run) {
 	}
 	for _, o := range older {
 		if o.ID != run.ID && o.Number < run.Number {
-			_ = r.cancel(ctx, o, fmt.Sprintf("superseded by run #%d", run.Number))
+			_ = r.cancel(ctx, o, "drover", fmt.Sprintf("superseded by run #%d", run.Number))
 		}
 	}
 }
 
-// Cancel stops a queued or running run; who is recorded in the reason.
+// Cancel stops a queued, running or waiting run; who is recorded in the reason, and
+// rejects the approvals the run waits for.
 func (r *Runner) Cancel(ctx context.Context, project string, number int, who string) error {
 	run, err := r.cfg.Store.Run(ctx, project, number)
 	if err != nil {
 		return err
 	}
-	return r.cancel(ctx, run, "cancelled by "+who)
+	return r.cancel(ctx, run, who, "cancelled by "+who)
 }
 
-func (r *Runner) cancel(ctx context.Context, run *store.Run, reason string) error {
-	ok, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Pending, Waiting}, Cancelled, reason)
-	if err != nil {
-		return err
-	}
-	if ok {
-		if err := r.endSteps(ctx, run.ID, string(engine.Skipped), reason); err != nil {
+// cancelCause is why a run was cancelled and who cancelled it: the cause of its
+// context, so the run's end names who rejects the approvals it still asks for.
+type cancelCause struct{ by, reason string }
+
+func (c *cancelCause) Error() string { return c.reason }
+
+// approvalsCancelled is the message of the approvals a cancel rejects.
+const approvalsCancelled = "run cancelled"
+
+func (r *Runner) cancel(ctx context.Context, run *store.Run, by, reason string) error {
+	cause := &cancelCause{by: by, reason: reason}
+	for range 10 {
+		ok, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Pending, Waiting}, Cancelled, reason)
+		if err != nil {
 			return err
 		}
-		r.cfg.Hub.Notify(projectKey(run.Project), runKey(run.ID))
-		return nil
+		if ok {
+			// Not executing: close what the run left open, even if the asker goes away.
+			rec := context.WithoutCancel(ctx)
+			r.rejectPending(rec, run, by, approvalsCancelled)
+			if err := r.endSteps(rec, run.ID, string(engine.Skipped), reason); err != nil {
+				return err
+			}
+			r.cfg.Hub.Notify(projectKey(run.Project), runKey(run.ID))
+			return nil
+		}
+		retry, err := r.cancelExecuting(ctx, run, cause)
+		if !retry {
+			return err
+		}
+		// It went from running to waiting (or was queued again) meanwhile: cancel that.
 	}
+	return fmt.Errorf("run %s #%d keeps changing state: try again", run.Project, run.Number)
+}
+
+// cancelExecuting cancels a run that is not queued or waiting: it stops it when it
+// executes here, or has execute stop it at once. retry says the run was queued or
+// waiting after all.
+func (r *Runner) cancelExecuting(ctx context.Context, run *store.Run, cause *cancelCause) (retry bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if stop := r.cancels[run.ID]; stop != nil {
-		stop(errors.New(reason))
-		return nil
+		stop(cause)
+		return false, nil
 	}
-	// Not executing here: claimed but not started yet, or already over.
+	// Not executing here: claimed but not started yet, just ended, or already over.
 	cur, err := r.cfg.Store.RunByID(ctx, run.ID)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if cur.Status != Running {
-		return ErrFinished
+	switch cur.Status {
+	case Running:
+		r.cancelled[run.ID] = cause
+		return false, nil
+	case Pending, Waiting:
+		return true, nil
 	}
-	r.cancelled[run.ID] = errors.New(reason)
-	return nil
+	return false, ErrFinished
 }
 
 // Rerun queues the run's commit again. With fromStep, the steps the graph runs before it

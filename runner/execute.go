@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -52,6 +53,15 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 		// The server is stopping: leave the run as running; the next start marks it.
 		return
 	}
+	// From here a cancel no longer reaches the run through runCtx: it finds the run
+	// waiting in the store, or leaves its cause in r.cancelled while it still runs.
+	r.mu.Lock()
+	delete(r.cancels, run.ID)
+	r.mu.Unlock()
+	if status == Waiting && runCtx.Err() != nil {
+		// Cancelled just as it stopped to wait: the cancel wins.
+		status, reason = Cancelled, engine.CancelReason(runCtx)
+	}
 	run.Status, run.Reason, run.Artifact, run.Finished = status, reason, artifact, time.Now()
 	if status == Waiting {
 		run.Finished = time.Time{} // it goes on once the approval is decided
@@ -59,10 +69,34 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 	if err := r.cfg.Store.UpdateRun(rec, run); err != nil {
 		log.Error("record the run's end", "err", err)
 	}
+	r.mu.Lock()
+	late := r.cancelled[run.ID] // a cancel that came while it was ending
+	delete(r.cancelled, run.ID)
+	r.mu.Unlock()
 	if status == Waiting {
 		log.Info("run waiting", "reason", reason)
 		r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
+		if late != nil {
+			if err := r.cancel(rec, run, cancelledBy(late), late.Error()); err != nil {
+				log.Error("cancel the waiting run", "err", err)
+			}
+			return
+		}
+		// Approvals decided (or timed out) while other steps still ran could not resume
+		// the run then: resume it now. Decisions from now on find it waiting.
+		if ok, err := r.resumeIfDecided(rec, run.ID); err != nil {
+			log.Error("resume the run after its decided approvals", "err", err)
+		} else if ok {
+			log.Info("run resumed: its approvals were decided while it ran")
+		}
 		return // its pending steps stay pending
+	}
+	// Approvals it still asks for (a step failed, or it was cancelled, while they waited)
+	// are decided by its end.
+	if status == Cancelled {
+		r.rejectPending(rec, run, cancelledBy(context.Cause(runCtx)), approvalsCancelled)
+	} else {
+		r.rejectPending(rec, run, "drover", fmt.Sprintf("the run ended (%s) before anyone decided", status))
 	}
 	_ = r.endSteps(rec, run.ID, string(engine.Skipped), reason)
 	if status == Success && r.cfg.Released != nil {
@@ -70,6 +104,15 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 	}
 	log.Info("run finished", "status", status, "duration", run.Finished.Sub(run.Started).Round(time.Millisecond))
 	r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
+}
+
+// cancelledBy is who cancelled a run, from its cancel's cause.
+func cancelledBy(cause error) string {
+	var c *cancelCause
+	if errors.As(cause, &c) {
+		return c.by
+	}
+	return "drover"
 }
 
 // perform checks the run's commit out and runs its pipeline, returning the run's final
@@ -283,17 +326,20 @@ func minimalEnv() []string {
 	return env
 }
 
-// kept returns, for a re-run from a step, the earlier run's results of the steps that
-// neither are that step nor depend on it.
+// kept returns the results of the steps a run does not run again. A run resuming after
+// an approval keeps every step it finished before it waited: successes, allowed failures
+// and skips (its when: conditions were decided then, and stand). A re-run from a step
+// keeps the earlier run's successes of the steps that neither are that step nor depend
+// on it, with the decisions of the approval steps among them.
 func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (map[string]*engine.StepResult, error) {
-	// A run resuming after an approval keeps what it did before it waited.
 	own, err := r.cfg.Store.Steps(ctx, run.ID)
 	if err != nil {
 		return nil, err
 	}
 	resumed := map[string]*engine.StepResult{}
 	for _, s := range own {
-		if s.Status == Success {
+		switch {
+		case s.Status == Success, s.Status == string(engine.Skipped), s.Status == Failure && s.Allowed:
 			resumed[s.Name] = toResult(s)
 		}
 	}
@@ -312,7 +358,9 @@ func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (m
 		return nil, err
 	}
 	rerun := map[string]bool{}
+	nodes := map[string]*pipeline.Node{}
 	for _, n := range g.Nodes { // topological order: needs come first
+		nodes[n.Name] = n
 		if n.Name == run.FromStep || n.Step.Name == run.FromStep {
 			rerun[n.Name] = true
 		}
@@ -321,17 +369,56 @@ func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (m
 		}
 	}
 	done := map[string]*engine.StepResult{}
+	var approvals []*store.Approval
 	for _, s := range steps {
 		// Only successes are kept: a skip depended on how the old run went (an earlier
 		// failure, a cancel), so the engine decides skips afresh.
 		if rerun[s.Name] || s.Status != Success {
 			continue
 		}
+		if n := nodes[s.Name]; n != nil && n.Step.Approval != nil {
+			// The kept approval counts for this run too: deploys to environments
+			// that want it look for it among this run's approvals.
+			if approvals == nil {
+				if approvals, err = r.cfg.Store.Approvals(ctx, old.ID); err != nil {
+					return nil, err
+				}
+			}
+			if err := r.keepApproval(ctx, run, old, s.Name, approvals); err != nil {
+				return nil, err
+			}
+		}
 		res := toResult(s)
 		res.Reason = fmt.Sprintf("kept from run #%d", old.Number)
 		done[s.Name] = res
 	}
 	return done, nil
+}
+
+// keepApproval copies old's decision on its approval step to run, which keeps the step.
+func (r *Runner) keepApproval(ctx context.Context, run, old *store.Run, step string, approvals []*store.Approval) error {
+	for _, a := range approvals {
+		if a.Step != step || a.Decision == "pending" {
+			continue
+		}
+		got, err := r.cfg.Store.RequestApproval(ctx, &store.Approval{RunID: run.ID, Step: a.Step, Role: a.Role})
+		if err != nil {
+			return err
+		}
+		if got.Decision != "pending" {
+			return nil // copied already
+		}
+		got.Decision, got.Actor = a.Decision, a.Actor
+		got.Message = fmt.Sprintf("decided on run #%d", old.Number)
+		if a.Message != "" {
+			got.Message = a.Message + " (" + got.Message + ")"
+		}
+		if err := r.cfg.Store.DecideApproval(ctx, got); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		return nil
+	}
+	return nil
 }
 
 // toResult reads a stored step back as an engine result.

@@ -107,10 +107,14 @@ func New(cfg Config) *Runner {
 
 // Start recovers from a previous stop and starts the workers, which run until ctx ends.
 // Runs that were executing when the server stopped are marked error with the reason;
-// queued runs are run.
+// queued runs are run, and so are waiting runs whose approvals were all decided.
 func (r *Runner) Start(ctx context.Context) error {
 	if err := r.recover(ctx); err != nil {
 		return err
+	}
+	// Approvals decided while their run still ran, just before a stop.
+	if err := r.resumeDecided(ctx); err != nil {
+		return fmt.Errorf("resume runs whose approvals were decided: %w", err)
 	}
 	for range r.cfg.Workers {
 		r.wg.Add(1)
@@ -159,14 +163,14 @@ func (r *Runner) recover(ctx context.Context) error {
 	return nil
 }
 
-// endSteps gives the steps still pending or running a final status.
+// endSteps gives the steps still pending, running or waiting (approvals) a final status.
 func (r *Runner) endSteps(ctx context.Context, runID int64, status, reason string) error {
 	steps, err := r.cfg.Store.Steps(ctx, runID)
 	if err != nil {
 		return err
 	}
 	for _, s := range steps {
-		if s.Status != Pending && s.Status != Running {
+		if s.Status != Pending && s.Status != Running && s.Status != Waiting {
 			continue
 		}
 		s.Status, s.Reason = status, reason
