@@ -59,15 +59,11 @@ func environmentFields() []field[EnvironmentSpec] {
 func ParseEnvironments(file string, data []byte) (*Environments, error) {
 	d := &decoder{file: file}
 	out := &Environments{File: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, ErrorList{syntaxError(file, err)}
+	root, err := load(file, data)
+	if err != nil {
+		return nil, err
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = resolve(root.Content[0])
-	}
-	if root.Kind == 0 || root.Kind == yaml.DocumentNode || isNull(root) {
+	if root == nil {
 		return out, nil // no environments declared
 	}
 	top := []field[Environments]{

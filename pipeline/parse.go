@@ -14,15 +14,11 @@ import (
 func Parse(file string, data []byte) (*Pipeline, error) {
 	d := &decoder{file: file}
 	p := &Pipeline{File: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, ErrorList{syntaxError(file, err)}
+	root, err := load(file, data)
+	if err != nil {
+		return nil, err
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = resolve(root.Content[0])
-	}
-	if root.Kind == 0 || root.Kind == yaml.DocumentNode || isNull(root) {
+	if root == nil {
 		return nil, ErrorList{{File: file, Line: 1, Col: 1, Msg: "the file is empty; it needs a steps: list"}}
 	}
 	got := decodeMapping(d, root, "pipeline", pipelineFields(), p)
@@ -94,4 +90,21 @@ func (d *decoder) steps(n *yaml.Node) []*Step {
 		out = append(out, s)
 	}
 	return out
+}
+
+// load parses data as one YAML document and returns its root node, aliases resolved; nil
+// when the document is empty. A syntax error comes back as an ErrorList at its position.
+func load(file string, data []byte) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, ErrorList{syntaxError(file, err)}
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = resolve(root.Content[0])
+	}
+	if root.Kind == 0 || root.Kind == yaml.DocumentNode || isNull(root) {
+		return nil, nil
+	}
+	return root, nil
 }
