@@ -100,6 +100,20 @@ func readPid(t *testing.T, path string) int {
 	return pid
 }
 
+// waitForLine waits until path holds a whole line: a shell creates a file before it
+// writes to it, so its mere existence says too little.
+func waitForLine(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if data, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(data), "\n") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s never got a line", path)
+}
+
 func waitForFile(t *testing.T, path string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -205,7 +219,7 @@ steps:
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForFile(t, filepath.Join(dir, "shell.pid"))
+	waitForLine(t, filepath.Join(dir, "shell.pid"))
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}

@@ -160,6 +160,32 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 		t.Errorf("staging changed after a change that failed its API test: %d\n%s", code, body)
 	}
 
+	// A change whose release fails its health check never gets traffic: its ephemeral
+	// environment never comes up, and staging keeps what it runs.
+	git(t, repo, "revert", "--no-edit", "HEAD")
+	yml, _ := os.ReadFile(filepath.Join(repo, "drover.yml"))
+	os.WriteFile(filepath.Join(repo, "drover.yml"), []byte(strings.Replace(string(yml), "path: /healthz", "path: /broken", 1)), 0o644)
+	git(t, repo, "commit", "-q", "-am", "break the health check")
+	git(t, repo, "push", "-q", "origin", "main")
+	up.until(regexp.MustCompile(`^stock +#3 +api-test +failure: .*never became healthy`), 2*time.Minute)
+	if code, body := page(addr, "web", "staging"); code != 200 || !strings.Contains(body, "<td>120</td>") {
+		t.Errorf("staging changed after a change whose health check fails: %d\n%s", code, body)
+	}
+	// The front end's browser test ran in Chromium (which CI installs), or said why not.
+	req, _ := http.NewRequest("GET", server+"/api/v1/projects/web/runs/1/steps/browser-test/log", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		log, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := "in Chromium"
+		if _, err := exec.LookPath("chromium"); err != nil {
+			want = "browser test skipped: no chromium"
+		}
+		if !strings.Contains(string(log), want) {
+			t.Errorf("the browser-test step's log lacks %q:\n%s", want, log)
+		}
+	}
+
 	if code := up.stop(); code != 0 {
 		t.Errorf("drover up after Ctrl-C: exit %d\n%s", code, up.out)
 	}
