@@ -12,6 +12,7 @@ import (
 type releasesPage struct {
 	Project  string
 	Releases []release.Release
+	Deployed map[int][]string // run number -> environments running its release now
 }
 
 // releases lists a project's releases, newest first.
@@ -26,7 +27,22 @@ func (w *web) releases(rw http.ResponseWriter, r *http.Request) {
 		w.failErr(rw, r, fmt.Errorf("releases of %s: %w", p.Name, err))
 		return
 	}
-	w.render(rw, r, http.StatusOK, "releases", p.Name+" releases", releasesPage{Project: p.Name, Releases: rels})
+	page := releasesPage{Project: p.Name, Releases: rels, Deployed: map[int][]string{}}
+	if w.s.cfg.Deploys != nil {
+		envs, err := w.s.cfg.Store.Environments(r.Context())
+		if err != nil {
+			w.failErr(rw, r, err)
+			return
+		}
+		for _, e := range envs {
+			for _, st := range w.s.cfg.Deploys.Status(e.Name) {
+				if st.Project == p.Name && len(st.Instances) > 0 {
+					page.Deployed[st.Run] = append(page.Deployed[st.Run], e.Name)
+				}
+			}
+		}
+	}
+	w.render(rw, r, http.StatusOK, "releases", p.Name+" releases", page)
 }
 
 // runFiles is what the run page shows of the run's published artifact.

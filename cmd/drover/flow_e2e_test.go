@@ -85,4 +85,9 @@ steps:
 	if rel.Digest == "" || digests["staging"] != rel.Digest || digests["production"] != rel.Digest {
 		t.Errorf("release r1 is %s; staging runs %s, production %s", rel.Digest, digests["staging"], digests["production"])
 	}
+	// The releases page says where the release runs.
+	if page := s.text("/p/shop/releases"); !strings.Contains(page, `<a href="/env/production">production</a>`) ||
+		!strings.Contains(page, `<a href="/env/staging">staging</a>`) {
+		t.Errorf("the releases page does not say where r1 runs:\n%s", page)
+	}
 }
