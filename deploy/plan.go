@@ -55,8 +55,11 @@ func (m *Manager) Plan(ctx context.Context, envs *pipeline.Environments) ([]Chan
 			plan = append(plan, Change{Kind: "update", Env: spec.Name, Detail: diff, spec: spec})
 			if cur.Replicas != spec.Replicas {
 				for _, st := range m.Status(spec.Name) {
+					if st.Project == "" {
+						continue // nothing ever went live there
+					}
 					plan = append(plan, Change{Kind: "scale", Env: spec.Name, project: st.Project, ref: st.Digest,
-						Detail: fmt.Sprintf("%s %s: %d → %d instances", st.Service, st.Tag, len(st.Instances), replicasFor(spec, st))})
+						Detail: fmt.Sprintf("%s %s: %d → %s instances", st.Service, st.Tag, len(st.Instances), replicasFor(spec))})
 				}
 			}
 		}
@@ -84,12 +87,12 @@ func (m *Manager) Plan(ctx context.Context, envs *pipeline.Environments) ([]Chan
 	return plan, nil
 }
 
-// replicasFor is how many instances a service of st gets in spec's environment.
-func replicasFor(spec *pipeline.EnvironmentSpec, st ServiceStatus) int {
+// replicasFor says how many instances a service gets in spec's environment.
+func replicasFor(spec *pipeline.EnvironmentSpec) string {
 	if spec.Replicas > 0 {
-		return spec.Replicas
+		return fmt.Sprint(spec.Replicas)
 	}
-	return len(st.Instances)
+	return "its own number of"
 }
 
 // trackPlan lists the newest release on spec.Track of every project with a service that
@@ -144,11 +147,9 @@ func (m *Manager) Apply(ctx context.Context, envs *pipeline.Environments, actor 
 	if err != nil {
 		return nil, err
 	}
-	if envs.EphemeralBase != "" {
-		m.mu.Lock()
-		m.ephemeralBase = envs.EphemeralBase
-		m.mu.Unlock()
-	}
+	m.mu.Lock()
+	m.ephemeralBase = envs.EphemeralBase // "" again when the file no longer says: the server's default
+	m.mu.Unlock()
 	if len(plan) == 0 {
 		log("environments are as declared: nothing to change")
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/retention"
+	"github.com/drover-cd/drover/runner"
 )
 
 // Retention is what the registry keeps of runs' artifacts and how often it collects
@@ -36,7 +37,7 @@ func (s *Server) CollectGarbage(ctx context.Context, dryRun bool) (registry.GCRe
 		if err != nil {
 			continue // never published
 		}
-		pol := retention.Policy{KeepRuns: s.cfg.Retention.KeepRuns, KeepFor: s.cfg.Retention.KeepFor, Deployed: s.cfg.Retention.Deployed}
+		pol := retention.Policy{KeepRuns: s.cfg.Retention.KeepRuns, KeepFor: s.cfg.Retention.KeepFor, Deployed: s.keeps(ctx)}
 		if p.KeepRuns > 0 {
 			pol.KeepRuns = p.KeepRuns
 		}
@@ -58,6 +59,18 @@ func (s *Server) CollectGarbage(ctx context.Context, dryRun bool) (registry.GCRe
 			return pol.Select(repo, tags, now)
 		},
 	})
+}
+
+// keeps reports the runs whose artifacts retention must keep whatever their age: the
+// deployed ones, and the ones waiting for an approval (they publish again when they go on).
+func (s *Server) keeps(ctx context.Context) func(project string, run int) bool {
+	return func(project string, n int) bool {
+		if s.cfg.Retention.Deployed != nil && s.cfg.Retention.Deployed(project, n) {
+			return true
+		}
+		r, err := s.cfg.Store.Run(ctx, project, n)
+		return err != nil || r.Status == runner.Waiting // when unsure, keep
+	}
 }
 
 // CollectGarbageEvery runs CollectGarbage every Retention.Every until ctx ends.
