@@ -148,7 +148,10 @@ func (c *Catalog) get(ctx context.Context, project, repo, ref string, tags []str
 	rel := &Release{Project: project, Digest: d, Commit: a[ocispec.AnnotationRevision], Branch: a["dev.drover.branch"]}
 	rel.Run, _ = strconv.Atoi(a["dev.drover.run"])
 	rel.Tag = strconv.Itoa(rel.Run)
-	if slices.Contains(tags, Tag(rel.Run)) {
+	switch {
+	case ref == Tag(rel.Run): // listed by its release tag: d is what the tag names
+		rel.Tag, rel.Release = ref, true
+	case slices.Contains(tags, Tag(rel.Run)):
 		if td, err := c.tagDigest(ctx, repo, Tag(rel.Run)); err == nil && td == d {
 			rel.Tag, rel.Release = Tag(rel.Run), true
 		}

@@ -25,6 +25,9 @@ var releaseTagRE = regexp.MustCompile(`^r[0-9]+$`)
 // immutable: once written they name one digest for good.
 func IsReleaseTag(tag string) bool { return releaseTagRE.MatchString(tag) }
 
+// Immutable is registry.Registry's Immutable for Drover: release tags, in any repository.
+func Immutable(_, tag string) bool { return IsReleaseTag(tag) }
+
 // Tag returns the release tag of run number n.
 func Tag(n int) string { return "r" + strconv.Itoa(n) }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/internal/browsertest"
 	"github.com/drover-cd/drover/notify"
-	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/source"
@@ -46,11 +45,7 @@ func startWebLiveServer(t *testing.T) *webLiveServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(filepath.Join(dir, "registry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Immutable = func(_, tag string) bool { return release.IsReleaseTag(tag) }
+	reg := newTestRegistry(t, dir)
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(dir, "git")}
 	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Repos: hosting.RepoPath,

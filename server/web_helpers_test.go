@@ -33,6 +33,18 @@ type webEnv struct {
 	reg  *registry.Registry
 }
 
+// newTestRegistry is the registry in dir/registry, release tags immutable, as the server
+// wires it.
+func newTestRegistry(t *testing.T, dir string) *registry.Registry {
+	t.Helper()
+	reg, err := registry.New(filepath.Join(dir, "registry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Immutable = release.Immutable
+	return reg
+}
+
 func newWebEnv(t *testing.T, public bool) *webEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -46,11 +58,7 @@ func newWebEnv(t *testing.T, public bool) *webEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(filepath.Join(dir, "registry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Immutable = func(_, tag string) bool { return release.IsReleaseTag(tag) }
+	reg := newTestRegistry(t, dir)
 	e := &webEnv{t: t, st: st, hub: &notify.Hub{}, logs: logs, reg: reg}
 	// The runner is never started: it serves Cancel of queued runs.
 	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: e.hub, Repos: func(string) string { return "" }})

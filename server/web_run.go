@@ -113,6 +113,21 @@ func newRunPage(detail runJSON) runPage {
 	return page
 }
 
+// runForm is the run a form on its page was posted for, with the form parsed; false
+// when it answered an error itself.
+func (w *web) runForm(rw http.ResponseWriter, r *http.Request) (*store.Run, bool) {
+	run, ok := w.findRun(rw, r)
+	if !ok {
+		return nil, false
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		w.fail(rw, r, http.StatusBadRequest, fmt.Errorf("read the form: %w", err))
+		return nil, false
+	}
+	return run, true
+}
+
 // cancel is the Cancel button: it stops the run and returns to its page.
 func (w *web) cancel(rw http.ResponseWriter, r *http.Request) {
 	run, ok := w.findRun(rw, r)
@@ -130,13 +145,8 @@ func (w *web) cancel(rw http.ResponseWriter, r *http.Request) {
 // rerun is the Re-run buttons: it queues the run again, from the form's from_step if
 // given, and opens the new run.
 func (w *web) rerun(rw http.ResponseWriter, r *http.Request) {
-	run, ok := w.findRun(rw, r)
+	run, ok := w.runForm(rw, r)
 	if !ok {
-		return
-	}
-	r.Body = http.MaxBytesReader(rw, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		w.fail(rw, r, http.StatusBadRequest, fmt.Errorf("read the form: %w", err))
 		return
 	}
 	next, err := w.s.cfg.Runner.Rerun(r.Context(), run.Project, run.Number, r.PostForm.Get("from_step"), principal(r).Name)
@@ -149,13 +159,8 @@ func (w *web) rerun(rw http.ResponseWriter, r *http.Request) {
 
 // approve is the Approve and Reject buttons of a waiting run's page.
 func (w *web) approve(rw http.ResponseWriter, r *http.Request) {
-	run, ok := w.findRun(rw, r)
+	run, ok := w.runForm(rw, r)
 	if !ok {
-		return
-	}
-	r.Body = http.MaxBytesReader(rw, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		w.fail(rw, r, http.StatusBadRequest, fmt.Errorf("read the form: %w", err))
 		return
 	}
 	_, err := w.s.decide(r, run, r.PostForm.Get("step"), r.PostForm.Get("decision") == "approve", r.PostForm.Get("message"))

@@ -137,7 +137,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err != nil {
 		return err
 	}
-	reg.Immutable = func(_, tag string) bool { return release.IsReleaseTag(tag) }
+	reg.Immutable = release.Immutable
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
 	releases := &release.Catalog{Registry: reg}
