@@ -135,10 +135,11 @@ func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !s.mayChange(w, r, r.PathValue("env")) {
+	env, ok := s.mayChange(w, r, r.PathValue("env"))
+	if !ok {
 		return
 	}
-	if !s.notOwnChange(w, r, r.PathValue("env"), req.Project, req.Ref) {
+	if !s.notOwnChange(w, r, env, req.Project, req.Ref) {
 		return
 	}
 	if _, err := s.cfg.Store.Project(r.Context(), req.Project); err != nil {
@@ -159,7 +160,7 @@ func (s *Server) rollbackIn(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !s.mayChange(w, r, r.PathValue("env")) {
+	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {
 		return
 	}
 	log := &lineLog{}
@@ -200,12 +201,13 @@ func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !s.mayChange(w, r, r.PathValue("env")) {
+	env, ok := s.mayChange(w, r, r.PathValue("env"))
+	if !ok {
 		return
 	}
 	if live, err := s.cfg.Store.Deployments(r.Context(), store.DeploymentFilter{Environment: req.From, Project: req.Project,
 		Status: []string{deploy.StatusSuccess}, Limit: 1}); err == nil && len(live) == 1 {
-		if !s.notOwnChange(w, r, r.PathValue("env"), req.Project, live[0].Digest) {
+		if !s.notOwnChange(w, r, env, req.Project, live[0].Digest) {
 			return
 		}
 	}
@@ -391,38 +393,33 @@ func planLines(plan []deploy.Change) []string {
 }
 
 // mayChange checks that the caller may change env: an environment with approval: takes
-// changes only from holders of that approval role (or admins).
-func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) bool {
+// changes only from holders of that approval role (or admins). It returns the
+// environment, nil for one the change would create.
+func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) (*store.Environment, bool) {
 	e, err := s.cfg.Store.Environment(r.Context(), env)
 	if errors.Is(err, store.ErrNotFound) {
-		return true // a new environment: the developer role suffices
+		return nil, true // a new environment: the developer role suffices
 	}
 	if err != nil {
 		s.fail(w, r, err) // when unsure, refuse
-		return false
+		return nil, false
 	}
-	if e.Approval == "" {
-		return true
-	}
-	if p := principal(r); !p.CanApprove(e.Approval) {
+	if p := principal(r); e.Approval != "" && !p.CanApprove(e.Approval) {
 		s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("changes to %s need the %s approval role (drover token create --approves %s); %s has none",
 			env, e.Approval, e.Approval, p.Name))
-		return false
+		return nil, false
 	}
-	return true
+	return e, true
 }
 
-// notOwnChange refuses, for an environment with separation: true, a deploy or promotion
-// of project's release ref by the person who pushed the change it was built from.
-func (s *Server) notOwnChange(w http.ResponseWriter, r *http.Request, env, project, ref string) bool {
-	e, err := s.cfg.Store.Environment(r.Context(), env)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !e.Separation) {
+// notOwnChange refuses, for an environment e with separation: true (nil: one not made
+// yet), a deploy or promotion of project's release ref by the person who pushed the
+// change it was built from.
+func (s *Server) notOwnChange(w http.ResponseWriter, r *http.Request, e *store.Environment, project, ref string) bool {
+	if e == nil || !e.Separation {
 		return true
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return false
-	}
+	env := e.Name
 	p := principal(r)
 	if ref == "" { // the newest release, as Deploy takes it
 		rels, err := s.cfg.Releases.List(r.Context(), project)
