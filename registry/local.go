@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -160,5 +159,5 @@ func (v *verifier) Close() error { return v.f.Close() }
 
 // ValidRepository reports whether name is a valid repository name.
 func ValidRepository(name string) bool {
-	return len(name) <= maxNameLen && nameRE.MatchString(name) && !strings.Contains(name, "//")
+	return len(name) <= maxNameLen && nameRE.MatchString(name) // nameRE allows no empty path component
 }

@@ -80,7 +80,7 @@ func (w *web) publishedFiles(r *http.Request, project string, n int, digest stri
 	return out
 }
 
-// releaseTagURL is the page of the run a release came from.
+// releaseRunURL is the files section of the run a release came from.
 func releaseRunURL(project string, rel release.Release) string {
 	return runURL(project, rel.Run) + "#files-h"
 }
