@@ -114,7 +114,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	n := len(segs)
 	route := func(k int, h func(w http.ResponseWriter, req *http.Request, name string, args []string)) {
 		name := strings.Join(segs[:n-k], "/")
-		if len(name) > maxNameLen || !nameRE.MatchString(name) {
+		if !ValidRepository(name) {
 			writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name", map[string]string{"name": name})
 			return
 		}
