@@ -70,6 +70,9 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 		return nil, fmt.Errorf("nothing to run: name an environment to copy or releases to run: %w", ErrBadRequest)
 	}
 	env := &store.Environment{Name: req.Name, Strategy: BlueGreen, IdleTimeout: req.Idle}
+	if req.From != "" {
+		env.Runtime = m.runtimeOf(req.From) // a copy runs where what it copies runs
+	}
 	if err := m.cfg.Store.CreateEnvironment(ctx, env); err != nil {
 		return nil, err
 	}

@@ -150,19 +150,19 @@ func EphemeralName(project string, run int) string {
 	return strings.Trim(name, "-")
 }
 
-// reserveEphemeral picks the name of a new ephemeral environment: base, else base-2,
-// base-3 and so on, the first that no other lease holds, no service runs in and the
-// store has no environment called. free gives the name back.
-func (m *Manager) reserveEphemeral(ctx context.Context, base string) (name string, free func(), err error) {
+// reserveEphemeral picks the name of a new ephemeral environment copying from: want,
+// else want-2, want-3 and so on, the first that no other lease holds, no service runs
+// in and the store has no environment called. free gives the name back.
+func (m *Manager) reserveEphemeral(ctx context.Context, want, from string) (name string, free func(), err error) {
 	for k := 1; ; k++ {
-		name = base
+		name = want
 		if k > 1 {
-			name = fmt.Sprintf("%s-%d", base, k)
+			name = fmt.Sprintf("%s-%d", want, k)
 			if len(name) > 63 {
 				name = strings.TrimLeft(name[len(name)-63:], "-")
 			}
 		}
-		if !m.claim(name) {
+		if !m.claim(name, from) {
 			continue
 		}
 		_, err := m.cfg.Store.Environment(ctx, name)
@@ -182,12 +182,13 @@ func (m *Manager) reserveEphemeral(ctx context.Context, base string) (name strin
 	}
 }
 
-// claim marks name as an ephemeral environment's when nothing else uses it here.
-func (m *Manager) claim(name string) bool {
+// claim marks name as an ephemeral environment's, a copy of from, when nothing else
+// uses it here.
+func (m *Manager) claim(name, from string) bool {
 	suffix := "." + name + ".localhost"
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.ephemeral[name] {
+	if _, taken := m.ephemeral[name]; taken {
 		return false
 	}
 	for _, s := range m.services {
@@ -200,7 +201,7 @@ func (m *Manager) claim(name string) bool {
 			return false
 		}
 	}
-	m.ephemeral[name] = true
+	m.ephemeral[name] = from
 	return true
 }
 
@@ -221,7 +222,7 @@ func (m *Manager) ForStep(ctx context.Context, project string, n int, name, base
 	if digest == "" {
 		return nil, fmt.Errorf("an ephemeral environment runs this run's release, and no step before this one published artifacts: %w", ErrBadRequest)
 	}
-	env, free, err := m.reserveEphemeral(ctx, EphemeralName(project, n))
+	env, free, err := m.reserveEphemeral(ctx, EphemeralName(project, n), base)
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,12 @@ const (
 	StatusRolledBack = "rolled-back"
 )
 
+// The runtimes an environment's instances run on.
+const (
+	RuntimeProcess = "process" // process groups on this machine, from the unpacked release
+	RuntimeDocker  = "docker"  // containers of the release's image
+)
+
 // ErrBadRequest is wrapped by errors the caller can fix: an unknown release, a release
 // without a service: section, a bad strategy.
 var ErrBadRequest = errors.New("bad deploy request")
@@ -51,6 +57,15 @@ type Config struct {
 	Releases *release.Catalog
 	Repos    func(project string) string // the bare repository of a project
 	Runtime  runtime.Runtime
+	// Containers runs the instances of environments on the docker runtime; nil when the
+	// server has none.
+	Containers runtime.Runtime
+	// DefaultRuntime is RuntimeProcess (the default) or RuntimeDocker: where instances
+	// of every environment run.
+	DefaultRuntime string
+	// ImageRef turns a release's image (REPO@DIGEST in the registry) into a reference
+	// the engine pulls. Required with Containers.
+	ImageRef func(image string) string
 	Proxy    *proxy.Proxy
 	Dir      string // releases are unpacked in Dir/releases, instance logs go to Dir/logs
 	Log      *slog.Logger
@@ -71,7 +86,7 @@ type Manager struct {
 	ephemeralBase string              // from environments.yml; "" for the caller's default
 	services      map[string]*service // by proxy key (service.env.localhost)
 	routes        map[string]*route   // by proxy key: the key's own listener
-	ephemeral     map[string]bool     // names of ephemeral environments lent out
+	ephemeral     map[string]string   // ephemeral environments lent out, to the one each copies
 }
 
 // route is a proxy route's own loopback listener, the address instances reach it at.
@@ -98,7 +113,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.DrainTimeout = 30 * time.Second
 	}
 	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, routes: map[string]*route{},
-		ephemeral: map[string]bool{}}
+		ephemeral: map[string]string{}}
 }
 
 // Request asks for a release of a project to run in an environment.

@@ -217,7 +217,7 @@ func (m *Manager) stopEnv(ctx context.Context, env string) {
 
 func specToEnv(s *pipeline.EnvironmentSpec) *store.Environment {
 	return &store.Environment{Name: s.Name, Strategy: s.Strategy, Track: s.Track, Replicas: s.Replicas, Approval: s.Approval,
-		Separation: s.Separation, Managed: true}
+		Separation: s.Separation, Runtime: s.Runtime, Managed: true}
 }
 
 // describe is a new environment's settings, for the plan.
@@ -235,6 +235,9 @@ func describe(s *pipeline.EnvironmentSpec) string {
 	if s.Separation {
 		parts = append(parts, "pushers do not approve their own changes")
 	}
+	if s.Runtime != "" {
+		parts = append(parts, "runs on "+s.Runtime)
+	}
 	return "new environment, " + strings.Join(parts, ", ")
 }
 
@@ -251,6 +254,7 @@ func differences(cur *store.Environment, spec *pipeline.EnvironmentSpec) string 
 	diff("replicas", fmt.Sprint(cur.Replicas), fmt.Sprint(spec.Replicas))
 	diff("approval", cur.Approval, spec.Approval)
 	diff("separation", fmt.Sprint(cur.Separation), fmt.Sprint(spec.Separation))
+	diff("runtime", cur.Runtime, spec.Runtime)
 	return strings.Join(parts, ", ")
 }
 

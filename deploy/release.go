@@ -53,8 +53,8 @@ func (m *Manager) resolve(ctx context.Context, project, ref string) (*target, er
 	if p.Service == nil {
 		return nil, fmt.Errorf("%s:%s cannot be deployed: its drover.yml has no service: section saying how it runs: %w", project, rel.Tag, ErrBadRequest)
 	}
-	if p.Service.Command == "" {
-		return nil, fmt.Errorf("%s:%s cannot be deployed: service.command is empty: %w", project, rel.Tag, ErrBadRequest)
+	if p.Service.Command == "" && p.Service.Image == "" && rel.Image == "" {
+		return nil, fmt.Errorf("%s:%s cannot be deployed: service.command is empty and it built no image: %w", project, rel.Tag, ErrBadRequest)
 	}
 	t := &target{rel: rel, service: p.Service, name: p.Service.Name}
 	if t.name == "" {

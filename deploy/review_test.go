@@ -440,11 +440,11 @@ func TestEphemeralNamesOfOneRunDiffer(t *testing.T) {
 	ctx := context.Background()
 	m := New(ctx, Config{Proxy: proxy.New(nil)})
 	st := withStore(t, m)
-	a, freeA, err := m.reserveEphemeral(ctx, EphemeralName("shop", 12))
+	a, freeA, err := m.reserveEphemeral(ctx, EphemeralName("shop", 12), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, freeB, err := m.reserveEphemeral(ctx, EphemeralName("shop", 12))
+	b, freeB, err := m.reserveEphemeral(ctx, EphemeralName("shop", 12), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,21 +454,21 @@ func TestEphemeralNamesOfOneRunDiffer(t *testing.T) {
 	// Names the store or a running service has are skipped.
 	st.CreateEnvironment(ctx, &store.Environment{Name: "eph-shop-12-3", Strategy: BlueGreen})
 	m.service("eph-shop-12-4", "web")
-	c, freeC, err := m.reserveEphemeral(ctx, EphemeralName("shop", 12))
+	c, freeC, err := m.reserveEphemeral(ctx, EphemeralName("shop", 12), "")
 	if err != nil || c != "eph-shop-12-5" {
 		t.Errorf("third name %q %v, want eph-shop-12-5", c, err)
 	}
 	freeA()
 	freeA() // harmless
-	if again, _, _ := m.reserveEphemeral(ctx, EphemeralName("shop", 12)); again != "eph-shop-12" {
+	if again, _, _ := m.reserveEphemeral(ctx, EphemeralName("shop", 12), ""); again != "eph-shop-12" {
 		t.Errorf("a freed name was not reused: %q", again)
 	}
 	freeB()
 	freeC()
 
 	long := EphemeralName("a-very-long-project-name-that-goes-on-and-on-and-on-forever-x", 12)
-	m.reserveEphemeral(ctx, long)
-	n2, _, _ := m.reserveEphemeral(ctx, long)
+	m.reserveEphemeral(ctx, long, "")
+	n2, _, _ := m.reserveEphemeral(ctx, long, "")
 	if n2 == long || !validEnvName(n2) {
 		t.Errorf("second name of a long project: %q (valid %v)", n2, validEnvName(n2))
 	}
@@ -577,5 +577,27 @@ func TestRestartBackoff(t *testing.T) {
 	}
 	if got := restartsAfter(&instance{restarts: 5, started: now.Add(-2 * stableAfter)}, now); got != 0 {
 		t.Errorf("an instance up for long: %d", got)
+	}
+}
+
+// An ephemeral environment runs where the environment it copies runs: its runtime is
+// its base's, and after it is given back the name has none of its own.
+func TestEphemeralEnvironmentRunsWhereItsBaseRuns(t *testing.T) {
+	ctx := context.Background()
+	m := New(ctx, Config{Proxy: proxy.New(nil), DefaultRuntime: RuntimeProcess})
+	st := withStore(t, m)
+	if err := st.CreateEnvironment(ctx, &store.Environment{Name: "staging", Strategy: BlueGreen, Runtime: RuntimeDocker}); err != nil {
+		t.Fatal(err)
+	}
+	name, free, err := m.reserveEphemeral(ctx, EphemeralName("shop", 3), "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.runtimeOf(name); got != RuntimeDocker {
+		t.Errorf("%s runs on %q, want docker like staging", name, got)
+	}
+	free()
+	if got := m.runtimeOf(name); got != RuntimeProcess {
+		t.Errorf("after the lease, %s runs on %q, want the default", name, got)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/drover-cd/drover/health"
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/runtime"
+	"github.com/drover-cd/drover/runtime/container"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -367,7 +368,8 @@ func (s *service) stopAll(ctx context.Context) {
 // the server's context, not the request's: a deploy request that ends does not stop
 // what it started.
 func (s *service) start(ctx context.Context, t *target, restarts int) (*instance, error) {
-	env, err := s.environ(t)
+	docker := s.m.runtimeOf(s.env) == RuntimeDocker
+	env, err := s.environ(t, docker)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +379,18 @@ func (s *service) start(ctx context.Context, t *target, restarts int) (*instance
 	s.mu.Unlock()
 	spec := runtime.Spec{Name: name, Dir: t.dir, Command: t.service.Command, Env: env, StopTimeout: t.service.StopTimeout,
 		LogFile: filepath.Join(s.m.cfg.Dir, "logs", s.env, s.name, name+".log")}
-	rt, err := s.m.cfg.Runtime.Start(s.m.ctx, spec)
+	run := s.m.cfg.Runtime
+	if docker {
+		if run = s.m.cfg.Containers; run == nil {
+			return nil, errors.New("the docker runtime is not available on this server")
+		}
+		if err := s.containerSpec(&spec, t); err != nil {
+			return nil, err
+		}
+	} else if spec.Command == "" {
+		return nil, fmt.Errorf("%s of %s runs as a process here and has no service.command", s.name, t.rel.Tag)
+	}
+	rt, err := run.Start(s.m.ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -413,7 +426,7 @@ func tail(rt runtime.Instance) string {
 
 // environ is an instance's environment: a minimal inherited one, the service's env:,
 // what Drover knows about the deployment, and <NAME>_URL for every required service.
-func (s *service) environ(t *target) ([]string, error) {
+func (s *service) environ(t *target, docker bool) ([]string, error) {
 	var env []string
 	for _, k := range []string{"PATH", "HOME", "LANG", "TMPDIR", "TZ"} {
 		if v, ok := os.LookupEnv(k); ok {
@@ -426,6 +439,11 @@ func (s *service) environ(t *target) ([]string, error) {
 	env = append(env, "DROVER_ENV="+s.env, "DROVER_SERVICE="+s.name, "DROVER_RELEASE="+t.rel.Tag,
 		"DROVER_DIGEST="+t.rel.Digest.String(), fmt.Sprintf("DROVER_RUN=%d", t.rel.Run))
 	for _, req := range t.service.Requires {
+		if docker {
+			// Containers cannot reach the host's loopback; they reach each other by alias.
+			env = append(env, fmt.Sprintf("%s_URL=http://%s:%d", envName(req), alias(req, s.env), container.ContainerPort))
+			continue
+		}
 		u, err := s.m.URL(s.env, req)
 		if err != nil {
 			return nil, err

@@ -12,6 +12,9 @@ const (
 	AnnotationTestsFailed  = "dev.drover.tests.failed"  // test cases failed or errored
 	AnnotationTestsSkipped = "dev.drover.tests.skipped" // test cases skipped
 	AnnotationCoverage     = "dev.drover.coverage"      // covered statements in percent, one decimal
+	// AnnotationImage is the container image a build: step made, "REPO@DIGEST" in
+	// Drover's registry: what service.image: self deploys.
+	AnnotationImage = "dev.drover.image"
 )
 
 // OutcomeAnnotations describes what steps measured for a run's artifact manifest: when

@@ -31,6 +31,26 @@ type Spec struct {
 	Dir     string         // the workspace
 	Env     []string       // the complete environment, KEY=VALUE
 	Attempt int            // 1 for the first attempt
+
+	// Run is Job.ID: what a backend keeps per run (a container network) is named after it.
+	Run string
+	// Self is what image: self means: the image an earlier build: step of this run
+	// made (see StepResult.Image); "" when none has.
+	Self string
+	// ImageRef, for a build: step, is "REPO:TAG" in Drover's registry to push the image
+	// to; "" keeps it on this machine.
+	ImageRef string
+	// Annotations are the job's, for a build: step to label its image with.
+	Annotations map[string]string
+	// Built is called by a backend that ran a build: step with the image it made:
+	// "REPO@DIGEST" when pushed to ImageRef's repository, else the image id.
+	Built func(image string)
+}
+
+// RunEnder is implemented by backends that keep something per run (a container
+// network): EndRun is called once the run's steps are over, with Spec.Run.
+type RunEnder interface {
+	EndRun(ctx context.Context, run string)
 }
 
 // Supporter is implemented by backends that cannot run every step, e.g. a process backend

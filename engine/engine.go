@@ -6,10 +6,12 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +63,18 @@ type Job struct {
 	// Deploy carries out deploy: steps; nil skips them with the reason that they need a
 	// server. The engine hands it the run's artifact as it stands when the step starts.
 	Deploy func(ctx context.Context, d Deployment) error
+	// ID identifies the run among all runs on this machine, e.g. "shop-12"; a backend
+	// names what it keeps per run (a container network) after it. "" gets a random one.
+	ID string
+	// ImageRepo is where build: steps push their image: a repository of Drover's
+	// registry, e.g. "shop/image"; the image is tagged with the run's number. "" keeps
+	// built images on this machine.
+	ImageRepo string
+	// AnnotateImage, when set, is given each image a build: step pushed to ImageRepo
+	// ("REPO@DIGEST") and the tags it was pushed under, and returns the reference the
+	// run uses from then on (a server stores it again with the run's annotations). An
+	// error fails the step.
+	AnnotateImage func(ctx context.Context, ref string, tags []string) (string, error)
 	// Cleanup is the context clean-up steps (when: {status: always}) run under, so they
 	// still run after ctx is cancelled and can be stopped separately (a second Ctrl-C).
 	// Nil means context.WithoutCancel(ctx).
@@ -90,6 +104,9 @@ func (e *Engine) Run(ctx context.Context, job Job) (*RunResult, error) {
 	}
 	if r.job.Cleanup == nil {
 		r.job.Cleanup = context.WithoutCancel(ctx)
+	}
+	if r.job.ID == "" {
+		r.job.ID = randomID()
 	}
 	return r.execute(ctx), nil
 }
@@ -188,7 +205,8 @@ func (r *run) execute(ctx context.Context) *RunResult {
 					art, err := r.publish(r.finished())
 					env = &envPrep{art: art, err: err}
 				}
-				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n, env)} }()
+				self := r.self()
+				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n, env, self)} }()
 			}
 		}
 		if finished == len(nodes) {
@@ -216,6 +234,9 @@ func (r *run) execute(ctx context.Context) *RunResult {
 	for _, n := range nodes {
 		res.Steps = append(res.Steps, r.results[n])
 	}
+	if ender, ok := r.e.Backend.(RunEnder); ok {
+		ender.EndRun(r.job.Cleanup, r.job.ID)
+	}
 	res.Status = r.status(ctx, res.Steps)
 	if desc, err := r.publish(res.Steps); err != nil {
 		res.Status, res.Reason = Errored, "publishing the run's artifact failed: "+err.Error()
@@ -224,6 +245,23 @@ func (r *run) execute(ctx context.Context) *RunResult {
 	}
 	r.emit(Event{Type: RunFinished, Run: res})
 	return res
+}
+
+// self is the image the newest finished build: step made, for image: self; "" when
+// none has.
+func (r *run) self() string {
+	return builtImage(r.finished())
+}
+
+// builtImage is the image the last build: step among steps made.
+func builtImage(steps []*StepResult) string {
+	img := ""
+	for _, s := range steps {
+		if s != nil && s.Image != "" && s.Status == Success {
+			img = s.Image
+		}
+	}
+	return img
 }
 
 // ready reports whether every node n needs has finished.
@@ -325,14 +363,23 @@ func (r *run) publish(steps []*StepResult) (*ocispec.Descriptor, error) {
 	for _, s := range steps {
 		layers = append(layers, s.Artifacts...)
 	}
-	if len(layers) == 0 || r.job.Artifacts == nil {
+	img := builtImage(steps)
+	if len(layers) == 0 && !strings.Contains(img, "@") || r.job.Artifacts == nil {
 		return nil, nil
 	}
 	ann := OutcomeAnnotations(steps)
 	maps.Copy(ann, r.job.Annotations)
+	if strings.Contains(img, "@") {
+		ann[AnnotationImage] = img
+	}
 	desc, err := r.job.Artifacts.PutManifest(layers, ann)
 	if err != nil {
 		return nil, fmt.Errorf("write artifact manifest: %w", err)
 	}
 	return &desc, nil
+}
+
+// randomID names a run that came without an ID.
+func randomID() string {
+	return "run-" + rand.Text()[:10]
 }

@@ -401,3 +401,72 @@ steps:
 		t.Errorf("test ran again or build did not: %q %q", rec.logs("test"), rec.logs("build"))
 	}
 }
+
+// A built image is handed to Job.AnnotateImage with the tags it was pushed under; what
+// that returns is the image later steps run in and the release names. A failure to
+// annotate fails the build step.
+func TestBuiltImagesAreAnnotated(t *testing.T) {
+	yml := `
+steps:
+  - {name: image, build: {context: ., tags: [latest]}}
+  - {name: inside, needs: [image], image: self, run: self}
+`
+	var gotRef string
+	var gotTags []string
+	res, rec := runJob(t, newFake(), 1, yml, func(j *Job) {
+		j.ImageRepo = "shop/image"
+		j.Artifacts, _ = artifact.Open(filepath.Join(j.Workspace, ".drover", "artifacts"))
+		j.AnnotateImage = func(_ context.Context, ref string, tags []string) (string, error) {
+			gotRef, gotTags = ref, tags
+			return "shop/image@sha256:annotated", nil
+		}
+	})
+	if res.Status != Success || gotRef != "shop/image@sha256:pushed" || strings.Join(gotTags, " ") != "7 latest" {
+		t.Fatalf("%s; annotated %q with tags %v", statuses(res), gotRef, gotTags)
+	}
+	if logs := rec.logs("inside"); len(logs) != 1 || logs[0] != "shop/image@sha256:annotated" {
+		t.Errorf("image: self ran in %v, want the annotated image", logs)
+	}
+	if img := result(t, res, "image").Image; img != "shop/image@sha256:annotated" {
+		t.Errorf("the step's image: %q", img)
+	}
+
+	res, _ = runJob(t, newFake(), 1, yml, func(j *Job) {
+		j.ImageRepo = "shop/image"
+		j.AnnotateImage = func(context.Context, string, []string) (string, error) {
+			return "", errors.New("registry full")
+		}
+	})
+	if s := result(t, res, "image"); s.Status != Errored || !strings.Contains(s.Reason, "registry full") || statuses(res) != "image=error inside=skipped" {
+		t.Errorf("a failed annotation: %s %q", statuses(res), s.Reason)
+	}
+}
+
+// An image pushed before the run was cancelled is still annotated: retention finds
+// registry images by their annotations.
+func TestAnImagePushedBeforeACancelIsAnnotated(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	annotated := ""
+	job := Job{Graph: compile(t, "steps:\n  - {name: image, build: {context: ., tags: [block]}}\n"), Workspace: t.TempDir(),
+		Vars: Vars{Run: 3}, ImageRepo: "shop/image",
+		Sink: SinkFunc(func(e Event) {
+			if e.Type == StepStarted {
+				cancel()
+			}
+		}),
+		AnnotateImage: func(actx context.Context, ref string, _ []string) (string, error) {
+			if actx.Err() != nil {
+				return "", actx.Err()
+			}
+			annotated = ref
+			return "shop/image@sha256:annotated", nil
+		}}
+	res, err := (&Engine{Backend: newFake()}).Run(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != Cancelled || annotated != "shop/image@sha256:pushed" {
+		t.Errorf("run %s, annotated %q; want cancelled with the pushed image annotated", res.Status, annotated)
+	}
+}

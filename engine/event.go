@@ -85,6 +85,9 @@ type StepResult struct {
 	Finished  time.Time            `json:"finished,omitzero"`
 	Reports   *report.Summary      `json:"reports,omitempty"`   // nil when the step declares no reports
 	Artifacts []ocispec.Descriptor `json:"artifacts,omitempty"` // one layer per declared path
+	// Image is what a build: step made: "REPO@DIGEST" in Drover's registry, or an image
+	// id ("sha256:...") kept on this machine when the run pushes nowhere.
+	Image string `json:"image,omitempty"`
 }
 
 // Duration is how long the step ran; 0 when it did not.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,10 @@ import (
 //	flaky N     fail (exit 1) on the first N attempts, then succeed
 //	env NAME    print NAME=value from the environment
 //	write F T   write text T to workspace file F
+//	self        print the image "image: self" names
+//
+// A build: step "pushes" its image: it reports REPO@sha256:pushed for its ImageRef, then,
+// with the tag "block", waits until ctx is done.
 type fakeBackend struct {
 	mu      sync.Mutex
 	running int
@@ -44,6 +49,15 @@ func (f *fakeBackend) Exec(ctx context.Context, spec *Spec, out io.Writer) (int,
 		f.spans[spec.Name] = [2]time.Time{start, time.Now()}
 		f.mu.Unlock()
 	}()
+	if spec.Step.Build != nil {
+		repo, _, _ := strings.Cut(spec.ImageRef, ":")
+		spec.Built(repo + "@sha256:pushed")
+		if slices.Contains(spec.Step.Build.Tags, "block") { // pushed, then cancelled
+			<-ctx.Done()
+			return 143, context.Cause(ctx)
+		}
+		return 0, nil
+	}
 	env := map[string]string{}
 	for _, kv := range spec.Env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -54,6 +68,8 @@ func (f *fakeBackend) Exec(ctx context.Context, spec *Spec, out io.Writer) (int,
 		switch word {
 		case "echo":
 			fmt.Fprintln(out, arg)
+		case "self":
+			fmt.Fprintln(out, spec.Self)
 		case "env":
 			fmt.Fprintf(out, "%s=%s\n", arg, env[arg])
 		case "sleep", "block":

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +20,7 @@ func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s",
 
 // runStep runs every attempt of n and returns its result. It does not touch r.results:
 // the scheduling loop records the result.
-func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep) *StepResult {
+func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self string) *StepResult {
 	s := n.Step
 	res := &StepResult{Name: n.Name, Started: r.now()}
 	var extra []string
@@ -42,7 +43,7 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep) *Step
 		if attempt > 1 {
 			r.note(n, attempt, fmt.Sprintf("retrying: attempt %d of %d", attempt, attempts))
 		}
-		r.attempt(ctx, n, attempt, res, extra)
+		r.attempt(ctx, n, attempt, res, extra, self)
 		if res.Status == Success || res.Status == Cancelled || res.Status == Errored || ctx.Err() != nil {
 			break
 		}
@@ -58,7 +59,7 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep) *Step
 }
 
 // attempt runs the script once and reads its reports, setting res.Status and res.Reason.
-func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *StepResult, extra []string) {
+func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *StepResult, extra []string, self string) {
 	s := n.Step
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	if s.Timeout > 0 {
@@ -73,14 +74,35 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 		Dir:     r.job.Workspace,
 		Env:     append(stepEnv(r.job.BaseEnv, r.job.Graph.Pipeline, n, r.job.Vars, r.job.Overrides, attempt), extra...),
 		Attempt: attempt,
+		Run:     r.job.ID,
+		Self:    self,
 	}
+	if s.Build != nil && r.job.ImageRepo != "" {
+		spec.ImageRef = fmt.Sprintf("%s:%d", r.job.ImageRepo, r.job.Vars.Run)
+	}
+	if s.Build != nil {
+		spec.Annotations = r.job.Annotations
+	}
+	var built string
+	spec.Built = func(image string) { built = image }
 	r.emit(Event{Type: StepStarted, Step: n.Name, Attempt: attempt})
 	out := &lineWriter{emit: func(line string) {
 		r.emit(Event{Type: StepLog, Step: n.Name, Attempt: attempt, Line: line})
 	}}
 	code, err := r.e.Backend.Exec(actx, spec, out)
-	out.Flush()
 	res.ExitCode = code
+	// An image that reached the registry gets the run's annotations even when the run
+	// was cancelled meanwhile: retention finds a registry image by them.
+	var annotateErr error
+	if strings.Contains(built, "@") && r.job.AnnotateImage != nil {
+		tags := append([]string{strconv.Itoa(r.job.Vars.Run)}, s.Build.Tags...)
+		ref, err := r.job.AnnotateImage(context.WithoutCancel(ctx), built, tags)
+		if annotateErr = err; err == nil {
+			built = ref
+			fmt.Fprintf(out, "annotated the image with the run's facts: %s\n", built)
+		}
+	}
+	out.Flush()
 
 	var timeout *TimeoutError
 	switch {
@@ -94,8 +116,14 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 		return
 	case code != 0:
 		res.Status, res.Reason = Failure, fmt.Sprintf("exit code %d", code)
+	case s.Build != nil && built == "":
+		res.Status, res.Reason = Errored, "the build step reported no image"
+		return
+	case annotateErr != nil:
+		res.Status, res.Reason = Errored, "annotate the built image: "+annotateErr.Error()
+		return
 	default:
-		res.Status, res.Reason = Success, ""
+		res.Status, res.Reason, res.Image = Success, "", built
 	}
 	r.readReports(n, attempt, res)
 }

@@ -236,6 +236,29 @@ func (d *decoder) strList(n *yaml.Node, what string) ([]string, []Pos) {
 	return out, at
 }
 
+var (
+	// imageTagRE is the OCI distribution spec's tag grammar.
+	imageTagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	// runTagRE matches the names Drover gives a run's image itself: its number and
+	// release tag r<number>, which the registry keeps immutable.
+	runTagRE = regexp.MustCompile(`^r?[0-9]+$`)
+)
+
+// imageTags decodes build.tags: valid tag names that are not Drover's own.
+func (d *decoder) imageTags(n *yaml.Node) []string {
+	tags, at := d.strList(n, "build.tags")
+	for i, t := range tags {
+		node := &yaml.Node{Line: at[i].Line, Column: at[i].Col}
+		switch {
+		case !imageTagRE.MatchString(t):
+			d.errorf(node, "build.tags: %q is not a tag: letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'", t)
+		case runTagRE.MatchString(t):
+			d.errorf(node, "build.tags: %q is Drover's: every image is tagged with its run's number, and r<number> names releases; choose another name", t)
+		}
+	}
+	return tags
+}
+
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // env decodes a mapping of variable names to scalar values, keeping the written order.

@@ -30,6 +30,8 @@ type EnvironmentSpec struct {
 	Approval string // approval role every deploy here needs
 	// Separation: whoever pushed a change may not approve it for this environment.
 	Separation bool
+	// Runtime is where services run here: "" (the server's --runtime), process or docker.
+	Runtime string
 }
 
 var envNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -49,6 +51,13 @@ func environmentFields() []field[EnvironmentSpec] {
 			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) { e.Replicas = d.integer(n, "replicas", 1, 100) }},
 		{"approval", "An approval role every deploy here needs (deploys by runs wait for it).", stringSchema,
 			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) { e.Approval = d.str(n, "approval") }},
+		{"runtime", "Where services run here: process or docker. Default: the server's --runtime.", stringSchema,
+			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) {
+				e.Runtime = d.str(n, "runtime")
+				if e.Runtime != "process" && e.Runtime != "docker" {
+					d.errorf(n, "runtime %q: use process or docker", e.Runtime)
+				}
+			}},
 		{"separation", "Whoever pushed a change may not approve it for this environment. Default: false.", booleanSchema,
 			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) { e.Separation = d.boolean(n, "separation") }},
 	}

@@ -10,7 +10,7 @@ func TestParseEnvironments(t *testing.T) {
 environments:
   integration: { track: main }
   staging:     { strategy: blue-green }
-  production:  { strategy: rolling, approval: release-manager, replicas: 3 }
+  production:  { strategy: rolling, approval: release-manager, replicas: 3, runtime: docker }
   ephemeral:   { base: staging }
 `))
 	if err != nil {
@@ -20,7 +20,7 @@ environments:
 		t.Fatalf("parsed %+v", envs)
 	}
 	p := envs.List[1]
-	if p.Name != "production" || p.Strategy != "rolling" || p.Approval != "release-manager" || p.Replicas != 3 {
+	if p.Name != "production" || p.Strategy != "rolling" || p.Approval != "release-manager" || p.Replicas != 3 || p.Runtime != "docker" {
 		t.Errorf("production: %+v", p)
 	}
 	if i := envs.List[0]; i.Name != "integration" || i.Track != "main" || i.Strategy != "blue-green" || i.Pos.Line != 3 {
@@ -33,12 +33,14 @@ func TestEnvironmentsErrorsNameLineAndColumn(t *testing.T) {
   staging: { strategy: canary }
   Prod: {}
   qa: { tracks: main }
+  dev: { runtime: kubernetes }
 `))
 	got := err.Error()
 	for _, want := range []string{
 		`environments.yml:2:24: strategy "canary": use blue-green or rolling`,
 		`environments.yml:3:3: environment name "Prod"`,
 		`environments.yml:4:9: `, `did you mean "track"`,
+		`environments.yml:5:19: runtime "kubernetes": use process or docker`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors lack %q:\n%s", want, got)

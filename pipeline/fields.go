@@ -175,8 +175,8 @@ func buildFields() []field[Build] {
 			func(d *decoder, n *yaml.Node, b *Build) { b.Context = d.str(n, "build.context") }},
 		{"dockerfile", "Dockerfile path inside the context. Default: Dockerfile.", stringSchema,
 			func(d *decoder, n *yaml.Node, b *Build) { b.Dockerfile = d.str(n, "build.dockerfile") }},
-		{"tags", "Extra tags for the image. Default: the run number.", stringListSchema,
-			func(d *decoder, n *yaml.Node, b *Build) { b.Tags, _ = d.strList(n, "build.tags") }},
+		{"tags", "Extra tags for the image, beside the run number (e.g. latest); not a number or a release tag (r12).", stringListSchema,
+			func(d *decoder, n *yaml.Node, b *Build) { b.Tags = d.imageTags(n) }},
 	}
 }
 

@@ -3,6 +3,7 @@ package procgroup
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -137,6 +138,16 @@ func TestKillLeftoversFindsGroupsWhoseLeaderExited(t *testing.T) {
 	}
 	child, _ := strconv.Atoi(strings.TrimSpace(string(data)))
 	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	// The shell reports the child as soon as it forks; until the child has become
+	// sleep, /proc may show it mid-exec, without its environment.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child)); strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background child never became sleep")
+		}
+	}
 	if err := r.Record(cmd.Process.Pid, ""); err != nil {
 		t.Fatal(err)
 	}

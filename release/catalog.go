@@ -44,6 +44,9 @@ type Release struct {
 	Coverage *float64      `json:"coverage,omitempty"` // percent
 	Size     int64         `json:"size"`               // bytes of all layers, compressed
 	Layers   []Layer       `json:"layers"`
+	// Image is the container image the run's build: step made, "REPO@DIGEST" in the
+	// registry; "" when it built none.
+	Image string `json:"image,omitempty"`
 }
 
 // Tests are the summed test counts of a run's reports.
@@ -145,7 +148,8 @@ func (c *Catalog) get(ctx context.Context, project, repo, ref string, tags []str
 		return nil, fmt.Errorf("%s:%s is not a Drover run artifact: %w", project, ref, ErrNotFound)
 	}
 	a := m.Annotations
-	rel := &Release{Project: project, Digest: d, Commit: a[ocispec.AnnotationRevision], Branch: a["dev.drover.branch"]}
+	rel := &Release{Project: project, Digest: d, Commit: a[ocispec.AnnotationRevision], Branch: a["dev.drover.branch"],
+		Image: a["dev.drover.image"]}
 	rel.Run, _ = strconv.Atoi(a["dev.drover.run"])
 	rel.Tag = strconv.Itoa(rel.Run)
 	switch {

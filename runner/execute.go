@@ -2,10 +2,12 @@ package runner
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -171,26 +173,30 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	if layout != nil {
 		defer os.RemoveAll(layout.Dir())
 	}
+	annotations := map[string]string{
+		"org.opencontainers.image.revision": run.Commit,
+		"org.opencontainers.image.created":  run.Started.UTC().Format(time.RFC3339),
+		"dev.drover.project":                run.Project,
+		"dev.drover.run":                    fmt.Sprint(run.Number),
+		"dev.drover.branch":                 run.Branch,
+	}
 	eng := &engine.Engine{Backend: r.cfg.Backend, Parallel: r.cfg.Parallel}
 	res, err := eng.Run(ctx, engine.Job{
-		Graph:     g,
-		Workspace: ws,
-		Vars:      engine.Vars{Run: run.Number, Branch: run.Branch, Commit: run.Commit, Event: run.Event, Workspace: ws},
-		Trigger:   trigger,
-		BaseEnv:   minimalEnv(),
-		Sink:      sink,
-		Artifacts: layout,
-		Annotations: map[string]string{
-			"org.opencontainers.image.revision": run.Commit,
-			"org.opencontainers.image.created":  run.Started.UTC().Format(time.RFC3339),
-			"dev.drover.project":                run.Project,
-			"dev.drover.run":                    fmt.Sprint(run.Number),
-			"dev.drover.branch":                 run.Branch,
-		},
-		Approval:    r.approval(run),
-		Deploy:      r.deployer(run, layout),
-		Environment: r.environment(run, layout),
-		Done:        done,
+		Graph:         g,
+		Workspace:     ws,
+		Vars:          engine.Vars{Run: run.Number, Branch: run.Branch, Commit: run.Commit, Event: run.Event, Workspace: ws},
+		Trigger:       trigger,
+		BaseEnv:       minimalEnv(),
+		Sink:          sink,
+		Artifacts:     layout,
+		ID:            runID(run),
+		ImageRepo:     imageRepo(run.Project),
+		Annotations:   annotations,
+		AnnotateImage: r.annotateImage(annotations),
+		Approval:      r.approval(run),
+		Deploy:        r.deployer(run, layout),
+		Environment:   r.environment(run, layout),
+		Done:          done,
 		// Clean-up steps still run after a user's cancel, but not past the server's stop.
 		Cleanup: serverCtx,
 	})
@@ -230,6 +236,17 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		return Errored, firstReason(res), artifact
 	}
 	return Success, "", artifact
+}
+
+// annotateImage is the engine's Job.AnnotateImage: images a run builds carry its
+// annotations, as its artifact does. nil when the runner has no Publisher.
+func (r *Runner) annotateImage(ann map[string]string) func(context.Context, string, []string) (string, error) {
+	if r.cfg.Publisher == nil {
+		return nil
+	}
+	return func(ctx context.Context, ref string, tags []string) (string, error) {
+		return r.cfg.Publisher.AnnotateImage(ctx, ref, tags, ann)
+	}
 }
 
 // deployer is the engine's Job.Deploy for run: it publishes the artifact as it stands
@@ -438,4 +455,26 @@ func toResult(s *store.Step) *engine.StepResult {
 		}
 	}
 	return res
+}
+
+// runID names what a backend keeps per run (a container network): unique on this
+// machine, also among servers, and valid as a Docker name.
+func runID(run *store.Run) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(run.Project))
+	return fmt.Sprintf("%s-%d-%s", name, run.Number, strings.ToLower(rand.Text()[:6]))
+}
+
+// imageRepo is where a project's build: steps push: PROJECT/image in the registry; ""
+// (kept on the machine) for a project whose name is no repository name.
+func imageRepo(project string) string {
+	repo, err := release.Repository(project)
+	if err != nil {
+		return ""
+	}
+	return repo + "/image"
 }

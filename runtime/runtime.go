@@ -1,7 +1,7 @@
 // Package runtime is the contract between deployments and what runs their instances: a
 // Runtime starts an instance of a release from a Spec, and an Instance is stopped,
 // watched and asked for its last output through the same few methods whether it is a
-// local process group (package runtime/process) or, later, a container.
+// local process group (package runtime/process) or a container (runtime/container).
 package runtime
 
 import (
@@ -41,6 +41,16 @@ type Spec struct {
 	// LogFile receives stdout and stderr, appended; it is created with its folders.
 	// Default "": the output is kept only for Instance.Tail.
 	LogFile string
+
+	// Container runtimes only (runtime/container).
+	// Image runs the instance as a container of this image; Dir is then unused and
+	// Command, when set, replaces the image's command (run with sh -c).
+	Image string
+	// Aliases are the names other instances reach this one by.
+	Aliases []string
+	// CPUs (cores, e.g. 0.5) and Memory (bytes) limit the container; 0 means no limit.
+	CPUs   float64
+	Memory int64
 }
 
 // Validate reports what is missing or malformed in s.
@@ -50,9 +60,9 @@ func (s Spec) Validate() error {
 		return errors.New("instance spec: no name")
 	case strings.ContainsAny(s.Name, "/\x00") || s.Name == "." || s.Name == "..":
 		return fmt.Errorf("instance spec: name %q is not safe for a file name", s.Name)
-	case s.Dir == "":
+	case s.Dir == "" && s.Image == "":
 		return fmt.Errorf("instance spec %s: no working directory", s.Name)
-	case strings.TrimSpace(s.Command) == "":
+	case strings.TrimSpace(s.Command) == "" && s.Image == "":
 		return fmt.Errorf("instance spec %s: no command", s.Name)
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("instance spec %s: port %d out of range", s.Name, s.Port)

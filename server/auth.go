@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -132,6 +133,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			token = pass
 		} else if c, err := r.Cookie(TokenCookie); err == nil && !unsafeAPI(r) {
 			token, fromCookie = c.Value, true // the web UI's sign-in; SameSite=Strict keeps other sites from using it
+		}
+		if token != "" && s.cfg.EngineToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.EngineToken)) == 1 {
+			p = Principal{Name: "docker-engine", Role: RoleDeveloper, Authenticated: true}
+			token = ""
 		}
 		if token != "" {
 			t, err := s.cfg.Store.TokenByHash(r.Context(), HashToken(token))

@@ -40,6 +40,9 @@ type Config struct {
 	ProxyHost string
 	Log       *slog.Logger
 	Public    bool // anonymous users may read (viewer role)
+	// EngineToken is the token the Docker Engine pulls and pushes Drover's images with,
+	// as the developer "docker-engine"; it lives in memory only. "" accepts none.
+	EngineToken string
 	// Started is when the server started, for /healthz.
 	Started time.Time
 }

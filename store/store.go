@@ -87,6 +87,8 @@ type Environment struct {
 	Managed  bool   // declared in environments.yml (changed by plan and apply)
 	// Separation: whoever pushed a change may not approve it alone for this environment.
 	Separation bool
+	// Runtime is where services run here: process or docker; "" for the server's default.
+	Runtime string
 	// IdleTimeout stops and deletes a developer environment nobody sent a request to
 	// for this long; 0 keeps it.
 	IdleTimeout time.Duration
@@ -192,7 +194,7 @@ type Store interface {
 	CreateEnvironment(ctx context.Context, e *Environment) error
 	Environment(ctx context.Context, name string) (*Environment, error)
 	Environments(ctx context.Context) ([]*Environment, error) // by name
-	// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed and IdleTimeout.
+	// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed, IdleTimeout, Separation and Runtime.
 	UpdateEnvironment(ctx context.Context, e *Environment) error
 	// DeleteEnvironment removes an environment and its deploy history.
 	DeleteEnvironment(ctx context.Context, name string) error

@@ -29,13 +29,18 @@ var websvcBin = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// requiresField is the service's requires: line for the pipelines the tests write, ""
+// for none.
+func requiresField(requires string) string {
+	if requires == "" {
+		return ""
+	}
+	return "\n  requires: [" + requires + "]"
+}
+
 // servicePipeline is a drover.yml that builds websvc as service name at version and
 // deploys it to staging. extra is more shell for the build step.
 func servicePipeline(bin, name, version, requires, extra string) string {
-	req := ""
-	if requires != "" {
-		req = "\n  requires: [" + requires + "]"
-	}
 	return fmt.Sprintf(`
 service:
   name: %s
@@ -48,7 +53,7 @@ steps:
     artifacts: [dist]
   - name: staging
     deploy: staging
-`, name, req, bin, version, extra)
+`, name, requiresField(requires), bin, version, extra)
 }
 
 // commitPipeline replaces drover.yml in repo, commits and pushes it to project.
@@ -97,6 +102,23 @@ type apiEnv struct {
 	Deployments []struct {
 		Service, Tag, Status, Reason, Trigger string
 	}
+}
+
+// healed waits up to within for service in env to run two healthy instances, neither of
+// them one that isVictim names.
+func (s *testServer) healed(env, service string, within time.Duration, isVictim func(name string, pid int) bool) bool {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, svc := range s.env(env).Services {
+			if svc.Service != service || len(svc.Instances) != 2 {
+				continue
+			}
+			a, b := svc.Instances[0], svc.Instances[1]
+			if !isVictim(a.Name, a.Pid) && !isVictim(b.Name, b.Pid) && a.Health == "healthy" && b.Health == "healthy" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *testServer) env(name string) apiEnv {
@@ -202,17 +224,7 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 		t.Fatalf("web's instances: %+v", e.Services)
 	}
 	syscall.Kill(victim, syscall.SIGKILL)
-	healed := false
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !healed; time.Sleep(50 * time.Millisecond) {
-		for _, svc := range s.env("staging").Services {
-			if svc.Service != "web" || len(svc.Instances) != 2 {
-				continue
-			}
-			healed = svc.Instances[0].Pid != victim && svc.Instances[1].Pid != victim &&
-				svc.Instances[0].Health == "healthy" && svc.Instances[1].Health == "healthy"
-		}
-	}
-	if !healed {
+	if !s.healed("staging", "web", 20*time.Second, func(name string, pid int) bool { return pid == victim }) {
 		t.Errorf("the killed instance was not replaced: %+v", s.env("staging").Services)
 	}
 	l.end()

@@ -11,7 +11,7 @@ import (
 )
 
 // docker runs the docker CLI with its own config folder, so a login stays in the test.
-func docker(t *testing.T, config string, stdin string, args ...string) (string, error) {
+func dockerCLI(t *testing.T, config string, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command("docker", args...)
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+config)
@@ -44,7 +44,7 @@ func TestDockerPushAndPullThroughTheRegistry(t *testing.T) {
 	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\nCOPY hello.txt /hello.txt\n"), 0o644)
 	host := strings.TrimPrefix(s.URL, "http://")
 	image := host + "/demo/hello:" + stamp
-	t.Cleanup(func() { docker(t, config, "", "rmi", "-f", image) })
+	t.Cleanup(func() { dockerCLI(t, config, "", "rmi", "-f", image) })
 
 	steps := []struct {
 		stdin string
@@ -57,7 +57,7 @@ func TestDockerPushAndPullThroughTheRegistry(t *testing.T) {
 		{"", []string{"pull", image}},
 	}
 	for _, step := range steps {
-		if out, err := docker(t, config, step.stdin, step.args...); err != nil {
+		if out, err := dockerCLI(t, config, step.stdin, step.args...); err != nil {
 			t.Fatalf("docker %s: %v\n%s\nserver log:\n%s", step.args[0], err, out, s.log)
 		}
 	}

@@ -16,8 +16,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-cd/drover/artifact"
+	"github.com/drover-cd/drover/backend/container"
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/console"
+	"github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/runlog"
@@ -134,7 +136,11 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 		}
 	}()
 
-	eng := &engine.Engine{Backend: &process.Backend{Grace: o.grace}, Parallel: o.parallel}
+	// Containers: steps with image:, services: or build: run on the local Docker Engine,
+	// connected on first use; built images stay on this machine.
+	backend := &container.Backend{Engine: docker.Lazy("drover run", docker.Registry{}),
+		Local: &process.Backend{Grace: o.grace}, Grace: o.grace}
+	eng := &engine.Engine{Backend: backend, Parallel: o.parallel}
 	job := engine.Job{
 		Graph:     g,
 		Workspace: dir,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-cd/drover/atomicfile"
+	"github.com/drover-cd/drover/backend/container"
 	"github.com/drover-cd/drover/backend/process"
+	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
@@ -39,6 +43,7 @@ type serverOptions struct {
 	grace     time.Duration
 	retention server.Retention
 
+	runtime        string
 	proxyListen    string
 	ephemeralBase  string
 	healthTimeout  time.Duration
@@ -79,6 +84,7 @@ func (o *serverOptions) flags(cmd *cobra.Command) {
 	f.DurationVar(&o.retention.KeepFor, "keep-for", 30*24*time.Hour, "registry: keep artifacts younger than this")
 	f.DurationVar(&o.retention.Every, "gc-every", time.Hour, "registry: collect garbage this often; 0 only on request (drover registry gc)")
 	f.DurationVar(&o.retention.Grace, "gc-grace", time.Hour, "registry: never collect what a client pushed or looked at this recently")
+	f.StringVar(&o.runtime, "runtime", deploy.RuntimeProcess, "where deployed services run: process (from the unpacked release) or docker (containers of the release's image)")
 	f.StringVar(&o.proxyListen, "proxy-listen", "127.0.0.1:8000", "address of the proxy in front of deployed services (http://SERVICE.ENV.localhost:PORT/)")
 	f.StringVar(&o.ephemeralBase, "ephemeral-base", "staging", "environment: ephemeral steps get every service of this environment at its live release")
 	f.DurationVar(&o.healthTimeout, "health-timeout", time.Minute, "deploys: how long new instances get to become healthy")
@@ -138,10 +144,19 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		return err
 	}
 	reg.Immutable = release.Immutable
+	// Listening first: the Docker Engine pulls and pushes through this address.
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return badInput(fmt.Errorf("--listen %s: %w", o.listen, err))
+	}
+	defer ln.Close()
+	engineToken := rand.Text()
+	images := docker.Registry{Host: loopback(ln.Addr()), Token: engineToken}
+	dockerEngine := docker.Lazy(docker.Owner(o.data), images)
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
 	releases := &release.Catalog{Registry: reg}
-	deps, err := o.startDeployments(st, reg, releases, hosting.RepoPath, hub, log)
+	deps, err := o.startDeployments(ctx, st, reg, releases, hosting.RepoPath, hub, dockerEngine, images, log)
 	if err != nil {
 		return err
 	}
@@ -156,19 +171,16 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		},
 		Repos:   hosting.RepoPath,
 		WorkDir: work,
-		Backend: &process.Backend{Grace: o.grace, Leftovers: leftovers},
+		Backend: &container.Backend{Engine: dockerEngine, Grace: o.grace,
+			Local: &process.Backend{Grace: o.grace, Leftovers: leftovers}},
 		Workers: o.workers,
 		Log:     log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),
-		Log: log, Public: o.public, Started: time.Now()})
+		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return badInput(fmt.Errorf("--listen %s: %w", o.listen, err))
-	}
 	if err := run.Start(ctx); err != nil {
 		return err
 	}
@@ -241,4 +253,15 @@ func ensureAdminToken(ctx context.Context, st store.Store, data string, log *slo
 	}
 	log.Info("created the admin token", "file", path)
 	return nil
+}
+
+// loopback is addr as this machine reaches it: an unspecified host (":8080",
+// "0.0.0.0:8080") becomes 127.0.0.1.
+func loopback(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() || tcp.IP == nil {
+		_, port, _ := net.SplitHostPort(addr.String())
+		return "127.0.0.1:" + port
+	}
+	return tcp.String()
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,11 +13,13 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
+	"github.com/drover-cd/drover/runtime/container"
 	"github.com/drover-cd/drover/runtime/process"
 	"github.com/drover-cd/drover/server"
 	"github.com/drover-cd/drover/source"
@@ -31,12 +35,32 @@ type deployments struct {
 	ln      net.Listener
 	hs      *http.Server
 	cancel  context.CancelFunc
+	engine  *docker.Engine // nil unless services run as containers
 }
 
 // startDeployments kills instances a crashed server left running, opens the proxy's
 // listener and returns the manager. Instances live until stop.
-func (o *serverOptions) startDeployments(st store.Store, reg *registry.Registry, releases *release.Catalog,
-	repos func(string) string, hub *notify.Hub, log *slog.Logger) (*deployments, error) {
+func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, reg *registry.Registry, releases *release.Catalog,
+	repos func(string) string, hub *notify.Hub, dockerEngine func(context.Context) (*docker.Engine, error), images docker.Registry, log *slog.Logger) (*deployments, error) {
+	if o.runtime != deploy.RuntimeProcess && o.runtime != deploy.RuntimeDocker {
+		return nil, badInput(fmt.Errorf("--runtime %q: choose process or docker", o.runtime))
+	}
+	// The engine is needed up front only with --runtime docker; environments with
+	// runtime: docker connect on their first deploy, and say so if none answers.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	eng, err := dockerEngine(cctx)
+	cancel()
+	switch {
+	case err != nil && o.runtime == deploy.RuntimeDocker:
+		return nil, fmt.Errorf("--runtime docker: %w", err)
+	case err == nil:
+		if n, err := eng.RemoveLeftovers(ctx, nil); err != nil {
+			return nil, fmt.Errorf("remove containers a previous server left: %w", err)
+		} else if n > 0 {
+			log.Warn("removed containers a previous server left; its services are started again", "containers", n)
+		}
+	}
+	containers := &container.Runtime{Engine: dockerEngine, Network: "drover-services-" + shortHash(o.data)}
 	rt := &process.Runtime{Leftovers: filepath.Join(o.data, "instances"), Log: log}
 	if n, err := rt.KillLeftovers(); err != nil {
 		return nil, fmt.Errorf("stop instances a previous server left running: %w", err)
@@ -48,16 +72,18 @@ func (o *serverOptions) startDeployments(st store.Store, reg *registry.Registry,
 		return nil, badInput(fmt.Errorf("--proxy-listen %s: %w", o.proxyListen, err))
 	}
 	// Instances outlive requests and the signal that stops the server: stop ends them.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel = context.WithCancel(context.Background())
 	px := proxy.New(log)
 	m := deploy.New(ctx, deploy.Config{
 		Store: st, Registry: reg, Releases: releases, Repos: repos, Runtime: rt, Proxy: px,
-		Dir: filepath.Join(o.data, "deploy"), Log: log,
+		Containers: containers, DefaultRuntime: o.runtime,
+		ImageRef: images.Ref,
+		Dir:      filepath.Join(o.data, "deploy"), Log: log,
 		Notify:         func(env string) { hub.Notify(server.EnvKey(env)) },
 		HealthTimeout:  o.healthTimeout,
 		RollbackWindow: o.rollbackWindow,
 	})
-	d := &deployments{st: st, manager: m, proxy: px, ln: ln, cancel: cancel,
+	d := &deployments{st: st, manager: m, proxy: px, ln: ln, cancel: cancel, engine: eng,
 		hs: &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second}}
 	go d.hs.Serve(ln)
 	return d, nil
@@ -111,6 +137,10 @@ func (d *deployments) stop(ctx context.Context) {
 	d.manager.Shutdown(ctx)
 	d.hs.Shutdown(ctx)
 	d.cancel()
+	if d.engine != nil {
+		// The instances' network, and whatever a failed stop left.
+		d.engine.RemoveLeftovers(ctx, nil)
+	}
 }
 
 // SystemProject is the project whose environments.yml declares the environments.
@@ -161,4 +191,10 @@ func (d *deployments) applyAtStart(ctx context.Context, st store.Store, repos fu
 	if _, err := d.manager.Apply(ctx, envs, "drover", func(line string) { log.Info("environments: "+line, "from", from) }); err != nil {
 		log.Error("apply environments.yml", "from", from, "err", err)
 	}
+}
+
+// shortHash is a short stable name for s, for Docker object names.
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:10]
 }

@@ -26,7 +26,7 @@ type instance struct {
 	name, addr string
 	pid        int
 	timeout    time.Duration
-	out        *ring
+	out        *runtime.Ring
 	done       chan struct{} // closed by Start's waiter once err is set
 
 	stopping atomic.Bool
@@ -41,7 +41,7 @@ func (i *instance) Name() string          { return i.name }
 func (i *instance) Addr() string          { return i.addr }
 func (i *instance) Pid() int              { return i.pid }
 func (i *instance) Done() <-chan struct{} { return i.done }
-func (i *instance) Tail(n int) []string   { return i.out.tail(n) }
+func (i *instance) Tail(n int) []string   { return i.out.Tail(n) }
 
 func (i *instance) Err() error {
 	i.mu.Lock()

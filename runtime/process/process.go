@@ -111,7 +111,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		pid:     pgid,
 		timeout: spec.Timeout(),
-		out:     newRing(tailLines),
+		out:     runtime.NewRing(tailLines),
 		done:    make(chan struct{}),
 	}
 	copied := make(chan struct{})

@@ -16,9 +16,9 @@ import (
 func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error {
 	created := now()
 	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, track, replicas, approval, managed, idle_timeout, separation, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.Name, e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
-		int64(e.IdleTimeout), e.Separation, db.d.timeArg(created)).Scan(&id)
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, track, replicas, approval, managed, idle_timeout, separation, runtime, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.Name, e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
+		int64(e.IdleTimeout), e.Separation, e.Runtime, db.d.timeArg(created)).Scan(&id)
 	if db.d.isUnique(err) {
 		return fmt.Errorf("store: create environment %q: %w", e.Name, store.ErrExists)
 	}
@@ -29,12 +29,12 @@ func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error
 	return nil
 }
 
-const environmentCols = `id, name, strategy, track, replicas, approval, managed, idle_timeout, separation, created`
+const environmentCols = `id, name, strategy, track, replicas, approval, managed, idle_timeout, separation, runtime, created`
 
 func scanEnvironment(sc scanner) (*store.Environment, error) {
 	e := &store.Environment{}
 	var idle int64
-	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, &e.Track, &e.Replicas, &e.Approval, &e.Managed, &idle, &e.Separation, dbTime{&e.Created}); err != nil {
+	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, &e.Track, &e.Replicas, &e.Approval, &e.Managed, &idle, &e.Separation, &e.Runtime, dbTime{&e.Created}); err != nil {
 		return nil, err
 	}
 	e.IdleTimeout = time.Duration(idle)
@@ -74,11 +74,11 @@ func (db *DB) Environments(ctx context.Context) ([]*store.Environment, error) {
 	return out, nil
 }
 
-// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed and IdleTimeout.
+// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed, IdleTimeout, Separation and Runtime.
 func (db *DB) UpdateEnvironment(ctx context.Context, e *store.Environment) error {
 	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE environments SET strategy = ?, track = ?, replicas = ?, approval = ?,
-		managed = ?, idle_timeout = ?, separation = ? WHERE name = ?`), e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
-		int64(e.IdleTimeout), e.Separation, e.Name)
+		managed = ?, idle_timeout = ?, separation = ?, runtime = ? WHERE name = ?`), e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
+		int64(e.IdleTimeout), e.Separation, e.Runtime, e.Name)
 	if err != nil {
 		return fmt.Errorf("store: update environment %q: %w", e.Name, err)
 	}

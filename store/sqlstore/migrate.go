@@ -146,6 +146,9 @@ var migrations = []migration{
 		`ALTER TABLE environments ADD COLUMN idle_timeout BIGINT NOT NULL DEFAULT 0`,
 		`ALTER TABLE environments ADD COLUMN separation BOOLEAN NOT NULL DEFAULT FALSE`,
 	}},
+	{name: "environments' runtime", stmts: []string{
+		`ALTER TABLE environments ADD COLUMN runtime TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // SchemaVersion is the schema version this binary creates and understands.

@@ -22,10 +22,10 @@ func testEnvironments(t *testing.T, s store.Store) {
 	}
 	wantErr(t, "CreateEnvironment of a taken name", s.CreateEnvironment(ctx, &store.Environment{Name: "staging", Strategy: "rolling"}), store.ErrExists)
 	if err := s.UpdateEnvironment(ctx, &store.Environment{Name: "production", Strategy: "rolling", Track: "main",
-		Replicas: 3, Approval: "release-manager", Managed: true, IdleTimeout: 90 * time.Minute, Separation: true}); err != nil {
+		Replicas: 3, Approval: "release-manager", Managed: true, IdleTimeout: 90 * time.Minute, Separation: true, Runtime: "docker"}); err != nil {
 		t.Fatalf("UpdateEnvironment: %v", err)
 	}
-	if p, err := s.Environment(ctx, "production"); err != nil || p.Track != "main" || p.Replicas != 3 || p.Approval != "release-manager" || !p.Managed || p.IdleTimeout != 90*time.Minute || !p.Separation {
+	if p, err := s.Environment(ctx, "production"); err != nil || p.Track != "main" || p.Replicas != 3 || p.Approval != "release-manager" || !p.Managed || p.IdleTimeout != 90*time.Minute || !p.Separation || p.Runtime != "docker" {
 		t.Errorf("Environment(production) after UpdateEnvironment = %+v, %v", p, err)
 	}
 	wantErr(t, "UpdateEnvironment(missing)", s.UpdateEnvironment(ctx, &store.Environment{Name: "qa", Strategy: "rolling"}), store.ErrNotFound)

@@ -63,7 +63,11 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s\n", version, os.Getenv("DROVER_ENV"))
 	})
-	srv := &http.Server{Addr: "127.0.0.1:" + os.Getenv("PORT"), Handler: mux}
+	host := os.Getenv("HOST") // 0.0.0.0 in a container, whose port is published on loopback
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	srv := &http.Server{Addr: host + ":" + os.Getenv("PORT"), Handler: mux}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	go func() {

@@ -1,4 +1,4 @@
-package process
+package runtime
 
 import (
 	"bytes"
@@ -9,18 +9,18 @@ import (
 // printing without newlines cannot grow the tail without end.
 const maxLine = 4 << 10
 
-// ring keeps the last lines written to it. It is safe for concurrent use.
-type ring struct {
+// Ring keeps the last lines written to it. It is safe for concurrent use.
+type Ring struct {
 	mu      sync.Mutex
 	lines   []string // circular once full
 	next    int      // where the next line goes once full
 	partial []byte   // the line being written, not yet ended by '\n'
 }
 
-func newRing(size int) *ring { return &ring{lines: make([]string, 0, size)} }
+func NewRing(size int) *Ring { return &Ring{lines: make([]string, 0, size)} }
 
 // Write splits p into lines; it never fails.
-func (r *ring) Write(p []byte) (int, error) {
+func (r *Ring) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := len(p)
@@ -39,7 +39,7 @@ func (r *ring) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *ring) add(line string) {
+func (r *Ring) add(line string) {
 	if len(r.lines) < cap(r.lines) {
 		r.lines = append(r.lines, line)
 		return
@@ -49,7 +49,7 @@ func (r *ring) add(line string) {
 }
 
 // tail returns up to the last n lines, oldest first, with an unfinished last line.
-func (r *ring) tail(n int) []string {
+func (r *Ring) Tail(n int) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	all := make([]string, 0, len(r.lines)+1)
