@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/drover-cd/drover/internal/proctest"
 )
 
 // startGroup starts `sleep 60` as the leader of a new process group with env.
@@ -36,7 +38,7 @@ func TestLeftoversKillsOnlyMarkedGroups(t *testing.T) {
 	if err := ours.Wait(); err == nil {
 		t.Error("the marked group was not killed")
 	}
-	if !alive(reused.Process.Pid) {
+	if !proctest.Alive(reused.Process.Pid) {
 		t.Error("a group without the marker was killed")
 	}
 	if entries, _ := os.ReadDir(l.Dir); len(entries) != 0 {
@@ -65,7 +67,7 @@ func TestLeftoversFindsGroupsWhoseLeaderExited(t *testing.T) {
 	if n, err := l.Kill(); err != nil || n != 1 {
 		t.Fatalf("Kill: %d, %v; want the orphaned group killed", n, err)
 	}
-	if alive(child) {
+	if proctest.Alive(child) {
 		t.Error("the child of an exited leader survived")
 	}
 }

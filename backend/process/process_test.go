@@ -13,29 +13,13 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/internal/proctest"
 	"github.com/drover-cd/drover/pipeline"
 )
 
 func spec(t *testing.T, script string) *engine.Spec {
 	return &engine.Spec{Name: "t", Step: &pipeline.Step{Name: "t"}, Script: script, Dir: t.TempDir(),
 		Env: []string{"PATH=" + os.Getenv("PATH"), "GREETING=hi"}, Attempt: 1}
-}
-
-// alive reports whether a process with pid still runs, giving a SIGKILL sent just before
-// a moment to land. A zombie (dead, waiting for its parent to reap it) does not count.
-func alive(pid int) bool {
-	for range 100 {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return false
-		}
-		// The state follows the command name, which is in parentheses.
-		if fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(fields) > 0 && fields[0] == "Z" {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 func TestOutputExitCodeEnvAndDir(t *testing.T) {
@@ -79,7 +63,7 @@ func TestCancelKillsTheWholeGroupEvenWhenTERMIsIgnored(t *testing.T) {
 	}
 	for _, f := range []string{"child.pid", "shell.pid"} {
 		pid := readPid(t, filepath.Join(s.Dir, f))
-		if alive(pid) {
+		if proctest.Alive(pid) {
 			t.Errorf("%s %d is still alive after Exec returned", f, pid)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -97,7 +81,7 @@ func TestBackgroundProcessesDieWithTheStep(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Exec waited %s for a background process holding the output", d)
 	}
-	if pid := readPid(t, filepath.Join(s.Dir, "bg.pid")); alive(pid) {
+	if pid := readPid(t, filepath.Join(s.Dir, "bg.pid")); proctest.Alive(pid) {
 		t.Errorf("background process %d outlived its step", pid)
 		syscall.Kill(pid, syscall.SIGKILL)
 	}

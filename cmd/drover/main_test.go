@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-cd/drover/internal/proctest"
 )
 
 // droverBin is the drover binary built once for the end-to-end tests.
@@ -69,22 +71,6 @@ func drover(t *testing.T, dir string, args ...string) result {
 
 func (r result) String() string {
 	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
-}
-
-// alive reports whether pid runs (zombies waiting to be reaped do not count), allowing
-// a moment for a kill just sent to land.
-func alive(pid int) bool {
-	for range 100 {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return false
-		}
-		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 func readPid(t *testing.T, path string) int {
@@ -198,7 +184,7 @@ steps:
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("the run took %s", d)
 	}
-	if pid := readPid(t, filepath.Join(dir, "child.pid")); alive(pid) {
+	if pid := readPid(t, filepath.Join(dir, "child.pid")); proctest.Alive(pid) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Errorf("child %d that ignores TERM survived the timeout", pid)
 	}
@@ -228,7 +214,7 @@ steps:
 		t.Fatalf("exit %d (%v), want 130:\n%s", code, err, out.String())
 	}
 	for _, f := range []string{"bg.pid", "shell.pid"} {
-		if pid := readPid(t, filepath.Join(dir, f)); alive(pid) {
+		if pid := readPid(t, filepath.Join(dir, f)); proctest.Alive(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			t.Errorf("%s: process %d left behind after Ctrl-C", f, pid)
 		}

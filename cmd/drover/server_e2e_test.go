@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-cd/drover/internal/proctest"
 )
 
 func TestPushStartsARunAndLogsAreStored(t *testing.T) {
@@ -129,7 +131,7 @@ steps:
 
 	os.Remove(marker)
 	s.start("--workers", "1")
-	if alive(shellPid) {
+	if proctest.Alive(shellPid) {
 		syscall.Kill(-shellPid, syscall.SIGKILL)
 		t.Errorf("the step the killed server left running (group %d) still runs after the restart", shellPid)
 	}

@@ -1,7 +1,6 @@
 package process
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-cd/drover/internal/proctest"
 	"github.com/drover-cd/drover/runtime"
 )
 
@@ -101,30 +101,6 @@ func readPid(t *testing.T, file string) int {
 	}
 	t.Fatalf("%s was never written", file)
 	return 0
-}
-
-// alive reports whether a process with pid still runs, giving a SIGKILL sent just before
-// a moment to land.
-func alive(pid int) bool {
-	for range 100 {
-		if !running(pid) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
-
-// running reports whether a process with pid exists and is not a zombie (dead, waiting
-// for its parent to reap it).
-func running(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses.
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	return len(fields) > 0 && fields[0] != "Z"
 }
 
 // get fetches url, retrying while the server is still starting.
@@ -246,10 +222,10 @@ func TestStopTerminatesTheWholeGroup(t *testing.T) {
 	if err := inst.Stop(context.Background()); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if alive(grandchild) {
+	if proctest.Alive(grandchild) {
 		t.Error("the grandchild survived Stop")
 	}
-	if alive(inst.Pid()) {
+	if proctest.Alive(inst.Pid()) {
 		t.Error("the leader survived Stop")
 	}
 	if err := inst.Err(); !errors.Is(err, runtime.ErrStopped) || !strings.Contains(err.Error(), "terminated") {
@@ -274,7 +250,7 @@ func TestStopKillsAfterStopTimeoutWhenTERMIsIgnored(t *testing.T) {
 	if err := inst.Err(); !errors.Is(err, runtime.ErrStopped) || !strings.Contains(err.Error(), "killed") {
 		t.Errorf("Err = %v, want stopped by SIGKILL", err)
 	}
-	if alive(grandchild) {
+	if proctest.Alive(grandchild) {
 		t.Error("the grandchild survived")
 	}
 }
@@ -323,7 +299,7 @@ func TestLeaderExitKillsItsGroup(t *testing.T) {
 	inst := start(t, &Runtime{}, s)
 	waitDone(t, inst)
 	child := readPid(t, filepath.Join(s.Dir, "child.pid"))
-	if alive(child) {
+	if proctest.Alive(child) {
 		t.Error("the child of an exited leader survived")
 	}
 	if err := inst.Err(); err == nil || err.Error() != "exit status 0" {
@@ -417,12 +393,12 @@ func TestKillLeftovers(t *testing.T) {
 	}
 	for i, inst := range crashedInsts {
 		waitDone(t, inst)
-		if alive(grandchildren[i]) {
+		if proctest.Alive(grandchildren[i]) {
 			t.Errorf("a grandchild of %s survived", inst.Name())
 		}
 	}
 	for _, cmd := range strangers { // the kills above have landed by now
-		if !running(cmd.Process.Pid) {
+		if !proctest.Running(cmd.Process.Pid) {
 			t.Errorf("process %d without the marker was killed (env %q)", cmd.Process.Pid, cmd.Env)
 		}
 	}
