@@ -24,7 +24,10 @@ type UpRequest struct {
 	With    []string      // PROJECT:REF releases in place of (or beside) the copied ones
 	Idle    time.Duration // stop it after this long without a request; 0 never
 	Trigger string
-	Log     func(string)
+	// Force runs With releases whose runs have not passed: see Request.Force. Copied
+	// releases are not checked: they run already.
+	Force bool
+	Log   func(string)
 }
 
 // Up starts a developer environment: a complete copy of From, with the releases With
@@ -59,12 +62,21 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 			}
 		}
 	}
+	given := map[string]bool{} // projects With names: a person chose their releases
 	for _, w := range req.With {
 		project, ref, _ := strings.Cut(w, ":")
 		if project == "" {
 			return nil, fmt.Errorf("--with %q: write PROJECT or PROJECT:REF: %w", w, ErrBadRequest)
 		}
-		wants[project] = ref
+		// Refused before anything starts; Deploy checks again, and logs what is forced.
+		rel, err := m.lookup(ctx, project, ref)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := m.checkPassed(ctx, project, rel.Run, req.Force); err != nil {
+			return nil, fmt.Errorf("--with %s: %w", w, err)
+		}
+		wants[project], given[project] = ref, true
 	}
 	if len(wants) == 0 {
 		return nil, fmt.Errorf("nothing to run: name an environment to copy or releases to run: %w", ErrBadRequest)
@@ -86,7 +98,8 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 	for project, ref := range wants {
 		wg.Go(func() {
 			d, err := m.Deploy(ctx, Request{Env: req.Name, Project: project, Ref: ref, Trigger: upTrigger + req.Trigger,
-				Message: "env up from " + orNone(req.From), Log: func(l string) { req.Log(project + ": " + l) }})
+				Message: "env up from " + orNone(req.From), Log: func(l string) { req.Log(project + ": " + l) },
+				RequirePassed: given[project], Force: req.Force})
 			mu.Lock()
 			defer mu.Unlock()
 			if d != nil {

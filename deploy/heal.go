@@ -188,7 +188,7 @@ func (s *service) previous(current *store.Deployment) *store.Deployment {
 func (s *service) autoRollback(current, prev *store.Deployment, why string) {
 	s.event("%s turned unhealthy %s after its switch: rolling back to %s", current.Tag,
 		time.Since(s.switchedAt()).Round(time.Second), prev.Tag)
-	_, err := s.m.rollback(s.m.ctx, s, current, prev, "automatic rollback: "+why, nil)
+	_, err := s.m.rollback(s.m.ctx, s, current, prev, "automatic rollback: "+why, "", nil)
 	s.mu.Lock()
 	if s.rollingBack == current.ID {
 		s.rollingBack = 0

@@ -126,6 +126,13 @@ type Request struct {
 	Action   string // for the audit log: "deploy" (the default) or "promote"
 	Message  string // why, for the audit log
 	Log      func(line string)
+	// RequirePassed refuses, with a *NotPassedError, a release whose run has not passed
+	// (it failed, or still waits at a gate, runs or is queued). Deploys people ask for
+	// set it; a run's own deploy: steps do not: they deploy before their run passed.
+	RequirePassed bool
+	// Force lets such a release through anyway, saying so in the log and the audit
+	// log. Only admins may (the server checks).
+	Force bool
 }
 
 // Deploy runs the release in the environment, creating the environment on first use,
@@ -138,6 +145,16 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	if !validEnvName(req.Env) {
 		return nil, fmt.Errorf("environment %q: use lower-case letters, digits and '-': %w", req.Env, ErrBadRequest)
 	}
+	rel, err := m.lookup(ctx, req.Project, req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	forced := ""
+	if req.RequirePassed {
+		if forced, err = m.checkPassed(ctx, req.Project, rel.Run, req.Force); err != nil {
+			return nil, err
+		}
+	}
 	env, err := m.environment(ctx, req.Env, req.Strategy)
 	if err != nil {
 		return nil, err
@@ -149,7 +166,7 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	if strategy != BlueGreen && strategy != Rolling {
 		return nil, fmt.Errorf("strategy %q: use %s or %s: %w", strategy, BlueGreen, Rolling, ErrBadRequest)
 	}
-	t, err := m.resolve(ctx, req.Project, req.Ref)
+	t, err := m.prepare(ctx, req.Project, rel)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +176,9 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	if err := m.cfg.Store.CreateDeployment(ctx, d); err != nil {
 		return nil, err
 	}
+	if forced != "" {
+		req.Log(fmt.Sprintf("forced: %s; deploying it anyway, as %s asked", forced, strings.TrimPrefix(req.Trigger, upTrigger)))
+	}
 	req.Log(fmt.Sprintf("deploying %s:%s (%s) to %s, %s", req.Project, t.rel.Tag, short(d.Digest), req.Env, strategy))
 	svc := m.service(req.Env, t.name)
 	err = svc.deploy(ctx, t, d, req.Log)
@@ -167,7 +187,7 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	if action == "" {
 		action = "deploy"
 	}
-	m.audit(d, action, req.Message)
+	m.audit(d, action, forcedNote(forced, req.Message))
 	if err != nil {
 		return d, err
 	}
@@ -194,38 +214,44 @@ func (m *Manager) audit(d *store.Deployment, action, message string) {
 	}
 }
 
-// Promote deploys to env exactly the digest of project that runs in from. It refuses a
-// release that did not pass its pipeline.
-func (m *Manager) Promote(ctx context.Context, project, from, env, trigger, message string, log func(string)) (*store.Deployment, error) {
-	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: from, Project: project,
+// PromoteRequest asks for the release of a project that runs in one environment to run
+// in another.
+type PromoteRequest struct {
+	Project string
+	From    string // the environment whose release is promoted
+	To      string
+	Trigger string // who asks, for the history
+	Message string // why, for the audit log
+	Force   bool   // promote a release whose run has not passed: see Request.Force
+	Log     func(line string)
+}
+
+// Promote deploys to req.To exactly the digest of req.Project that runs in req.From. It
+// refuses, unless forced, a release whose run did not pass its pipeline.
+func (m *Manager) Promote(ctx context.Context, req PromoteRequest) (*store.Deployment, error) {
+	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: req.From, Project: req.Project,
 		Status: []string{StatusSuccess}, Limit: 1})
 	if err != nil {
 		return nil, err
 	}
 	if len(live) == 0 {
-		return nil, fmt.Errorf("%s runs nothing of %s to promote: %w", from, project, ErrBadRequest)
+		return nil, fmt.Errorf("%s runs nothing of %s to promote: %w", req.From, req.Project, ErrBadRequest)
 	}
 	src := live[0]
-	rel, err := m.cfg.Releases.Get(ctx, project, src.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("the release running in %s: %w", from, err)
+	message := "promoted from " + req.From
+	if req.Message != "" {
+		message += ": " + req.Message
 	}
-	// The digest that ran in from is what gets promoted. A deploy step deploys the run's
+	// The digest that ran in From is what gets promoted. A deploy step deploys the run's
 	// artifact as it stands, so the run's release (tagged when it passed) can hold more
-	// (a later step's report or layer); what counts is that the run passed.
-	if !rel.Release {
-		if _, err := m.cfg.Releases.Get(ctx, project, release.Tag(rel.Run)); err != nil {
-			return nil, fmt.Errorf("%s runs %s of run #%d, which did not pass its pipeline (it has no release tag): refusing to promote it: %w",
-				from, short(src.Digest), rel.Run, ErrBadRequest)
-		}
+	// (a later step's report or layer); what counts is that the run passed, which
+	// RequirePassed checks.
+	d, err := m.Deploy(ctx, Request{Env: req.To, Project: req.Project, Ref: src.Digest, Trigger: req.Trigger, Action: "promote",
+		Message: message, Log: req.Log, RequirePassed: true, Force: req.Force})
+	if errors.Is(err, ErrNotPassed) {
+		return nil, fmt.Errorf("%s runs %s:%s: %w", req.From, req.Project, src.Tag, err)
 	}
-	if message == "" {
-		message = "promoted from " + from
-	} else {
-		message = "promoted from " + from + ": " + message
-	}
-	return m.Deploy(ctx, Request{Env: env, Project: project, Ref: src.Digest, Trigger: trigger, Action: "promote",
-		Message: message, Log: log})
+	return d, err
 }
 
 // finish records a deployment's end.
@@ -258,9 +284,23 @@ func (m *Manager) environment(ctx context.Context, name, strategy string) (*stor
 	return env, err
 }
 
-// Rollback returns a service of project in env to the release it ran before its
-// current one: the same digest, nothing rebuilt.
-func (m *Manager) Rollback(ctx context.Context, envName, project, trigger string, log func(string)) (*store.Deployment, error) {
+// RollbackRequest asks for a project's service in an environment to go back to the
+// release it ran before.
+type RollbackRequest struct {
+	Env     string
+	Project string
+	Trigger string // who asks, for the history
+	// Force rolls back to a release whose run has not passed: see Request.Force.
+	Force bool
+	Log   func(line string)
+}
+
+// Rollback returns a service of req.Project in req.Env to the release it ran before
+// its current one: the same digest, nothing rebuilt. It refuses, unless forced, to go
+// back to a release whose run did not pass (one a deploy: step put there before its
+// run failed, say).
+func (m *Manager) Rollback(ctx context.Context, req RollbackRequest) (*store.Deployment, error) {
+	envName, project := req.Env, req.Project
 	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: envName, Project: project,
 		Status: []string{StatusSuccess}, Limit: 50})
 	if err != nil {
@@ -281,7 +321,14 @@ func (m *Manager) Rollback(ctx context.Context, envName, project, trigger string
 		return nil, fmt.Errorf("%s has run only %s:%s of %s; there is nothing to roll back to: %w",
 			envName, project, current.Tag, current.Service, ErrBadRequest)
 	}
-	return m.rollback(ctx, nil, current, previous, trigger, log)
+	forced, err := m.checkPassed(ctx, project, previous.Run, req.Force)
+	if err != nil {
+		return nil, fmt.Errorf("roll %s in %s back to %s: %w", current.Service, envName, previous.Tag, err)
+	}
+	if forced != "" && req.Log != nil {
+		req.Log(fmt.Sprintf("forced: %s; rolling back to it anyway, as %s asked", forced, req.Trigger))
+	}
+	return m.rollback(ctx, nil, current, previous, req.Trigger, forced, req.Log)
 }
 
 // errSuperseded is why a rollback is abandoned: the deployment it would undo no longer
@@ -290,10 +337,11 @@ var errSuperseded = errors.New("superseded")
 
 // rollback deploys previous's release in place of current's and marks current rolled
 // back. s is the service to roll back; nil looks it up (creating it when the server runs
-// nothing of it, say after a failed restart). The rollback is abandoned, with an error
+// nothing of it, say after a failed restart). forced is what a person forced to get
+// there, for the audit log ("" for nothing). The rollback is abandoned, with an error
 // wrapping errSuperseded and ErrBadRequest, when the service runs another deployment
 // than current by the time it is its turn: it never undoes a newer deploy.
-func (m *Manager) rollback(ctx context.Context, s *service, current, previous *store.Deployment, trigger string, log func(string)) (*store.Deployment, error) {
+func (m *Manager) rollback(ctx context.Context, s *service, current, previous *store.Deployment, trigger, forced string, log func(string)) (*store.Deployment, error) {
 	if log == nil {
 		log = func(string) {}
 	}
@@ -328,7 +376,7 @@ func (m *Manager) rollback(ctx context.Context, s *service, current, previous *s
 	log(fmt.Sprintf("rolling %s in %s back from %s to %s", s.name, current.Environment, current.Tag, previous.Tag))
 	err = s.run(ctx, t, d, log, false)
 	m.finish(d, err)
-	m.audit(d, "rollback", fmt.Sprintf("from %s to %s", current.Tag, previous.Tag))
+	m.audit(d, "rollback", forcedNote(forced, fmt.Sprintf("from %s to %s", current.Tag, previous.Tag)))
 	if err != nil {
 		return d, err
 	}

@@ -48,7 +48,7 @@ func (m *Manager) Plan(ctx context.Context, envs *pipeline.Environments) ([]Chan
 		cur := byName[spec.Name]
 		if cur == nil {
 			plan = append(plan, Change{Kind: "create", Env: spec.Name, Detail: describe(spec), spec: spec})
-		} else if diff := differences(cur, spec); diff != "" || !cur.Managed {
+		} else if diff := differences(effective(cur), spec); diff != "" || !cur.Managed {
 			if diff == "" {
 				diff = "now declared in " + pipeline.EnvironmentsFile
 			}
@@ -128,7 +128,7 @@ func (m *Manager) trackPlan(ctx context.Context, spec *pipeline.EnvironmentSpec)
 
 // hasService reports whether the drover.yml a release was built from has a service:.
 func (m *Manager) hasService(ctx context.Context, project string, rel *release.Release) bool {
-	data, err := source.ReadFile(ctx, m.cfg.Repos(project), rel.Commit, "drover.yml")
+	data, err := source.ReadFileLimit(ctx, m.cfg.Repos(project), rel.Commit, "drover.yml", pipeline.MaxFileSize)
 	if err != nil {
 		return false
 	}
@@ -241,6 +241,14 @@ func describe(s *pipeline.EnvironmentSpec) string {
 	return "new environment, " + strings.Join(parts, ", ")
 }
 
+// effective is e with the approval role it asks for today, a default one included, so
+// that a plan shows a declaration that drops the default: approval release-manager → none.
+func effective(e *store.Environment) *store.Environment {
+	c := *e
+	c.Approval = approvalOf(e.Name, e)
+	return &c
+}
+
 // differences lists what changes from cur to spec, "" when nothing does.
 func differences(cur *store.Environment, spec *pipeline.EnvironmentSpec) string {
 	var parts []string
@@ -277,7 +285,7 @@ func (m *Manager) Track(ctx context.Context, project, branch string, n int) {
 		if e.Track == "" || e.Track != branch {
 			continue
 		}
-		if e.Approval != "" {
+		if approvalOf(e.Name, e) != "" {
 			// Approval-gated environments take releases through approved runs and
 			// promotions only, never behind a person's back.
 			m.cfg.Log.Warn("an environment with approval: does not track a branch", "env", e.Name, "branch", branch)

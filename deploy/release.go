@@ -25,6 +25,15 @@ type target struct {
 // resolve finds the release ref names in project ("" for the newest release), reads
 // the service: section of the drover.yml it was built from and unpacks it.
 func (m *Manager) resolve(ctx context.Context, project, ref string) (*target, error) {
+	rel, err := m.lookup(ctx, project, ref)
+	if err != nil {
+		return nil, err
+	}
+	return m.prepare(ctx, project, rel)
+}
+
+// lookup finds the release ref names in project, "" for the newest release.
+func (m *Manager) lookup(ctx context.Context, project, ref string) (*release.Release, error) {
 	if ref == "" {
 		rels, err := m.cfg.Releases.List(ctx, project)
 		if err != nil {
@@ -42,7 +51,13 @@ func (m *Manager) resolve(ctx context.Context, project, ref string) (*target, er
 	if err != nil {
 		return nil, err
 	}
-	data, err := source.ReadFile(ctx, m.cfg.Repos(project), rel.Commit, "drover.yml")
+	return rel, nil
+}
+
+// prepare reads the service: section of the drover.yml rel was built from and unpacks
+// rel.
+func (m *Manager) prepare(ctx context.Context, project string, rel *release.Release) (*target, error) {
+	data, err := source.ReadFileLimit(ctx, m.cfg.Repos(project), rel.Commit, "drover.yml", pipeline.MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("read drover.yml of %s at %s: %w", project, rel.Commit, err)
 	}

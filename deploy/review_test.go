@@ -266,7 +266,7 @@ func TestForgetDuringDeployLeavesNothingRunning(t *testing.T) {
 	if err := s.deploy(context.Background(), v1, &store.Deployment{ID: 2, Strategy: Rolling}, func(string) {}); !errors.Is(err, errGone) {
 		t.Errorf("a deploy to a forgotten service: %v", err)
 	}
-	if _, err := m.rollback(context.Background(), s, &store.Deployment{ID: 1}, &store.Deployment{ID: 0}, "x", nil); !errors.Is(err, errGone) {
+	if _, err := m.rollback(context.Background(), s, &store.Deployment{ID: 1}, &store.Deployment{ID: 0}, "x", "", nil); !errors.Is(err, errGone) {
 		t.Errorf("a rollback of a forgotten service: %v", err)
 	}
 	s.mu.Lock()
@@ -394,7 +394,7 @@ func TestRollbackNeverUndoesANewerDeploy(t *testing.T) {
 	}
 	// A rollback of d1 (to d0) asked for while d1 was live comes after d2.
 	d0 := &store.Deployment{ID: 0, Service: "web", Environment: "staging", Tag: "v0"}
-	_, err := m.rollback(ctx, s, d1, d0, "automatic rollback: test", nil)
+	_, err := m.rollback(ctx, s, d1, d0, "automatic rollback: test", "", nil)
 	if !errors.Is(err, errSuperseded) || !errors.Is(err, ErrBadRequest) {
 		t.Errorf("rollback of a replaced deployment: %v", err)
 	}

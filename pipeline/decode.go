@@ -22,13 +22,35 @@ type field[T any] struct {
 
 // decoder walks YAML nodes and collects positioned errors; it never stops at the first.
 type decoder struct {
-	file string
-	errs ErrorList
+	file      string
+	errs      ErrorList
+	suggested int // did-you-mean work done, see suggestion
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)})
 }
+
+// suggestion is the did-you-mean for an error about to be added, or "" once the file has
+// more errors than report lists or its did-you-means have done suggestWork: a file may
+// have thousands of unknown keys, or a hundred unknown needs among a thousand step names.
+func (d *decoder) suggestion(s string, candidates []string) string {
+	if len(d.errs) >= maxErrors || len(s) > maxSuggest {
+		return ""
+	}
+	work := 0 // editDistance's table, for the candidates didYouMean compares at most
+	for _, c := range candidates {
+		work += len(s) * min(len(c), maxSuggest)
+	}
+	if d.suggested += work; d.suggested > suggestWork {
+		return ""
+	}
+	return suggestion(s, candidates)
+}
+
+// suggestWork bounds the did-you-mean work for one file, in cells of editDistance's
+// table, tens of milliseconds; a typo among fifty steps costs a few thousand.
+const suggestWork = 10_000_000
 
 func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
 
@@ -135,7 +157,7 @@ func decodeMapping[T any](d *decoder, n *yaml.Node, what string, fields []field[
 		}
 		i := indexOf(names, key)
 		if i < 0 {
-			d.errorf(p.key, "unknown %s field %q%s", what, key, suggestion(key, names))
+			d.errorf(p.key, "unknown %s field %q%s", what, key, d.suggestion(key, names))
 			continue
 		}
 		fields[i].decode(d, p.value, v)

@@ -81,7 +81,7 @@ func ParseEnvironments(file string, data []byte) (*Environments, error) {
 	}
 	decodeMapping(d, root, "environments file", top, out)
 	if len(d.errs) > 0 {
-		return nil, d.errs.sorted()
+		return nil, d.errs.report()
 	}
 	sort.Slice(out.List, func(i, j int) bool { return out.List[i].Name < out.List[j].Name })
 	return out, nil

@@ -216,7 +216,7 @@ func (d *decoder) enum(n *yaml.Node, what string, allowed []string) []string {
 	for i, v := range list {
 		if indexOf(allowed, v) < 0 {
 			d.errs = append(d.errs, &Error{File: d.file, Line: at[i].Line, Col: at[i].Col,
-				Msg: what + ": " + quoteBad(v, "is not one of "+strings.Join(allowed, ", ")) + suggestion(v, allowed)})
+				Msg: what + ": " + quoteBad(v, "is not one of "+strings.Join(allowed, ", ")) + d.suggestion(v, allowed)})
 		}
 	}
 	return list

@@ -28,7 +28,7 @@ func (d *decoder) validate(p *Pipeline) {
 					Msg: fmt.Sprintf("step %q needs itself", s.Name)})
 			case byName[need] == nil:
 				d.errs = append(d.errs, &Error{File: d.file, Line: at.Line, Col: at.Col,
-					Msg: fmt.Sprintf("step %q needs %q, which is not a step%s", s.Name, need, suggestion(need, names))})
+					Msg: fmt.Sprintf("step %q needs %q, which is not a step%s", s.Name, need, d.suggestion(need, names))})
 			}
 		}
 	}

@@ -60,7 +60,7 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, name stri
 			return
 		}
 		if err := os.Remove(r.layerLink(name, d)); err != nil {
-			internalError(w, err)
+			r.storageError(w, req, err)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
@@ -79,7 +79,7 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, name stri
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	h := w.Header()
@@ -95,7 +95,7 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, name stri
 	case fi.Size() <= verifyWhole:
 		b := make([]byte, fi.Size())
 		if _, err := io.ReadFull(f, b); err != nil {
-			internalError(w, err)
+			r.storageError(w, req, err)
 			return
 		}
 		if got := d.Algorithm().FromBytes(b); got != d {

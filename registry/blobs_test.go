@@ -138,6 +138,10 @@ func TestOutOfOrderChunk(t *testing.T) {
 	// A chunk shorter than its Content-Range is rejected and cut off again.
 	r = s.do(t, "PATCH", loc, []byte("56"), "Content-Range", "5-9")
 	wantError(t, r, http.StatusBadRequest, CodeBlobUploadInvalid)
+	// A range whose length overflows is refused, not taken as "no range" (found by
+	// FuzzParseContentRange's review).
+	r = s.do(t, "PATCH", loc, []byte("56789"), "Content-Range", "5-9223372036854775807")
+	wantError(t, r, http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid)
 	r = s.do(t, "GET", loc, nil)
 	wantStatus(t, r, http.StatusNoContent)
 	wantHeader(t, r, "Range", "0-4")

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"syscall"
 )
 
 // Error codes defined by the OCI distribution specification v1.1.
@@ -41,8 +43,22 @@ func writeError(w http.ResponseWriter, status int, code, message string, detail 
 	json.NewEncoder(w).Encode(errorBody{Errors: []apiError{{Code: code, Message: message, Detail: detail}}})
 }
 
-// internalError reports an unexpected storage failure without leaking paths.
-func internalError(w http.ResponseWriter, err error) {
-	_ = err
+// storageError answers a failure of the registry's own storage and logs it. A full disk
+// (or quota) is 507 Insufficient Storage with a message saying so: the client's request
+// was fine, and pushing again once there is space works. Anything else is a 500 that
+// names no path.
+func (r *Registry) storageError(w http.ResponseWriter, req *http.Request, err error) {
+	if full(err) {
+		r.logger().Error("registry: no space left on device", "method", req.Method, "path", req.URL.Path, "err", err)
+		writeError(w, http.StatusInsufficientStorage, "UNKNOWN",
+			"no space left on device: the registry's disk is full; free space (drover registry gc removes what retention lets go) and push again", nil)
+		return
+	}
+	r.logger().Error("registry: storage failed", "method", req.Method, "path", req.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "UNKNOWN", "internal storage error", nil)
+}
+
+// full reports a write that failed because the disk or the quota is full.
+func full(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

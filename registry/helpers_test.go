@@ -20,7 +20,12 @@ type testServer struct {
 
 func newServer(t *testing.T) *testServer {
 	t.Helper()
-	dir := t.TempDir()
+	return newServerIn(t, t.TempDir())
+}
+
+// newServerIn serves a registry stored in dir.
+func newServerIn(t *testing.T, dir string) *testServer {
+	t.Helper()
 	reg, err := New(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name 
 		r.putManifest(w, req, name, ref, d)
 		return
 	case http.MethodDelete:
-		r.deleteManifest(w, name, ref, d)
+		r.deleteManifest(w, req, name, ref, d)
 		return
 	}
 	unknown := func() {
@@ -110,14 +110,14 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name 
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	size := fi.Size()
 	var body []byte // GET checks the manifest before sending it; HEAD reads nothing
 	if req.Method == http.MethodGet {
 		if body, err = io.ReadAll(f); err != nil {
-			internalError(w, err)
+			r.storageError(w, req, err)
 			return
 		}
 		if got := d.Algorithm().FromBytes(body); got != d {
@@ -237,16 +237,16 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 	}
 	r.wantManifest(name, &m) // touch what it references, for the garbage collector (gc.go)
 	if _, err := r.writeBlob(bytes.NewReader(body), d); err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	if err := writeLink(r.revisionLink(name, d), []byte(ct)); err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	for _, t := range tags {
 		if err := writeLink(filepath.Join(r.tagsDir(name), t), []byte(d.String())); err != nil {
-			internalError(w, err)
+			r.storageError(w, req, err)
 			return
 		}
 	}
@@ -265,7 +265,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 
 // deleteManifest removes a tag (ref is a tag) or a manifest and every tag
 // pointing at it (ref is a digest d).
-func (r *Registry) deleteManifest(w http.ResponseWriter, name, ref string, d digest.Digest) {
+func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name, ref string, d digest.Digest) {
 	r.meta.Lock()
 	defer r.meta.Unlock()
 	unknown := func() {
@@ -282,7 +282,7 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, name, ref string, d dig
 			return
 		}
 		if err != nil {
-			internalError(w, err)
+			r.storageError(w, req, err)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
@@ -294,7 +294,7 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, name, ref string, d dig
 	}
 	tags, err := r.listTags(name)
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	for _, t := range tags {
@@ -306,13 +306,13 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, name, ref string, d dig
 	for _, t := range tags {
 		if td, err := r.readTag(name, t); err == nil && td == d {
 			if err := os.Remove(filepath.Join(r.tagsDir(name), t)); err != nil {
-				internalError(w, err)
+				r.storageError(w, req, err)
 				return
 			}
 		}
 	}
 	if err := os.Remove(r.revisionLink(name, d)); err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)

@@ -25,7 +25,7 @@ func (r *Registry) serveReferrers(w http.ResponseWriter, req *http.Request, name
 	filter := req.URL.Query().Get("artifactType")
 	revs, err := r.listRevisions(name)
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	index := ocispec.Index{
@@ -45,7 +45,7 @@ func (r *Registry) serveReferrers(w http.ResponseWriter, req *http.Request, name
 	}
 	body, err := json.Marshal(index)
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)

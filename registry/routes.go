@@ -110,34 +110,74 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
+	rt, ok := parseRoute(p)
+	if !ok {
+		writeError(w, http.StatusNotFound, CodeUnsupported, "unknown endpoint", nil)
+		return
+	}
+	if !ValidRepository(rt.name) {
+		writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name", map[string]string{"name": rt.name})
+		return
+	}
+	handlers := map[string]func(w http.ResponseWriter, req *http.Request, name string, args []string){
+		"uploads": r.startUpload, "upload": r.serveUpload, "blobs": r.serveBlob,
+		"manifests": r.serveManifest, "tags": r.serveTags, "referrers": r.serveReferrers,
+	}
+	handlers[rt.kind](w, req, rt.name, rt.args)
+}
+
+// route is what a /v2/ path asks for: an endpoint kind in repository name, with the
+// path segments after the kind's keyword (a digest, a reference, an upload id).
+type route struct {
+	name, kind string
+	args       []string
+}
+
+// parseRoute splits a path below /v2/ into its repository and endpoint. Repository
+// names may hold slashes, so the endpoint is found from the end of the path.
+func parseRoute(p string) (route, bool) {
 	segs := strings.Split(p, "/")
 	n := len(segs)
-	route := func(k int, h func(w http.ResponseWriter, req *http.Request, name string, args []string)) {
-		name := strings.Join(segs[:n-k], "/")
-		if !ValidRepository(name) {
-			writeError(w, http.StatusBadRequest, CodeNameInvalid, "invalid repository name", map[string]string{"name": name})
-			return
-		}
-		h(w, req, name, segs[n-k+1:])
+	at := func(k int, kind string) (route, bool) {
+		return route{name: strings.Join(segs[:n-k], "/"), kind: kind, args: segs[n-k+1:]}, true
 	}
 	switch {
 	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads" && segs[n-1] == "":
-		route(3, r.startUpload)
+		return at(3, "uploads")
 	case n >= 3 && segs[n-2] == "blobs" && segs[n-1] == "uploads":
-		route(2, r.startUpload)
+		return at(2, "uploads")
 	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads":
-		route(3, r.serveUpload)
+		return at(3, "upload")
 	case n >= 3 && segs[n-2] == "blobs":
-		route(2, r.serveBlob)
+		return at(2, "blobs")
 	case n >= 3 && segs[n-2] == "manifests":
-		route(2, r.serveManifest)
+		return at(2, "manifests")
 	case n >= 3 && segs[n-2] == "tags" && segs[n-1] == "list":
-		route(2, r.serveTags)
+		return at(2, "tags")
 	case n >= 3 && segs[n-2] == "referrers":
-		route(2, r.serveReferrers)
-	default:
-		writeError(w, http.StatusNotFound, CodeUnsupported, "unknown endpoint", nil)
+		return at(2, "referrers")
 	}
+	return route{}, false
+}
+
+// RepositoryOf returns the repository a request path (/v2/NAME/...) addresses, and
+// false for /v2/ itself and paths that are no endpoint. The name is not validated.
+func RepositoryOf(path string) (string, bool) {
+	p, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return "", false
+	}
+	rt, ok := parseRoute(p)
+	return rt.name, ok
+}
+
+// NamespaceUsed reports whether a repository named first, or below first/, holds
+// anything or did: first is a repository name's first path component.
+func (r *Registry) NamespaceUsed(first string) bool {
+	if strings.Contains(first, "/") || !ValidRepository(first) {
+		return false
+	}
+	return exists(r.repoDir(first))
 }
 
 // allow reports whether req uses one of methods, answering 405 otherwise.

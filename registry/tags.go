@@ -26,7 +26,7 @@ func (r *Registry) serveTags(w http.ResponseWriter, req *http.Request, name stri
 	q := req.URL.Query()
 	tags, err := r.listTags(name)
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	if last := q.Get("last"); last != "" {

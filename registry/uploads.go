@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -125,7 +126,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 		// per registry, not per repository, so this reveals nothing.
 		from := q.Get("from")
 		if (from == "" && exists(r.blobPath(d))) || (nameRE.MatchString(from) && r.hasBlob(from, d)) {
-			r.linkAndAnswer(w, name, d)
+			r.linkAndAnswer(w, req, name, d)
 			return
 		}
 		// Not mountable: fall back to a new upload session.
@@ -139,10 +140,15 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 				writeError(w, http.StatusBadRequest, CodeDigestInvalid, "content does not match digest", map[string]string{"digest": d.String()})
 				return
 			}
+			if full(err) {
+				r.storageError(w, req, err)
+				return
+			}
+			r.logger().Warn("registry: upload failed", "path", req.URL.Path, "err", err)
 			writeError(w, http.StatusBadRequest, CodeBlobUploadInvalid, "upload failed", nil)
 			return
 		}
-		r.linkAndAnswer(w, name, d)
+		r.linkAndAnswer(w, req, name, d)
 		return
 	}
 	var b [16]byte
@@ -150,12 +156,12 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 	id := hex.EncodeToString(b[:])
 	st, _ := json.Marshal(uploadState{Repo: name})
 	if err := os.WriteFile(r.uploadData(id), nil, 0o644); err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	if err := atomicfile.Write(r.uploadState(id), st, 0o644); err != nil {
 		os.Remove(r.uploadData(id))
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	w.Header().Set("Location", uploadLocation(name, id))
@@ -238,7 +244,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 	if streamed && u.hashAt(size) == nil {
 		h, err := hashFileStart(r.uploadData(id), size, digest.SHA256)
 		if err != nil {
-			internalError(w, err)
+			r.storageError(w, req, err)
 			return
 		}
 		u.h, u.off = h, size
@@ -254,7 +260,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 	} else {
 		h, err := hashFileStart(r.uploadData(id), size, d.Algorithm())
 		if err != nil {
-			internalError(w, err)
+			r.storageError(w, req, err)
 			return
 		}
 		got = digest.NewDigest(d.Algorithm(), h)
@@ -268,11 +274,11 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 	// is placed, the session's bytes need not be (a crash shows up as a digest
 	// mismatch, and the client pushes again).
 	if err := syncFile(r.uploadData(id)); err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	if err := r.placeBlob(r.uploadData(id), d); err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	r.meta.Lock()
@@ -280,7 +286,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 	r.meta.Unlock()
 	r.dropUpload(id)
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	blobCreated(w, name, d)
@@ -304,7 +310,7 @@ func (r *Registry) appendChunk(w http.ResponseWriter, req *http.Request, name, i
 	}
 	f, err := os.OpenFile(r.uploadData(id), os.O_WRONLY, 0)
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return size, false
 	}
 	defer f.Close()
@@ -326,6 +332,11 @@ func (r *Registry) appendChunk(w http.ResponseWriter, req *http.Request, name, i
 	if err != nil {
 		f.Truncate(size)
 		u.h, u.off = before, size
+		if full(err) {
+			r.storageError(w, req, err)
+			return size, false
+		}
+		r.logger().Warn("registry: chunk upload failed", "path", req.URL.Path, "err", err)
 		writeError(w, http.StatusBadRequest, CodeBlobUploadInvalid, "chunk upload failed", map[string]string{"reason": err.Error()})
 		return size, false
 	}
@@ -469,19 +480,20 @@ func parseContentRange(s string) (int64, int64, error) {
 	}
 	start, err1 := strconv.ParseInt(a, 10, 64)
 	end, err2 := strconv.ParseInt(b, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 {
+	// end+1 must not overflow: the chunk's length is end-start+1.
+	if err1 != nil || err2 != nil || start < 0 || end == math.MaxInt64 {
 		return 0, 0, fmt.Errorf("bad Content-Range %q", s)
 	}
 	return start, end, nil
 }
 
 // linkAndAnswer makes blob d visible in repository name and answers 201 Created.
-func (r *Registry) linkAndAnswer(w http.ResponseWriter, name string, d digest.Digest) {
+func (r *Registry) linkAndAnswer(w http.ResponseWriter, req *http.Request, name string, d digest.Digest) {
 	r.meta.Lock()
 	err := r.linkBlob(name, d)
 	r.meta.Unlock()
 	if err != nil {
-		internalError(w, err)
+		r.storageError(w, req, err)
 		return
 	}
 	blobCreated(w, name, d)

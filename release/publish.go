@@ -37,7 +37,7 @@ func Tag(n int) string { return "r" + strconv.Itoa(n) }
 func Repository(project string) (string, error) {
 	repo := strings.ToLower(project)
 	if !registry.ValidRepository(repo) {
-		return "", fmt.Errorf("project name %q cannot name an OCI repository (lower-case letters and digits, separated by single '.', '_' or '-')", project)
+		return "", fmt.Errorf("project name %q cannot name an OCI repository (lower-case letters and digits, separated by single '.', '_' or '-'): push the repository to a project named %q to publish releases", project, SuggestProjectName(project))
 	}
 	return repo, nil
 }
@@ -96,6 +96,9 @@ func (p *Publisher) Publish(ctx context.Context, layout *artifact.Store, desc oc
 // Seed copies into layout the layers, published by an earlier run of project, that a
 // re-run keeps, so the new run's manifest can name them.
 func (p *Publisher) Seed(ctx context.Context, layout *artifact.Store, project string, layers []ocispec.Descriptor) error {
+	if len(layers) == 0 {
+		return nil // nothing kept: a first run, or a project whose name names no repository
+	}
 	repo, err := Repository(project)
 	if err != nil {
 		return err

@@ -45,11 +45,13 @@ func (r *Runner) Enqueue(ctx context.Context, req Request) (*store.Run, error) {
 			return nil, fmt.Errorf("project %s has no branch %q: %w", proj.Name, req.Branch, store.ErrNotFound)
 		}
 	}
-	data, err := source.ReadFile(ctx, repo, req.Commit, PipelineFile)
+	data, err := source.ReadFileLimit(ctx, repo, req.Commit, PipelineFile, pipeline.MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoPipeline
 	}
-	if err != nil {
+	// A drover.yml over the limit is not read, but still makes a run, like one that does
+	// not parse: perform fails it at once with the file's size as the reason.
+	if err != nil && !errors.Is(err, source.ErrFileTooLarge) {
 		return nil, err
 	}
 	run := &store.Run{ProjectID: proj.ID, Project: proj.Name, Status: Pending, Branch: req.Branch,

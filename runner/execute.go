@@ -124,10 +124,15 @@ func cancelledBy(cause error) string {
 // stops; rec never (for recording the outcome).
 func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (status, reason, artifact string) {
 	repo := r.cfg.Repos(run.Project)
-	data, err := source.ReadFile(ctx, repo, run.Commit, PipelineFile)
+	data, err := source.ReadFileLimit(ctx, repo, run.Commit, PipelineFile, pipeline.MaxFileSize)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return Cancelled, engine.CancelReason(ctx), ""
+		case errors.Is(err, source.ErrFileTooLarge):
+			// The author's to fix, like a file that does not parse:
+			// "drover.yml: file is 2097152 bytes; the limit is 1 MiB".
+			return Failure, err.Error(), ""
 		}
 		return Errored, "read drover.yml: " + err.Error(), ""
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/runner"
-	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -57,8 +56,12 @@ func (s *Server) addProject(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !source.ValidName(req.Name) {
-		s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("project name %q: use letters, digits, '-', '_' and '.'", req.Name))
+	switch err := s.checkNewProject(r.Context(), req.Name); {
+	case errors.Is(err, store.ErrExists), errors.Is(err, errNameTaken):
+		s.errorJSON(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		s.errorJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	p := &store.Project{Name: req.Name, URL: req.URL, WebhookSecret: req.WebhookSecret}

@@ -43,6 +43,10 @@ type Principal struct {
 	Role          string   // "" when nothing is allowed
 	Authenticated bool     // a valid token was presented
 	Groups        []string // approval roles, e.g. release-manager
+	// Runs marks the server's own Docker Engine, which pushes the images runs build
+	// with a token that lives in the server's memory only. Only it writes projects'
+	// image repositories over HTTP; a token's name can never make a caller this.
+	Runs bool
 }
 
 // CanApprove reports whether p may decide an approval asking for role: an admin, or a
@@ -135,7 +139,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			token, fromCookie = c.Value, true // the web UI's sign-in; SameSite=Strict keeps other sites from using it
 		}
 		if token != "" && s.cfg.EngineToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.EngineToken)) == 1 {
-			p = Principal{Name: "docker-engine", Role: RoleDeveloper, Authenticated: true}
+			p = Principal{Name: "docker-engine", Role: RoleDeveloper, Authenticated: true, Runs: true}
 			token = ""
 		}
 		if token != "" {

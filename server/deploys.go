@@ -124,15 +124,18 @@ func (l *lineLog) add(line string) {
 	l.mu.Unlock()
 }
 
-// deployTo is POST /api/v1/environments/{env}/deploy {"project", "ref", "strategy"}. It
-// answers once the release takes the traffic (200) or has failed without taking any (422).
+// deployTo is POST /api/v1/environments/{env}/deploy {"project", "ref", "strategy",
+// "force"}. It answers once the release takes the traffic (200) or has failed without
+// taking any (422). A release whose run has not passed is refused (409) unless an admin
+// sends "force": true.
 func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Project  string `json:"project"`
 		Ref      string `json:"ref"`
 		Strategy string `json:"strategy"`
+		Force    bool   `json:"force"`
 	}
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req) || !s.mayForce(w, r, req.Force) {
 		return
 	}
 	env, ok := s.mayChange(w, r, r.PathValue("env"))
@@ -148,24 +151,38 @@ func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
 	}
 	log := &lineLog{}
 	d, err := s.cfg.Deploys.Deploy(r.Context(), deploy.Request{Env: r.PathValue("env"), Project: req.Project, Ref: req.Ref,
-		Strategy: req.Strategy, Trigger: principal(r).Name, Log: log.add})
+		Strategy: req.Strategy, Trigger: principal(r).Name, Log: log.add, RequirePassed: true, Force: req.Force})
 	s.deployAnswer(w, r, d, log, err)
 }
 
-// rollbackIn is POST /api/v1/environments/{env}/rollback {"project"}.
+// rollbackIn is POST /api/v1/environments/{env}/rollback {"project", "force"}. Going back
+// to a release whose run has not passed is refused (409) unless an admin forces it.
 func (s *Server) rollbackIn(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Project string `json:"project"`
+		Force   bool   `json:"force"`
 	}
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req) || !s.mayForce(w, r, req.Force) {
 		return
 	}
 	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {
 		return
 	}
 	log := &lineLog{}
-	d, err := s.cfg.Deploys.Rollback(r.Context(), r.PathValue("env"), req.Project, principal(r).Name, log.add)
+	d, err := s.cfg.Deploys.Rollback(r.Context(), deploy.RollbackRequest{Env: r.PathValue("env"), Project: req.Project,
+		Trigger: principal(r).Name, Force: req.Force, Log: log.add})
 	s.deployAnswer(w, r, d, log, err)
+}
+
+// mayForce answers 403, and false, when a caller other than an admin asks to force a
+// release whose run has not passed.
+func (s *Server) mayForce(w http.ResponseWriter, r *http.Request, force bool) bool {
+	if p := principal(r); force && !p.Can(RoleAdmin) {
+		s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("only an admin may force a release whose run has not passed; %s has the %s role",
+			p.Name, p.Role))
+		return false
+	}
+	return true
 }
 
 func (s *Server) deployAnswer(w http.ResponseWriter, r *http.Request, d *store.Deployment, log *lineLog, err error) {
@@ -183,6 +200,9 @@ func (s *Server) deployAnswer(w http.ResponseWriter, r *http.Request, d *store.D
 	case errors.Is(err, deploy.ErrBadRequest):
 		out.Error = err.Error()
 		writeJSON(w, http.StatusBadRequest, out)
+	case errors.Is(err, deploy.ErrNotPassed):
+		out.Error = err.Error()
+		writeJSON(w, http.StatusConflict, out)
 	case d != nil:
 		out.Error = err.Error()
 		writeJSON(w, http.StatusUnprocessableEntity, out)
@@ -191,14 +211,16 @@ func (s *Server) deployAnswer(w http.ResponseWriter, r *http.Request, d *store.D
 	}
 }
 
-// promoteTo is POST /api/v1/environments/{env}/promote {"project", "from", "message"}.
+// promoteTo is POST /api/v1/environments/{env}/promote {"project", "from", "message",
+// "force"}. A release whose run has not passed is refused (409) unless an admin forces it.
 func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Project string `json:"project"`
 		From    string `json:"from"`
 		Message string `json:"message"`
+		Force   bool   `json:"force"`
 	}
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req) || !s.mayForce(w, r, req.Force) {
 		return
 	}
 	env, ok := s.mayChange(w, r, r.PathValue("env"))
@@ -212,7 +234,8 @@ func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	log := &lineLog{}
-	d, err := s.cfg.Deploys.Promote(r.Context(), req.Project, req.From, r.PathValue("env"), principal(r).Name, req.Message, log.add)
+	d, err := s.cfg.Deploys.Promote(r.Context(), deploy.PromoteRequest{Project: req.Project, From: req.From, To: r.PathValue("env"),
+		Trigger: principal(r).Name, Message: req.Message, Force: req.Force, Log: log.add})
 	s.deployAnswer(w, r, d, log, err)
 }
 
@@ -392,21 +415,22 @@ func planLines(plan []deploy.Change) []string {
 	return out
 }
 
-// mayChange checks that the caller may change env: an environment with approval: takes
-// changes only from holders of that approval role (or admins). It returns the
-// environment, nil for one the change would create.
+// mayChange checks that the caller may change env: an environment with an approval
+// role (declared, or production's default) takes changes only from holders of that
+// role (or admins). It returns the environment, nil for one the change would create.
 func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) (*store.Environment, bool) {
-	e, err := s.cfg.Store.Environment(r.Context(), env)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, true // a new environment: the developer role suffices
-	}
+	role, e, err := s.cfg.Deploys.ApprovalRole(r.Context(), env)
 	if err != nil {
 		s.fail(w, r, err) // when unsure, refuse
 		return nil, false
 	}
-	if p := principal(r); e.Approval != "" && !p.CanApprove(e.Approval) {
-		s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("changes to %s need the %s approval role (drover token create --approves %s); %s has none",
-			env, e.Approval, e.Approval, p.Name))
+	if p := principal(r); role != "" && !p.CanApprove(role) {
+		msg := fmt.Sprintf("changes to %s need the %s approval role (drover token create --approves %s); %s has none",
+			env, role, role, p.Name)
+		if e == nil || !e.Managed {
+			msg += fmt.Sprintf(" (%s asks for it unless an environments.yml declares it otherwise)", env)
+		}
+		s.errorJSON(w, http.StatusForbidden, msg)
 		return nil, false
 	}
 	return e, true
@@ -457,16 +481,21 @@ func (s *Server) pusher(ctx context.Context, run *store.Run) string {
 	return run.Trigger
 }
 
-// envUp is POST /api/v1/environments/{env}/up {"from", "with", "idle"}: a developer
-// environment copied from another, with some releases replaced.
+// envUp is POST /api/v1/environments/{env}/up {"from", "with", "idle", "force"}: a
+// developer environment copied from another, with some releases replaced. A release
+// with names whose run has not passed is refused (409) unless an admin forces it.
 func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		From string   `json:"from"`
-		With []string `json:"with"`
-		Idle string   `json:"idle"`
+		From  string   `json:"from"`
+		With  []string `json:"with"`
+		Idle  string   `json:"idle"`
+		Force bool     `json:"force"`
 	}
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req) || !s.mayForce(w, r, req.Force) {
 		return
+	}
+	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {
+		return // an environment called production, say
 	}
 	var idle time.Duration
 	if req.Idle != "" {
@@ -479,7 +508,7 @@ func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
 	}
 	log := &lineLog{}
 	ds, err := s.cfg.Deploys.Up(r.Context(), deploy.UpRequest{Name: r.PathValue("env"), From: req.From, With: req.With,
-		Idle: idle, Trigger: principal(r).Name, Log: log.add})
+		Idle: idle, Trigger: principal(r).Name, Force: req.Force, Log: log.add})
 	out := map[string]any{"log": log.lines}
 	var dj []deploymentJSON
 	for _, d := range ds {
@@ -492,6 +521,9 @@ func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, deploy.ErrBadRequest):
 		out["error"] = err.Error()
 		writeJSON(w, http.StatusBadRequest, out)
+	case errors.Is(err, deploy.ErrNotPassed):
+		out["error"] = err.Error()
+		writeJSON(w, http.StatusConflict, out)
 	default:
 		out["error"] = err.Error()
 		writeJSON(w, http.StatusUnprocessableEntity, out)
@@ -500,6 +532,9 @@ func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
 
 // envDown is DELETE /api/v1/environments/{env}: stop a developer environment.
 func (s *Server) envDown(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {
+		return
+	}
 	err := s.cfg.Deploys.Down(r.Context(), r.PathValue("env"), principal(r).Name, "by request")
 	switch {
 	case err == nil:
@@ -517,7 +552,7 @@ func (s *Server) separated(ctx context.Context, run *store.Run) (string, error) 
 	if s.cfg.Hosting == nil {
 		return "", nil
 	}
-	data, err := source.ReadFile(ctx, s.cfg.Hosting.RepoPath(run.Project), run.Commit, runner.PipelineFile)
+	data, err := source.ReadFileLimit(ctx, s.cfg.Hosting.RepoPath(run.Project), run.Commit, runner.PipelineFile, pipeline.MaxFileSize)
 	if err != nil {
 		return "", err
 	}

@@ -31,21 +31,25 @@ func (s *Server) gitHandler() http.Handler {
 	})
 }
 
-// AllowCreate lets a push create a repository: it creates the project in the store first.
-func (s *Server) AllowCreate(name string) bool {
-	if !source.ValidName(name) {
-		return false
-	}
-	err := s.cfg.Store.CreateProject(context.Background(), &store.Project{Name: name})
-	if err != nil && !errors.Is(err, store.ErrExists) {
-		s.cfg.Log.Error("create project on first push", "project", name, "err", err)
-		return false
-	}
+// AllowCreate lets a push create a repository: it creates the project in the store
+// first, when the name is free (checkNewProject). The error it returns is what the
+// pushing git client shows.
+func (s *Server) AllowCreate(name string) error {
+	ctx := context.Background()
+	err := s.checkNewProject(ctx, name)
 	if err == nil {
-		s.cfg.Log.Info("project created by a push", "project", name)
-		s.cfg.Hub.Notify("projects")
+		err = s.cfg.Store.CreateProject(ctx, &store.Project{Name: name})
 	}
-	return true
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return nil // the project is there, its repository not yet
+	case err != nil:
+		s.cfg.Log.Warn("a push may not create a project", "project", name, "err", err)
+		return err
+	}
+	s.cfg.Log.Info("project created by a push", "project", name)
+	s.cfg.Hub.Notify("projects")
+	return nil
 }
 
 // OnPush queues a run for every branch a push created or moved.

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/drover-cd/drover/registry"
+	"github.com/drover-cd/drover/store"
 )
 
 // anonymousToken is what the token endpoint hands anonymous callers of a --public
@@ -13,8 +17,9 @@ import (
 const anonymousToken = "anonymous"
 
 // registryHandler guards the OCI registry: pulls need the viewer role, pushes and deletes
-// the developer role. Anonymous callers get a Bearer challenge naming the token endpoint
-// (the flow docker login follows); Basic auth with the token as password works as well.
+// the developer role, and a project's repositories take writes from its runs only (see
+// refuseWrite). Anonymous callers get a Bearer challenge naming the token endpoint (the
+// flow docker login follows); Basic auth with the token as password works as well.
 func (s *Server) registryHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		role := RoleViewer
@@ -23,7 +28,14 @@ func (s *Server) registryHandler() http.Handler {
 		}
 		p := principal(r)
 		switch {
+		case p.Can(role) && role == RoleViewer:
+			s.cfg.Registry.ServeHTTP(w, r)
 		case p.Can(role):
+			if status, msg := s.refuseWrite(r, p); status != 0 {
+				s.cfg.Log.Warn("registry write refused", "method", r.Method, "path", r.URL.Path, "who", p.Name, "why", msg)
+				registryError(w, status, "DENIED", msg)
+				return
+			}
 			s.cfg.Registry.ServeHTTP(w, r)
 		case !p.Authenticated:
 			s.registryChallenge(w, r, "sign in with a Drover token as the password: docker login "+r.Host)
@@ -31,6 +43,35 @@ func (s *Server) registryHandler() http.Handler {
 			registryError(w, http.StatusForbidden, "DENIED", fmt.Sprintf("%s needs the %s role", r.Method, role))
 		}
 	})
+}
+
+// refuseWrite says why p may not make the write r asks for (a status and a message), or
+// returns 0. A repository whose first path component is a project's name (in any case)
+// belongs to that project: its releases, run tags, artifacts and build: images. Runs
+// publish through the registry's in-process API and build images through the server's
+// own Docker Engine, so over HTTP only that engine writes there, and nobody deletes:
+// what a release or a kept run references goes only by retention and garbage
+// collection. Other repositories (base images, tools) take writes by role.
+func (s *Server) refuseWrite(r *http.Request, p Principal) (int, string) {
+	repo, ok := registry.RepositoryOf(r.URL.Path)
+	if !ok {
+		return 0, "" // not an endpoint: the registry answers
+	}
+	first, _, _ := strings.Cut(repo, "/")
+	proj, err := s.cfg.Store.ProjectFold(r.Context(), first)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return 0, ""
+	case err != nil:
+		// Refuse when the owner cannot be known, rather than let a forgery through.
+		s.cfg.Log.Error("registry: find the project owning a repository", "repository", repo, "err", err)
+		return http.StatusServiceUnavailable, fmt.Sprintf("cannot tell whether %s belongs to a project: %v; try again", repo, err)
+	case r.Method == http.MethodDelete:
+		return http.StatusForbidden, fmt.Sprintf("%s belongs to project %s: nothing in it is deleted by hand; retention and garbage collection remove what no release or kept run needs (drover project set %s --keep-runs N, drover registry gc)", repo, proj.Name, proj.Name)
+	case !p.Runs:
+		return http.StatusForbidden, fmt.Sprintf("%s belongs to project %s: only its runs write there; push other images to a repository of their own, such as base/NAME or tools/NAME", repo, proj.Name)
+	}
+	return 0, ""
 }
 
 // registryChallenge answers 401 with the challenge of the registry token flow.

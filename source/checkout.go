@@ -76,6 +76,42 @@ func emptyDir(dir string) {
 // in commit. When commit has no file there the error wraps fs.ErrNotExist;
 // an unknown commit is a different error.
 func ReadFile(ctx context.Context, repoDir, commit, file string) ([]byte, error) {
+	return ReadFileLimit(ctx, repoDir, commit, file, -1)
+}
+
+// ErrFileTooLarge is what a *FileTooLargeError matches with errors.Is.
+var ErrFileTooLarge = errors.New("file is too large")
+
+// FileTooLargeError is a file ReadFileLimit refused, unread, for its size.
+type FileTooLargeError struct {
+	File  string // the path in the commit
+	Size  int64  // bytes
+	Limit int64  // bytes
+}
+
+// Error reads like "drover.yml: file is 2097152 bytes; the limit is 1 MiB".
+func (e *FileTooLargeError) Error() string {
+	return fmt.Sprintf("%s: file is %d bytes; the limit is %s", e.File, e.Size, byteSize(e.Limit))
+}
+
+// Unwrap makes the error match ErrFileTooLarge.
+func (e *FileTooLargeError) Unwrap() error { return ErrFileTooLarge }
+
+// byteSize writes a limit the way people read it: 1 MiB, 64 KiB or 1000 bytes.
+func byteSize(n int64) string {
+	switch {
+	case n > 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n > 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// ReadFileLimit is ReadFile for a file of at most limit bytes; a negative limit is none.
+// A larger file is refused with a *FileTooLargeError from the size git announces before
+// the content, which is never read: a push of a huge drover.yml costs the server nothing.
+func ReadFileLimit(ctx context.Context, repoDir, commit, file string, limit int64) ([]byte, error) {
 	if err := checkRev(commit); err != nil {
 		return nil, err
 	}
@@ -85,17 +121,47 @@ func ReadFile(ctx context.Context, repoDir, commit, file string) ([]byte, error)
 	}
 	// One git process answers both questions, exactly and without parsing messages meant
 	// for people: does the commit exist, and what is at the path? Each line of the batch
-	// protocol gets "<hash> <type> <size>\n<content>\n" or "<name> missing\n".
+	// protocol gets "<hash> <type> <size>\n<content>\n" or "<name> missing\n". The
+	// answers are read as git writes them, so the size comes before any of the content.
 	in := commit + "^{commit}\n" + commit + ":" + file + "\n"
-	out, err := runGit(ctx, repoDir, strings.NewReader(in), nil, "cat-file", "--batch")
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "cat-file", "--batch")
+	cmd.Dir = repoDir
+	cmd.Stdin = strings.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
 	}
-	r := bufio.NewReader(bytes.NewReader(out))
-	if _, _, err := batchObject(r); err != nil {
+	if err != nil {
+		return nil, fmt.Errorf("git cat-file --batch: %w", err)
+	}
+	content, err := readAnswers(bufio.NewReader(stdout), commit, file, limit)
+	if err != nil {
+		cancel() // the rest of the answer is not wanted: stop git rather than read it
+	}
+	if werr := cmd.Wait(); werr != nil && (err == nil || errors.Is(err, errAnswer)) {
+		// git failed, and says why on stderr.
+		return nil, fmt.Errorf("git cat-file --batch: %w: %s", werr, strings.TrimSpace(stderr.String()))
+	}
+	return content, err
+}
+
+// readAnswers reads git cat-file --batch's answers for commit^{commit} and commit:file.
+func readAnswers(r *bufio.Reader, commit, file string, limit int64) ([]byte, error) {
+	_, size, err := batchHeader(r)
+	if err == nil {
+		_, err = io.CopyN(io.Discard, r, size+1) // the commit and the newline after it
+		if err != nil {
+			err = fmt.Errorf("%w: short object: %w", errAnswer, err)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("read %s:%s: commit %s: %w", commit, file, commit, err)
 	}
-	typ, content, err := batchObject(r)
+	typ, size, err := batchHeader(r)
 	switch {
 	case errors.Is(err, errMissing):
 		return nil, fmt.Errorf("read %s:%s: %w", commit, file, fs.ErrNotExist)
@@ -103,35 +169,43 @@ func ReadFile(ctx context.Context, repoDir, commit, file string) ([]byte, error)
 		return nil, fmt.Errorf("read %s:%s: %w", commit, file, err)
 	case typ != "blob":
 		return nil, fmt.Errorf("read %s:%s: not a file but a %s", commit, file, typ)
+	case limit >= 0 && size > limit:
+		return nil, &FileTooLargeError{File: file, Size: size, Limit: limit}
 	}
-	return content, nil
+	content := make([]byte, size+1) // and the newline after it
+	if _, err := io.ReadFull(r, content); err != nil {
+		return nil, fmt.Errorf("read %s:%s: %w: short object: %w", commit, file, errAnswer, err)
+	}
+	return content[:size], nil
 }
 
-var errMissing = errors.New("not found")
+var (
+	errMissing = errors.New("not found")
+	// errAnswer marks an answer of git cat-file --batch cut short or not understood: git
+	// failed, and its own error says why.
+	errAnswer = errors.New("git cat-file --batch")
+)
 
-// batchObject reads one answer of git cat-file --batch.
-func batchObject(r *bufio.Reader) (typ string, content []byte, err error) {
+// batchHeader reads the first line of one answer of git cat-file --batch: the object's
+// type and size. The content follows it.
+func batchHeader(r *bufio.Reader) (typ string, size int64, err error) {
 	header, err := r.ReadString('\n')
 	if err != nil {
-		return "", nil, fmt.Errorf("git cat-file --batch: short answer: %w", err)
+		return "", 0, fmt.Errorf("%w: short answer: %w", errAnswer, err)
 	}
 	header = strings.TrimSuffix(header, "\n")
 	if strings.HasSuffix(header, " missing") { // "<name> missing"; the name may hold spaces
-		return "", nil, errMissing
+		return "", 0, errMissing
 	}
 	f := strings.Fields(header)
 	if len(f) != 3 {
-		return "", nil, fmt.Errorf("git cat-file --batch: %q", header)
+		return "", 0, fmt.Errorf("%w: %q", errAnswer, header)
 	}
-	size, err := strconv.Atoi(f[2])
-	if err != nil {
-		return "", nil, fmt.Errorf("git cat-file --batch: bad size in %q", header)
+	size, err = strconv.ParseInt(f[2], 10, 64)
+	if err != nil || size < 0 {
+		return "", 0, fmt.Errorf("%w: bad size in %q", errAnswer, header)
 	}
-	content = make([]byte, size+1) // and the newline after it
-	if _, err := io.ReadFull(r, content); err != nil {
-		return "", nil, fmt.Errorf("git cat-file --batch: short object: %w", err)
-	}
-	return f[1], content[:size], nil
+	return f[1], size, nil
 }
 
 // CommitInfo returns the hash, subject, author and author date of commit.

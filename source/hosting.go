@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/cgi"
 	"os"
@@ -41,9 +42,24 @@ type Hosting struct {
 	// waits: it should hand the work on and return quickly. Its context is not cancelled
 	// when the request ends.
 	OnPush func(ctx context.Context, repo string, updates []RefUpdate)
-	// AllowCreate, if set, reports whether a push may create repository repo when it does
-	// not exist. Without it, or when it says no, such a push gets 404.
-	AllowCreate func(repo string) bool
+	// AllowCreate, if set, says whether a push may create repository repo when it does
+	// not exist: nil lets it, an error refuses it with 403 and the error's text, which
+	// git shows its user as "remote: ...". Without AllowCreate such a push gets 404.
+	AllowCreate func(repo string) error
+	// Log receives what goes wrong while serving; nil logs to slog.Default().
+	Log *slog.Logger
+}
+
+func (h *Hosting) logger() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}
+
+// full reports a write that failed because the disk or the quota is full.
+func full(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // ValidName reports whether name can name a hosted repository: 1 to 100 ASCII letters,
@@ -108,11 +124,21 @@ func (h *Hosting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	push := service == "git-receive-pack"
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		if !push || h.AllowCreate == nil || !errors.Is(err, fs.ErrNotExist) || !h.AllowCreate(name) {
+		if !push || h.AllowCreate == nil || !errors.Is(err, fs.ErrNotExist) {
 			http.NotFound(w, r)
 			return
 		}
+		if err := h.AllowCreate(name); err != nil {
+			// text/plain: git prints the body of a refused ref discovery to its user.
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
 		if err := createRepo(r.Context(), root, dir); err != nil {
+			h.logger().Error("git: create a repository", "repository", name, "err", err)
+			if full(err) {
+				http.Error(w, "no space left on device: the Drover server's disk is full; free space there and push again", http.StatusInsufficientStorage)
+				return
+			}
 			http.Error(w, "create repository: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -133,7 +159,7 @@ func (h *Hosting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithoutCancel(r.Context())
 	after, err := listRefs(ctx, dir, "")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "drover: after a push to %s: %v\n", name, err)
+		h.logger().Error("git: read the refs after a push", "repository", name, "err", err)
 		return
 	}
 	if ups := diffRefs(before, after); len(ups) > 0 {
@@ -153,8 +179,16 @@ func (h *Hosting) backend(w http.ResponseWriter, r *http.Request, root, path str
 	if r.ContentLength < 0 {
 		// net/http/cgi refuses chunked bodies, and git sends pushes over http.postBuffer
 		// (1 MiB) chunked: spool the body to give it a length.
-		body, n, err := spool(r.Body, root)
-		if err != nil {
+		rec := &headRecorder{r: r.Body}
+		body, n, err := spool(rec, root)
+		switch {
+		case full(err):
+			h.logger().Error("git: no space left on device for a push", "repository", path, "err", err)
+			refusePush(w, r.Body, rec.head, http.StatusInsufficientStorage,
+				"no space left on device: the Drover server's disk is full; free space there and push again")
+			return
+		case err != nil:
+			h.logger().Warn("git: read a push", "repository", path, "err", err)
 			http.Error(w, "read request: "+err.Error(), http.StatusBadRequest)
 			return
 		}

@@ -58,11 +58,14 @@ func serveHosting(t *testing.T, allowCreate bool, wrap func(http.Handler) http.H
 			defer rec.mu.Unlock()
 			rec.pushes = append(rec.pushes, recordedPush{repo, ups})
 		},
-		AllowCreate: func(repo string) bool {
+		AllowCreate: func(repo string) error {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.creates = append(rec.creates, repo)
-			return allowCreate
+			if !allowCreate {
+				return fmt.Errorf("project %q: the name is taken", repo)
+			}
+			return nil
 		},
 	}
 	var handler http.Handler = http.StripPrefix("/git", h)
@@ -113,8 +116,9 @@ func TestHostingMissingRepository(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(out, "not found") {
-				t.Errorf("push refused by AllowCreate: %v, output %q; want git's 'not found'", err, out)
+			// git shows the refusal's reason to the person pushing.
+			if err == nil || !strings.Contains(out, `remote: project "app": the name is taken`) {
+				t.Errorf("push refused by AllowCreate: %v, output %q; want the reason as a remote: line", err, out)
 			}
 			if statErr == nil {
 				t.Error("a refused push created the repository")

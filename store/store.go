@@ -168,6 +168,10 @@ type RunFilter struct {
 type Store interface {
 	CreateProject(ctx context.Context, p *Project) error // sets ID and Created; ErrExists on a taken name
 	Project(ctx context.Context, name string) (*Project, error)
+	// ProjectFold returns the project whose name equals name regardless of ASCII case
+	// (the oldest, should several), or ErrNotFound: project names share one registry
+	// namespace, which is lower case.
+	ProjectFold(ctx context.Context, name string) (*Project, error)
 	Projects(ctx context.Context) ([]*Project, error) // by name
 	// UpdateProject writes p's URL, PollInterval, WebhookSecret, KeepRuns and KeepFor;
 	// ErrNotFound when no project has p.Name.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestApprovalGates(t *testing.T) {
@@ -114,7 +115,11 @@ steps:
 		t.Fatalf("approval by someone else: %s", res)
 	}
 	s.waitBody("shop", "production", "v4 production")
-	// Nor does she deploy it there around the gate.
+	// Nor does she deploy it there around the gate. (Once run 4 has ended: its release
+	// tag r4, the newest release deploy takes, comes after its production step.)
+	if run := s.waitEnded("shop", 4, time.Minute); run.Status != "success" {
+		t.Fatalf("run 4: %+v", run)
+	}
 	if res := client(rm, "deploy", "shop", "--env", "production"); res.code == 0 || !strings.Contains(res.stderr, "rita pushed this change") {
 		t.Errorf("the pusher deploying her own change to a separated environment: %s", res)
 	}

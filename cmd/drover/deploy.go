@@ -56,9 +56,14 @@ func (c *clientOptions) deployCall(out io.Writer, path string, in any) error {
 	return nil
 }
 
+// forceUsage is the help of --force, on every command that deploys a release a person
+// names.
+const forceUsage = "admins only: go ahead although the release's run has not passed (failed, or waits at a gate); the audit log says so"
+
 func deployCommand() *cobra.Command {
 	c := &clientOptions{}
 	var env, strategy string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "deploy PROJECT[:REF] --env ENV",
 		Short: "Run a release of a project in an environment",
@@ -68,7 +73,12 @@ the old ones. A release whose instances never become healthy never gets traffic 
 command exits 1 with their last output.
 
 REF is a release tag (r12), a run number, a commit or a digest; without it, the newest
-release. The environment is created on first use.`,
+release. The environment is created on first use.
+
+Only a release whose run passed goes out: one whose run failed, or still waits at an
+approval (or runs), is refused, unless an admin adds --force. An environment with an
+approval role takes deploys only from its holders and admins; production asks for
+release-manager unless an environments.yml declares it otherwise.`,
 		Example: "  drover deploy shop --env staging\n  drover deploy shop:r12 --env production --strategy rolling",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -77,11 +87,12 @@ release. The environment is created on first use.`,
 			}
 			project, ref, _ := strings.Cut(args[0], ":")
 			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+env+"/deploy",
-				map[string]string{"project": project, "ref": ref, "strategy": strategy})
+				map[string]any{"project": project, "ref": ref, "strategy": strategy, "force": force})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment to deploy to, e.g. staging")
 	cmd.Flags().StringVar(&strategy, "strategy", "", "blue-green or rolling (default: the environment's)")
+	cmd.Flags().BoolVar(&force, "force", false, forceUsage)
 	c.flags(cmd)
 	return cmd
 }
@@ -89,20 +100,25 @@ release. The environment is created on first use.`,
 func rollbackCommand() *cobra.Command {
 	c := &clientOptions{}
 	var env string
+	var force bool
 	cmd := &cobra.Command{
-		Use:     "rollback PROJECT --env ENV",
-		Short:   "Return a project's service in an environment to the release it ran before",
-		Long:    "Deploy again the release the service ran before its current one: the same digest, nothing rebuilt.",
+		Use:   "rollback PROJECT --env ENV",
+		Short: "Return a project's service in an environment to the release it ran before",
+		Long: `Deploy again the release the service ran before its current one: the same digest, nothing
+rebuilt. A release whose run did not pass (a deploy: step put it there before its run
+failed, say) is not gone back to, unless an admin adds --force.`,
 		Example: "  drover rollback shop --env production",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if env == "" {
 				return badInput(fmt.Errorf("--env is required"))
 			}
-			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+env+"/rollback", map[string]string{"project": args[0]})
+			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+env+"/rollback",
+				map[string]any{"project": args[0], "force": force})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment, e.g. production")
+	cmd.Flags().BoolVar(&force, "force", false, forceUsage)
 	c.flags(cmd)
 	return cmd
 }
@@ -280,11 +296,13 @@ func firstLine(s string) string {
 func promoteCommand() *cobra.Command {
 	c := &clientOptions{}
 	var from, to, message string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "promote PROJECT --from ENV --to ENV",
 		Short: "Deploy to one environment exactly the release running in another",
 		Long: `Promote: deploy to --to the digest of PROJECT that runs in --from, nothing rebuilt. A
-release that did not pass its pipeline (no r<run> tag) is refused.`,
+release whose run did not pass its pipeline (it failed, or still waits at an approval) is
+refused, unless an admin adds --force.`,
 		Example: "  drover promote shop --from staging --to production -m \"QA signed off\"",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -292,12 +310,13 @@ release that did not pass its pipeline (no r<run> tag) is refused.`,
 				return badInput(fmt.Errorf("--from and --to are required"))
 			}
 			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+to+"/promote",
-				map[string]string{"project": args[0], "from": from, "message": message})
+				map[string]any{"project": args[0], "from": from, "message": message, "force": force})
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "environment whose release is promoted, e.g. staging")
 	cmd.Flags().StringVar(&to, "to", "", "environment to deploy it to, e.g. production")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "why, for the audit log")
+	cmd.Flags().BoolVar(&force, "force", false, forceUsage)
 	c.flags(cmd)
 	return cmd
 }
@@ -375,13 +394,15 @@ func envUpCommand() *cobra.Command {
 	var from string
 	var with []string
 	var idle time.Duration
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "up NAME [--from ENV] [--with PROJECT:REF]... [--idle D]",
 		Short: "Start a developer environment: a complete copy of another, with your releases in it",
 		Long: `Start environment NAME with every service of --from (default staging) at its live release,
 and each --with PROJECT:REF (a release tag, run number, commit or digest; a branch's run, say)
 in place of that project's service. It is stopped by drover env down NAME, or after --idle
-without a request.`,
+without a request. A --with release whose run has not passed (it failed, or still waits at
+an approval) is refused, unless an admin adds --force.`,
 		Example: "  drover env up alice --with shop:57 --idle 2h\n  curl http://shop.alice.localhost:8000/",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -389,12 +410,12 @@ without a request.`,
 				Log   []string `json:"log"`
 				Error string   `json:"error"`
 			}
-			in := map[string]any{"from": from, "with": with, "idle": idle.String()}
+			in := map[string]any{"from": from, "with": with, "idle": idle.String(), "force": force}
 			err := c.callRaw(http.MethodPost, "/api/v1/environments/"+args[0]+"/up", in, func(status int, data []byte) error {
 				if jerr := json.Unmarshal(data, &ans); jerr != nil {
 					return fmt.Errorf("server: HTTP %d: %s", status, strings.TrimSpace(string(data)))
 				}
-				if status == http.StatusBadRequest {
+				if status == http.StatusBadRequest || status == http.StatusConflict {
 					return badInput(fmt.Errorf("%s", ans.Error))
 				}
 				return nil
@@ -414,6 +435,7 @@ without a request.`,
 	cmd.Flags().StringVar(&from, "from", "staging", "environment to copy; \"\" for none")
 	cmd.Flags().StringSliceVar(&with, "with", nil, "PROJECT:REF to run in place of that project's service (repeatable)")
 	cmd.Flags().DurationVar(&idle, "idle", 0, "stop the environment after this long without a request (0: never)")
+	cmd.Flags().BoolVar(&force, "force", false, forceUsage)
 	c.flags(cmd)
 	return cmd
 }

@@ -303,7 +303,7 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 	}
 	s.waitBody("web", "staging", "v5 staging")
 	res = drover(t, "", "promote", "web", "--from", "staging", "--to", "production", "--server", s.URL, "--token", s.Token)
-	if res.code != 2 || !strings.Contains(res.stderr, "did not pass its pipeline") {
+	if res.code != 2 || !strings.Contains(res.stderr, "staging runs web:5: run 5 of web failed") {
 		t.Errorf("promoting a failed run's release: %s", res)
 	}
 	s.waitBody("web", "production", "v1 production")

@@ -106,14 +106,15 @@ func TestRunsPublishReleasesToTheRegistry(t *testing.T) {
 		t.Errorf("missing file: %d, want 404", resp.StatusCode)
 	}
 
-	// Release tags are immutable: moving or deleting r1 is refused.
+	// Release tags are immutable, and the project's repository is written by its runs
+	// only: moving or deleting r1 is refused, even for an admin.
 	var manifest map[string]any
 	s.api("GET", "/v2/shop/manifests/r1", "", nil, &manifest)
 	manifest["annotations"].(map[string]any)["forged"] = "yes"
 	data, _ := json.Marshal(manifest)
 	resp = s.do("PUT", "/v2/shop/manifests/r1", bytes.NewReader(data), http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}})
 	msg, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 403 || !strings.Contains(string(msg), "immutable") {
+	if resp.StatusCode != 403 || !strings.Contains(string(msg), "only its runs write there") {
 		t.Errorf("moving r1: %d %s", resp.StatusCode, msg)
 	}
 	if resp := s.do("DELETE", "/v2/shop/manifests/r1", nil, nil); resp.StatusCode != 403 {

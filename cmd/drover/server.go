@@ -143,7 +143,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err != nil {
 		return err
 	}
-	reg.Immutable = release.Immutable
+	reg.Immutable, reg.Log = release.Immutable, log
 	// Listening first: the Docker Engine pulls and pushes through this address.
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -154,7 +154,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	images := docker.Registry{Host: loopback(ln.Addr()), Token: engineToken}
 	dockerEngine := docker.Lazy(docker.Owner(o.data), images)
 	hub := &notify.Hub{}
-	hosting := &source.Hosting{Root: filepath.Join(o.data, "git")}
+	hosting := &source.Hosting{Root: filepath.Join(o.data, "git"), Log: log}
 	releases := &release.Catalog{Registry: reg}
 	deps, err := o.startDeployments(ctx, st, reg, releases, hosting.RepoPath, hub, dockerEngine, images, log)
 	if err != nil {
@@ -180,6 +180,9 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),
 		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
+	if err := srv.ReportNames(ctx); err != nil {
+		return err
+	}
 
 	if err := run.Start(ctx); err != nil {
 		return err

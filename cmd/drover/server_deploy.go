@@ -89,24 +89,29 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 	return d, nil
 }
 
-// deployRun is the runner's hook for deploy: steps. An environment with approval: takes
-// a run's release only once the run passed an approval: step asking for that role.
+// deployRun is the runner's hook for deploy: steps. An environment with an approval role
+// (declared, or production's default) takes a run's release only once the run passed an
+// approval: step asking for that role. The run itself has not passed yet, and need not.
 func (d *deployments) deployRun(ctx context.Context, run *store.Run, env, digest string, log func(string)) error {
-	if e, err := d.st.Environment(ctx, env); err == nil && e.Approval != "" {
+	role, _, err := d.manager.ApprovalRole(ctx, env)
+	if err != nil {
+		return fmt.Errorf("the approval role %s asks for: %w", env, err) // when unsure, refuse
+	}
+	if role != "" {
 		approvals, err := d.st.Approvals(ctx, run.ID)
 		if err != nil {
 			return err
 		}
 		ok := false
 		for _, a := range approvals {
-			ok = ok || (a.Role == e.Approval && a.Decision == "approved")
+			ok = ok || (a.Role == role && a.Decision == "approved")
 		}
 		if !ok {
 			return fmt.Errorf("%s takes releases approved by a %s: add a step `approval: {role: %s}` before this one",
-				env, e.Approval, e.Approval)
+				env, role, role)
 		}
 	}
-	_, err := d.manager.Deploy(ctx, deploy.Request{Env: env, Project: run.Project, Ref: digest,
+	_, err = d.manager.Deploy(ctx, deploy.Request{Env: env, Project: run.Project, Ref: digest,
 		Trigger: fmt.Sprintf("run %s #%d", run.Project, run.Number), Log: log})
 	return err
 }
@@ -153,7 +158,7 @@ func (d *deployments) postlude(repos func(string) string) func(context.Context, 
 		if run.Project != SystemProject {
 			return "", nil
 		}
-		data, err := source.ReadFile(ctx, repos(run.Project), run.Commit, pipeline.EnvironmentsFile)
+		data, err := source.ReadFileLimit(ctx, repos(run.Project), run.Commit, pipeline.EnvironmentsFile, pipeline.MaxFileSize)
 		if err != nil {
 			return "", nil // the commit has no environments.yml
 		}
@@ -176,7 +181,7 @@ func (d *deployments) applyAtStart(ctx context.Context, st store.Store, repos fu
 	runs, err := st.Runs(ctx, store.RunFilter{Project: SystemProject, Status: []string{"success"}, Limit: 1})
 	if err == nil && len(runs) > 0 {
 		from = fmt.Sprintf("%s #%d", SystemProject, runs[0].Number)
-		file, err = source.ReadFile(ctx, repos(SystemProject), runs[0].Commit, pipeline.EnvironmentsFile)
+		file, err = source.ReadFileLimit(ctx, repos(SystemProject), runs[0].Commit, pipeline.EnvironmentsFile, pipeline.MaxFileSize)
 	} else {
 		file, err = os.ReadFile(from)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/release"
 )
 
 func upCommand() *cobra.Command {
@@ -64,7 +65,15 @@ func findProjects(folders []string) ([]upProject, error) {
 		if err != nil {
 			return badInput(err)
 		}
-		up := upProject{name: filepath.Base(dir), dir: dir}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return badInput(err)
+		}
+		// The server checks the name too; saying it here stops drover up before it pushes anything.
+		up := upProject{name: filepath.Base(abs), dir: dir}
+		if err := release.CheckProjectName(up.name); err != nil {
+			return badInput(fmt.Errorf("%s: the folder's name is the project's: %w", dir, err))
+		}
 		if p.Service != nil {
 			up.requires = p.Service.Requires
 		}

@@ -55,6 +55,19 @@ func (db *DB) Project(ctx context.Context, name string) (*store.Project, error) 
 	return p, nil
 }
 
+// ProjectFold returns the oldest project whose name equals name regardless of case.
+func (db *DB) ProjectFold(ctx context.Context, name string) (*store.Project, error) {
+	row := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT `+projectCols+` FROM projects WHERE lower(name) = lower(?) ORDER BY id LIMIT 1`), name)
+	p, err := scanProject(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: project %q in any case: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: project %q in any case: %w", name, err)
+	}
+	return p, nil
+}
+
 // UpdateProject writes p's URL, PollInterval, WebhookSecret, KeepRuns and KeepFor.
 func (db *DB) UpdateProject(ctx context.Context, p *store.Project) error {
 	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE projects SET url = ?, poll_interval = ?, webhook_secret = ?,

@@ -72,6 +72,25 @@ func testProjects(t *testing.T, s store.Store) {
 	checkProject(t, "Project(zeta) after UpdateProject", got, &z)
 	checkProject(t, "Project(alpha) after zeta's UpdateProject", mustGet(t, s, "alpha"), want["alpha"])
 	wantErr(t, "UpdateProject(missing)", s.UpdateProject(ctx, &store.Project{Name: "missing"}), store.ErrNotFound)
+
+	// Names differing only in case are one name to the registry.
+	legacy := &store.Project{Name: "Shop-API"}
+	if err := s.CreateProject(ctx, legacy); err != nil {
+		t.Fatalf("CreateProject(Shop-API): %v", err)
+	}
+	for _, name := range []string{"shop-api", "SHOP-API", "Shop-API"} {
+		got, err := s.ProjectFold(ctx, name)
+		if err != nil || got.Name != "Shop-API" {
+			t.Errorf("ProjectFold(%s) = %v, %v; want Shop-API", name, got, err)
+		}
+	}
+	if got, err := s.ProjectFold(ctx, "ALPHA"); err != nil || got.Name != "alpha" {
+		t.Errorf("ProjectFold(ALPHA) = %v, %v; want alpha", got, err)
+	}
+	_, err = s.ProjectFold(ctx, "shop_api")
+	wantErr(t, "ProjectFold(shop_api)", err, store.ErrNotFound)
+	_, err = s.ProjectFold(ctx, "%")
+	wantErr(t, "ProjectFold(%)", err, store.ErrNotFound)
 }
 
 func mustGet(t *testing.T, s store.Store, name string) *store.Project {
