@@ -22,6 +22,7 @@ import (
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runtime"
+	"github.com/drover-cd/drover/sandbox"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -68,7 +69,15 @@ type Config struct {
 	ImageRef func(image string) string
 	Proxy    *proxy.Proxy
 	Dir      string // releases are unpacked in Dir/releases, instance logs go to Dir/logs
-	Log      *slog.Logger
+	// InstanceUIDs, when its First is not 0, runs each environment's instances as a
+	// user of its own: First + the environment's id modulo the range's length. The
+	// zero Range runs them as the server's user.
+	InstanceUIDs sandbox.Range
+	// Confine, when set, returns the launcher an instance of the release unpacked in
+	// dir is started through (Landlock, for a server that is not root); nil starts
+	// instances unconfined.
+	Confine func(dir string) []string
+	Log     *slog.Logger
 	// Notify is told the environment's name whenever what runs there changes.
 	Notify func(env string)
 

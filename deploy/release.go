@@ -89,7 +89,9 @@ func (m *Manager) unpack(ctx context.Context, rel *release.Release) (string, err
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	// releases/ is a passage (0711): instances reach their release by its digest, and
+	// list nothing.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return "", err
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-*")
@@ -111,6 +113,11 @@ func (m *Manager) unpack(ctx context.Context, rel *release.Release) (string, err
 		if err != nil {
 			return "", fmt.Errorf("release %s layer %s: %w", rel.Tag, l.Path, err)
 		}
+	}
+	// Readable by every instance user, writable by none: staging and production share
+	// one unpacked digest (MkdirTemp made it 0700).
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Stat(dir); serr == nil {

@@ -379,6 +379,13 @@ func (s *service) start(ctx context.Context, t *target, restarts int) (*instance
 	s.mu.Unlock()
 	spec := runtime.Spec{Name: name, Dir: t.dir, Command: t.service.Command, Env: env, StopTimeout: t.service.StopTimeout,
 		LogFile: filepath.Join(s.m.cfg.Dir, "logs", s.env, s.name, name+".log")}
+	if spec.UID, err = s.m.instanceUID(ctx, s.env); err != nil {
+		return nil, err
+	}
+	spec.GID = spec.UID
+	if s.m.cfg.Confine != nil {
+		spec.Launcher = s.m.cfg.Confine(t.dir)
+	}
 	run := s.m.cfg.Runtime
 	if docker {
 		if run = s.m.cfg.Containers; run == nil {

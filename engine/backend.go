@@ -31,6 +31,12 @@ type Spec struct {
 	Dir     string         // the workspace
 	Env     []string       // the complete environment, KEY=VALUE
 	Attempt int            // 1 for the first attempt
+	// User is who the script runs as; the zero User is the user running the engine. A
+	// backend must honour it: run the script as that uid and gid with no other groups.
+	User User
+	// Launcher, when set, is the argv the shell is started through, the shell's own argv
+	// appended (Job.Launcher). Backends that run scripts on this machine honour it.
+	Launcher []string
 
 	// Run is Job.ID: what a backend keeps per run (a container network) is named after it.
 	Run string
@@ -46,6 +52,12 @@ type Spec struct {
 	// "REPO@DIGEST" when pushed to ImageRef's repository, else the image id.
 	Built func(image string)
 }
+
+// User is a numeric user and group a step runs as.
+type User struct{ UID, GID int }
+
+// IsZero reports the zero User: the user running the engine.
+func (u User) IsZero() bool { return u == User{} }
 
 // RunEnder is implemented by backends that keep something per run (a container
 // network): EndRun is called once the run's steps are over, with Spec.Run.

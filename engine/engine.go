@@ -42,8 +42,13 @@ type Job struct {
 	Vars      Vars             // the DROVER_* facts
 	Trigger   pipeline.Trigger // what when: branch, event and path look at
 	BaseEnv   []string         // KEY=VALUE under every step's variables
-	Overrides []string         // KEY=VALUE over the pipeline's and steps' env
-	Sink      Sink             // nil discards events
+	// User is who the steps run as; the zero User is the user running the engine.
+	User User
+	// Launcher, when set, is what steps' shells are started through: a sandbox such
+	// as `drover sandbox exec --rw WORKSPACE ... --`, followed by the shell's argv.
+	Launcher  []string
+	Overrides []string // KEY=VALUE over the pipeline's and steps' env
+	Sink      Sink     // nil discards events
 	// Artifacts stores the steps' artifacts; nil makes a step with artifacts: fail.
 	Artifacts *artifact.Store
 	// Annotations go on the run's artifact manifest.

@@ -68,14 +68,16 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 	defer cancel()
 
 	spec := &Spec{
-		Name:    n.Name,
-		Step:    s,
-		Script:  s.Run,
-		Dir:     r.job.Workspace,
-		Env:     append(stepEnv(r.job.BaseEnv, r.job.Graph.Pipeline, n, r.job.Vars, r.job.Overrides, attempt), extra...),
-		Attempt: attempt,
-		Run:     r.job.ID,
-		Self:    self,
+		Name:     n.Name,
+		Step:     s,
+		Script:   s.Run,
+		Dir:      r.job.Workspace,
+		Env:      append(stepEnv(r.job.BaseEnv, r.job.Graph.Pipeline, n, r.job.Vars, r.job.Overrides, attempt), extra...),
+		Attempt:  attempt,
+		User:     r.job.User,
+		Launcher: r.job.Launcher,
+		Run:      r.job.ID,
+		Self:     self,
 	}
 	if s.Build != nil && r.job.ImageRepo != "" {
 		spec.ImageRef = fmt.Sprintf("%s:%d", r.job.ImageRepo, r.job.Vars.Run)

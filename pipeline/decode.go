@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/drover-cd/drover/internal/duration"
 )
 
 // field is one key of a YAML mapping: its documentation, its JSON Schema, and how its
@@ -224,15 +226,16 @@ func (d *decoder) number(n *yaml.Node, what string, lo, hi float64) float64 {
 	return f
 }
 
-// duration decodes a Go duration such as 90s, 10m or 1h30m; it must be positive.
+// duration decodes a duration such as 90s, 10m, 1h30m or 7d (Go's syntax plus d for
+// days, as every duration Drover takes); it must be positive.
 func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
 	s := d.str(n, what)
 	if s == "" {
 		return 0
 	}
-	v, err := time.ParseDuration(s)
+	v, err := duration.Parse(s)
 	if err != nil || v <= 0 {
-		d.errorf(n, "%s: %q is not a duration; write it like 90s, 10m or 1h30m", what, s)
+		d.errorf(n, "%s: %q is not a duration; write it like 90s, 10m, 1h30m or 7d", what, s)
 		return 0
 	}
 	return v

@@ -1,6 +1,8 @@
 // Package pipeline is the drover.yml model: it parses the file with the position of every
 // value, validates it, and compiles its steps into a DAG. It does no I/O and imports nothing
-// of Drover's, so every other package can depend on it.
+// of Drover's but internal/duration (a leaf that imports only the standard library, so
+// durations read the same here as in flags and the API), so every other package can
+// depend on it.
 package pipeline
 
 import "time"

@@ -48,7 +48,7 @@ func numberSchema(lo, hi float64) func() schema {
 }
 
 func durationSchema() schema {
-	return schema{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}
+	return schema{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+$`}
 }
 
 func stringListSchema() schema {

@@ -51,14 +51,14 @@ func (e *ProcError) Unwrap() error { return e.Err }
 // in the group) comes back in the Leftover that KillLeftovers reports; "" leaves the
 // record empty.
 func (r *Registry) Record(pgid int, label string) error {
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
 		return err
 	}
 	var content []byte
 	if label != "" {
 		content = []byte(label + "\n")
 	}
-	return os.WriteFile(r.file(pgid), content, 0o644)
+	return os.WriteFile(r.file(pgid), content, 0o600)
 }
 
 // Forget removes the record of group pgid, if any: the group ended.

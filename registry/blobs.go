@@ -237,7 +237,7 @@ func (r *Registry) quarantine(f *os.File, d digest.Digest, got string) {
 		return
 	}
 	dst := filepath.Join(r.dir, "corrupt", d.Algorithm().String()+"-"+d.Encoded())
-	err := os.MkdirAll(filepath.Dir(dst), 0o755)
+	err := os.MkdirAll(filepath.Dir(dst), 0o700)
 	if err == nil {
 		err = os.Rename(path, dst)
 	}

@@ -80,7 +80,7 @@ type Registry struct {
 func New(dir string) (*Registry, error) {
 	dir = filepath.Clean(dir)
 	for _, sub := range []string{"blobs/sha256", "uploads", "repositories"} {
-		if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(sub)), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(sub)), 0o700); err != nil {
 			return nil, fmt.Errorf("registry: %w", err)
 		}
 	}

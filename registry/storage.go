@@ -67,10 +67,10 @@ func (r *Registry) hasManifest(name string, d digest.Digest) bool {
 
 // writeLink atomically writes a small metadata file, creating its folders.
 func writeLink(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.Write(path, data, 0o644)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // linkBlob makes blob d visible in repository name, or touches the link when
@@ -94,7 +94,7 @@ func (r *Registry) linkBlob(name string, d digest.Digest) error {
 // touch or has removed the blob before, and tmp is placed in its stead.
 func (r *Registry) placeBlob(tmp string, d digest.Digest) error {
 	dst := r.blobPath(d)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
 	r.gc.mu.Lock()

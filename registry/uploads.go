@@ -155,11 +155,11 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	st, _ := json.Marshal(uploadState{Repo: name})
-	if err := os.WriteFile(r.uploadData(id), nil, 0o644); err != nil {
+	if err := os.WriteFile(r.uploadData(id), nil, 0o600); err != nil {
 		r.storageError(w, req, err)
 		return
 	}
-	if err := atomicfile.Write(r.uploadState(id), st, 0o644); err != nil {
+	if err := atomicfile.Write(r.uploadState(id), st, 0o600); err != nil {
 		os.Remove(r.uploadData(id))
 		r.storageError(w, req, err)
 		return

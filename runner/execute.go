@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 )
 
 // execute runs a claimed run to its end and records the outcome.
-func (r *Runner) execute(ctx context.Context, run *store.Run) {
+func (r *Runner) execute(ctx context.Context, run *store.Run, slot int) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r.mu.Lock()
@@ -50,7 +51,7 @@ func (r *Runner) execute(ctx context.Context, run *store.Run) {
 	log := r.cfg.Log.With("project", run.Project, "run", run.Number)
 	log.Info("run started", "commit", short(run.Commit))
 
-	status, reason, artifact := r.perform(runCtx, ctx, rec, run)
+	status, reason, artifact := r.perform(runCtx, ctx, rec, run, slot)
 	if ctx.Err() != nil {
 		// The server is stopping: leave the run as running; the next start marks it.
 		return
@@ -122,7 +123,7 @@ func cancelledBy(cause error) string {
 //
 // ctx ends when the run is cancelled or the server stops; serverCtx only when the server
 // stops; rec never (for recording the outcome).
-func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (status, reason, artifact string) {
+func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, slot int) (status, reason, artifact string) {
 	repo := r.cfg.Repos(run.Project)
 	data, err := source.ReadFileLimit(ctx, repo, run.Commit, PipelineFile, pipeline.MaxFileSize)
 	if err != nil {
@@ -151,11 +152,31 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 	ws := r.workspace(run.ID)
 	_ = os.RemoveAll(ws)
 	defer os.RemoveAll(ws)
-	if err := source.CheckoutCommit(ctx, repo, run.Commit, ws); err != nil {
+	checkout := source.CheckoutCommit
+	if iso := r.cfg.Isolation; iso != nil && !iso.SharedCheckout() {
+		// A step user cannot read the server's repositories, which a shared clone
+		// borrows its objects from: copy them.
+		checkout = source.CheckoutCopy
+	}
+	if err := checkout(ctx, repo, run.Commit, ws); err != nil {
 		if ctx.Err() != nil {
 			return Cancelled, engine.CancelReason(ctx), ""
 		}
 		return Errored, "check out: " + err.Error(), ""
+	}
+	var user engine.User
+	var launcher []string
+	env := minimalEnv()
+	if err := os.Chmod(ws, 0o700); err != nil {
+		return Errored, "check out: " + err.Error(), ""
+	}
+	if r.cfg.Isolation != nil {
+		lease, end, err := r.cfg.Isolation.Lease(slot, run.Project, ws, repo)
+		if err != nil {
+			return Errored, "isolate the steps: " + err.Error(), ""
+		}
+		defer end()
+		user, launcher, env = engine.User{UID: lease.UID, GID: lease.GID}, lease.Launcher, overrideEnv(env, lease.Env)
 	}
 	trigger := pipeline.Trigger{Branch: run.Branch, Event: run.Event}
 	if g.UsesChangedFiles() {
@@ -191,7 +212,9 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run) (s
 		Workspace:     ws,
 		Vars:          engine.Vars{Run: run.Number, Branch: run.Branch, Commit: run.Commit, Event: run.Event, Workspace: ws},
 		Trigger:       trigger,
-		BaseEnv:       minimalEnv(),
+		BaseEnv:       env,
+		User:          user,
+		Launcher:      launcher,
 		Sink:          sink,
 		Artifacts:     layout,
 		ID:            runID(run),
@@ -305,6 +328,10 @@ func (r *Runner) layout(ctx context.Context, run *store.Run, done map[string]*en
 	if err != nil {
 		return nil, err
 	}
+	if err := os.Chmod(dir, 0o700); err != nil { // the server's, not the steps'
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	var kept []ocispec.Descriptor
 	for _, res := range done {
 		kept = append(kept, res.Artifacts...)
@@ -346,6 +373,15 @@ func minimalEnv() []string {
 		}
 	}
 	return env
+}
+
+// overrideEnv returns env with the KEY=VALUE entries of over in place of env's own.
+func overrideEnv(env, over []string) []string {
+	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return slices.ContainsFunc(over, func(o string) bool { return strings.HasPrefix(o, k+"=") })
+	})
+	return append(out, over...)
 }
 
 // kept returns the results of the steps a run does not run again. A run resuming after

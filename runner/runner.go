@@ -17,6 +17,7 @@ import (
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/release"
+	"github.com/drover-cd/drover/sandbox"
 	"github.com/drover-cd/drover/steplog"
 	"github.com/drover-cd/drover/store"
 )
@@ -68,9 +69,13 @@ type Config struct {
 	// published (environments tracking its branch take it).
 	Released func(run *store.Run)
 	Backend  engine.Backend
-	Workers  int // runs executing at once; 0 means the number of CPUs
-	Parallel int // steps of one run executing at once; 0 means the number of CPUs
-	Log      *slog.Logger
+	// Isolation, when set, keeps each run's steps from the server and other runs: a
+	// user per worker (sandbox.StepUsers) or Landlock (sandbox.StepConfiner). nil runs
+	// them as the server's user, unconfined.
+	Isolation sandbox.Steps
+	Workers   int // runs executing at once; 0 means the number of CPUs
+	Parallel  int // steps of one run executing at once; 0 means the number of CPUs
+	Log       *slog.Logger
 }
 
 // Runner runs queued runs. Create it with New, then Start it.
@@ -116,9 +121,12 @@ func (r *Runner) Start(ctx context.Context) error {
 	if err := r.resumeDecided(ctx); err != nil {
 		return fmt.Errorf("resume runs whose approvals were decided: %w", err)
 	}
-	for range r.cfg.Workers {
+	if u, ok := r.cfg.Isolation.(*sandbox.StepUsers); ok && u.UIDs.Len() < r.cfg.Workers {
+		return fmt.Errorf("%d workers need %d step uids; the range %s has %d", r.cfg.Workers, r.cfg.Workers, u.UIDs, u.UIDs.Len())
+	}
+	for slot := range r.cfg.Workers {
 		r.wg.Add(1)
-		go r.worker(ctx)
+		go r.worker(ctx, slot)
 	}
 	go r.expireApprovals(ctx, time.Second)
 	r.kick()
@@ -187,7 +195,8 @@ func (r *Runner) endSteps(ctx context.Context, runID int64, status, reason strin
 	return nil
 }
 
-func (r *Runner) worker(ctx context.Context) {
+// worker runs queued runs one after another; slot, from 0, picks its step user.
+func (r *Runner) worker(ctx context.Context, slot int) {
 	defer r.wg.Done()
 	for {
 		select {
@@ -208,7 +217,7 @@ func (r *Runner) worker(ctx context.Context) {
 				break
 			}
 			r.kick() // more may be queued: let another idle worker look
-			r.execute(ctx, run)
+			r.execute(ctx, run, slot)
 		}
 	}
 }

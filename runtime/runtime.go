@@ -41,6 +41,13 @@ type Spec struct {
 	// LogFile receives stdout and stderr, appended; it is created with its folders.
 	// Default "": the output is kept only for Instance.Tail.
 	LogFile string
+	// UID and GID, when UID is not 0, are who the instance runs as (with no other
+	// groups), so that it cannot touch the server or other environments' instances.
+	// Default 0: the server's own user.
+	UID, GID int
+	// Launcher, when set, is what `sh -c COMMAND` is started through: a sandbox such as
+	// `drover sandbox exec --ro RELEASE ... --`. Process runtimes only.
+	Launcher []string
 
 	// Container runtimes only (runtime/container).
 	// Image runs the instance as a container of this image; Dir is then unused and

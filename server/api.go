@@ -7,9 +7,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/store"
 )
@@ -66,9 +66,12 @@ func (s *Server) addProject(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &store.Project{Name: req.Name, URL: req.URL, WebhookSecret: req.WebhookSecret}
 	if req.PollInterval != "" {
-		d, err := time.ParseDuration(req.PollInterval)
-		if err != nil || d < time.Second {
-			s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("poll_interval %q: write a duration of at least 1s, like 1m", req.PollInterval))
+		d, err := duration.Parse(req.PollInterval)
+		if err == nil && d < time.Second {
+			err = fmt.Errorf("poll_interval %q: poll at most once a second, like 1m", req.PollInterval)
+		}
+		if err != nil {
+			s.errorJSON(w, http.StatusBadRequest, "poll_interval: "+err.Error())
 			return
 		}
 		p.PollInterval = d
@@ -106,9 +109,9 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		p.KeepRuns = *req.KeepRuns
 	}
 	if req.KeepFor != nil {
-		d, err := time.ParseDuration(*req.KeepFor)
-		if err != nil || d < 0 {
-			s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("keep_for %q: write a duration like 720h (0s for the server's default)", *req.KeepFor))
+		d, err := duration.Parse(*req.KeepFor)
+		if err != nil {
+			s.errorJSON(w, http.StatusBadRequest, "keep_for: "+err.Error()+" (0 for the server's default)")
 			return
 		}
 		p.KeepFor = d
@@ -256,32 +259,4 @@ func (s *Server) rerun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, toRunJSON(next))
-}
-
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Name      string   `json:"name"`
-		Role      string   `json:"role"`
-		Approvals []string `json:"approvals"` // approval roles, e.g. release-manager
-	}
-	if !s.decode(w, r, &req) {
-		return
-	}
-	if !ValidRole(req.Role) {
-		s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("role %q: use viewer, developer or admin", req.Role))
-		return
-	}
-	if req.Name == "" {
-		req.Name = req.Role
-	}
-	token, err := CreateToken(r.Context(), s.cfg.Store, req.Name, req.Role, req.Approvals...)
-	if err != nil {
-		if strings.HasPrefix(err.Error(), "approval role") {
-			s.errorJSON(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"name": req.Name, "role": req.Role, "approvals": req.Approvals, "token": token})
 }

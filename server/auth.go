@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/drover-cd/drover/store"
 )
@@ -19,7 +20,7 @@ import (
 const (
 	RoleViewer    = "viewer"    // read projects, runs, logs; clone
 	RoleDeveloper = "developer" // also push, start, cancel and re-run runs
-	RoleAdmin     = "admin"     // also add projects and create tokens
+	RoleAdmin     = "admin"     // also add projects, users and tokens
 )
 
 func roleRank(role string) int {
@@ -39,10 +40,19 @@ func ValidRole(role string) bool { return roleRank(role) > 0 }
 
 // Principal is who made a request.
 type Principal struct {
-	Name          string   // the token's name; "anonymous" without one
-	Role          string   // "" when nothing is allowed
+	// Name is the user's name, which runs, approvals, deploys and the audit log
+	// record; "proxy token 7" for a machine token; "anonymous" without a token.
+	Name          string
+	Role          string   // "" when nothing is allowed, as for machine tokens
 	Authenticated bool     // a valid token was presented
 	Groups        []string // approval roles, e.g. release-manager
+	UserID        int64    // the user's; 0 for machines and anonymous callers
+	TokenID       int64    // the token presented; 0 for none
+	// Machine is the job of a machine token (MachineAgent, MachineProxy, MachinePull),
+	// which holds no role: it opens only the routes of its job.
+	Machine string
+	// Repository is the one repository a pull token reads.
+	Repository string
 	// Runs marks the server's own Docker Engine, which pushes the images runs build
 	// with a token that lives in the server's memory only. Only it writes projects'
 	// image repositories over HTTP; a token's name can never make a caller this.
@@ -53,19 +63,6 @@ type Principal struct {
 // holder of that approval role.
 func (p Principal) CanApprove(role string) bool {
 	return p.Authenticated && (p.Role == RoleAdmin || slices.Contains(p.Groups, role))
-}
-
-// validGroup reports whether g can name an approval role.
-func validGroup(g string) bool {
-	if g == "" || len(g) > 64 {
-		return false
-	}
-	for _, c := range g {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // Can reports whether p holds role or a higher one.
@@ -85,27 +82,6 @@ func NewToken() (token string, hash []byte, err error) {
 func HashToken(token string) []byte {
 	sum := sha256.Sum256([]byte(token))
 	return sum[:]
-}
-
-// CreateToken stores a new token with a name and a role and returns the token, which is
-// shown once and never stored.
-func CreateToken(ctx context.Context, st store.Store, name, role string, groups ...string) (string, error) {
-	if !ValidRole(role) {
-		return "", fmt.Errorf("role %q: use %s, %s or %s", role, RoleViewer, RoleDeveloper, RoleAdmin)
-	}
-	token, hash, err := NewToken()
-	if err != nil {
-		return "", err
-	}
-	for _, g := range groups {
-		if !validGroup(g) {
-			return "", fmt.Errorf("approval role %q: use lower-case letters, digits and '-'", g)
-		}
-	}
-	if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Groups: groups, Hash: hash}); err != nil {
-		return "", err
-	}
-	return token, nil
 }
 
 // TokenCookie is the cookie the web UI keeps the signed-in token in.
@@ -143,24 +119,54 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			token = ""
 		}
 		if token != "" {
+			// Every request reads its token afresh, so a revoked or expired token is
+			// refused at once on every door: API, git, registry and web session.
 			t, err := s.cfg.Store.TokenByHash(r.Context(), HashToken(token))
+			why := ""
 			switch {
-			case errors.Is(err, store.ErrNotFound) && fromCookie:
+			case errors.Is(err, store.ErrNotFound):
+				why = "the token is not valid"
+			case err != nil:
+				s.fail(w, r, err)
+				return
+			default:
+				why = refused(t, time.Now())
+			}
+			switch {
+			case why != "" && fromCookie:
 				// A stale sign-in: forget it and carry on as anonymous, so /login still works.
 				http.SetCookie(w, &http.Cookie{Name: TokenCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 				return
-			case errors.Is(err, store.ErrNotFound):
-				s.unauthorized(w, r, "the token is not valid")
-				return
-			case err != nil:
-				s.fail(w, r, err)
+			case why != "":
+				s.unauthorized(w, r, why)
 				return
 			}
-			p = Principal{Name: t.Name, Role: t.Role, Authenticated: true, Groups: t.Groups}
+			s.usage.note(r.Context(), s.cfg.Store, t, s.cfg.Log)
+			p = principalOf(t)
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// refused says why t may not be used at now; "" when it may.
+func refused(t *store.Token, now time.Time) string {
+	switch {
+	case !t.Revoked.IsZero():
+		return fmt.Sprintf("the token was revoked at %s; create a new one with drover token create", t.Revoked.UTC().Format(time.RFC3339))
+	case !t.Expires.IsZero() && !now.Before(t.Expires):
+		return fmt.Sprintf("the token expired at %s; create a new one with drover token create", t.Expires.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// principalOf is who presents t: its user, or its machine.
+func principalOf(t *store.Token) Principal {
+	if t.Machine != "" {
+		return Principal{Name: fmt.Sprintf("%s token %d", t.Machine, t.ID), Authenticated: true, TokenID: t.ID,
+			Machine: t.Machine, Repository: t.Repository}
+	}
+	return Principal{Name: t.User, Role: t.Role, Authenticated: true, Groups: t.Groups, UserID: t.UserID, TokenID: t.ID}
 }
 
 // require answers 401 (no credentials) or 403 (not enough) unless the caller holds role.
@@ -174,6 +180,8 @@ func (s *Server) require(role string, next http.HandlerFunc) http.HandlerFunc {
 			// 401, not 403, for anonymous callers even with --public: git sends its
 			// credentials only after a 401 challenge.
 			s.unauthorized(w, r, "sign in with a token: Authorization: Bearer TOKEN")
+		case p.Machine != "":
+			s.errorJSON(w, http.StatusForbidden, machineRefusal(p, r))
 		default:
 			s.errorJSON(w, http.StatusForbidden, fmt.Sprintf("%s needs the %s role; %s has %s", r.URL.Path, role, p.Name, p.Role))
 		}

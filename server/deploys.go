@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/source"
@@ -314,7 +315,7 @@ func (s *Server) decide(r *http.Request, run *store.Run, step string, approve bo
 		return nil, err
 	}
 	if !p.CanApprove(a.Role) {
-		return nil, fmt.Errorf("%w: step %s needs a token with the %s approval role (drover token create --approves %s); %s has none",
+		return nil, fmt.Errorf("%w: step %s needs a user with the %s approval role (drover user add NAME --role developer --approves %s); %s has none",
 			errCannotApprove, a.Step, a.Role, a.Role, p.Name)
 	}
 	env, err := s.separated(r.Context(), run)
@@ -425,7 +426,7 @@ func (s *Server) mayChange(w http.ResponseWriter, r *http.Request, env string) (
 		return nil, false
 	}
 	if p := principal(r); role != "" && !p.CanApprove(role) {
-		msg := fmt.Sprintf("changes to %s need the %s approval role (drover token create --approves %s); %s has none",
+		msg := fmt.Sprintf("changes to %s need the %s approval role (drover user add NAME --role developer --approves %s); %s has none",
 			env, role, role, p.Name)
 		if e == nil || !e.Managed {
 			msg += fmt.Sprintf(" (%s asks for it unless an environments.yml declares it otherwise)", env)
@@ -499,9 +500,9 @@ func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
 	}
 	var idle time.Duration
 	if req.Idle != "" {
-		d, err := time.ParseDuration(req.Idle)
-		if err != nil || d < 0 {
-			s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("idle %q: write a duration like 2h (0 keeps it until env down)", req.Idle))
+		d, err := duration.Parse(req.Idle)
+		if err != nil {
+			s.errorJSON(w, http.StatusBadRequest, "idle: "+err.Error()+" (0 keeps it until env down)")
 			return
 		}
 		idle = d

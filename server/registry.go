@@ -28,6 +28,10 @@ func (s *Server) registryHandler() http.Handler {
 		}
 		p := principal(r)
 		switch {
+		case p.Machine != "" && mayPull(p, r):
+			s.cfg.Registry.ServeHTTP(w, r)
+		case p.Machine != "":
+			registryError(w, http.StatusForbidden, "DENIED", machineRefusal(p, r))
 		case p.Can(role) && role == RoleViewer:
 			s.cfg.Registry.ServeHTTP(w, r)
 		case p.Can(role):
@@ -82,12 +86,16 @@ func (s *Server) registryChallenge(w http.ResponseWriter, r *http.Request, msg s
 
 // registryToken is the token endpoint of the registry token flow: a client that
 // authenticated with Basic auth (a Drover token as the password) gets that token back
-// as its bearer token. Tokens carry roles, not scopes, so the scope asked for is not
-// narrowed.
+// as its bearer token, so revoking it ends the bearer token too. Tokens carry roles,
+// not scopes, so the scope asked for is not narrowed; a pull token's own scope is
+// checked on each registry request. Other machine tokens get nothing.
 func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	token := anonymousToken
 	switch {
+	case p.Machine != "" && p.Machine != MachinePull:
+		registryError(w, http.StatusForbidden, "DENIED", machineRefusal(p, r))
+		return
 	case p.Authenticated:
 		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
 			token = strings.TrimPrefix(h, "Bearer ")

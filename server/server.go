@@ -43,6 +43,9 @@ type Config struct {
 	// EngineToken is the token the Docker Engine pulls and pushes Drover's images with,
 	// as the developer "docker-engine"; it lives in memory only. "" accepts none.
 	EngineToken string
+	// Isolation is how steps are isolated: "users 20000-20063", "landlock", or "none"
+	// (unconfined, as the server's user), which run pages warn about. "" says nothing.
+	Isolation string
 	// Started is when the server started, for /healthz.
 	Started time.Time
 }
@@ -52,6 +55,23 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	polling sync.Map // project name -> *sync.Mutex held while fetching it
+	usage   usage    // when tokens were last used
+	// patterns lists every route registered, in order: the test of who may call what
+	// (TestEveryRouteRefusesMachineTokens) checks that its table names them all.
+	patterns []string
+}
+
+// routeList registers routes on the server's mux and remembers their patterns.
+type routeList struct{ s *Server }
+
+func (l routeList) HandleFunc(pattern string, h http.HandlerFunc) {
+	l.s.patterns = append(l.s.patterns, pattern)
+	l.s.mux.HandleFunc(pattern, h)
+}
+
+func (l routeList) Handle(pattern string, h http.Handler) {
+	l.s.patterns = append(l.s.patterns, pattern)
+	l.s.mux.Handle(pattern, h)
 }
 
 // New builds the server's routes.
@@ -69,8 +89,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.authenticate(s.mux).ServeHTTP(w, r)
 }
 
+// routes registers the server's routes. A new route goes into the table of
+// TestEveryRouteRefusesMachineTokens (machines_test.go) too, with who may call it.
 func (s *Server) routes() {
-	m := s.mux
+	m := routeList{s}
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /metrics", s.metrics)
 
@@ -84,7 +106,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/rerun", s.require(RoleDeveloper, s.rerun))
 	m.HandleFunc("POST /api/v1/projects/{p}/runs/{n}/approve", s.require(RoleViewer, s.approveRun))
 	m.HandleFunc("PATCH /api/v1/projects/{p}", s.require(RoleAdmin, s.updateProject))
+	m.HandleFunc("POST /api/v1/users", s.require(RoleAdmin, s.addUser))
+	m.HandleFunc("GET /api/v1/users", s.require(RoleAdmin, s.listUsers))
 	m.HandleFunc("POST /api/v1/tokens", s.require(RoleAdmin, s.createToken))
+	m.HandleFunc("GET /api/v1/tokens", s.require(RoleViewer, s.listTokens))          // admins all, others their own
+	m.HandleFunc("DELETE /api/v1/tokens/{id}", s.require(RoleViewer, s.revokeToken)) // admins any, others their own
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.errorJSON(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -96,6 +122,7 @@ func (s *Server) routes() {
 		m.HandleFunc("POST /api/v1/registry/gc", s.require(RoleAdmin, s.collectGarbage))
 	}
 	if s.cfg.Deploys != nil {
+		m.HandleFunc("GET /api/v1/routes", s.requireOr(RoleAdmin, MachineProxy, s.listRoutes))
 		m.HandleFunc("GET /api/v1/environments", s.require(RoleViewer, s.listEnvironments))
 		m.HandleFunc("GET /api/v1/environments/{env}", s.require(RoleViewer, s.getEnvironment))
 		m.HandleFunc("POST /api/v1/environments/{env}/deploy", s.require(RoleDeveloper, s.deployTo))

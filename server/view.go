@@ -8,6 +8,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/report"
 	"github.com/drover-cd/drover/store"
 )
@@ -28,10 +29,10 @@ type projectJSON struct {
 func (s *Server) toProjectJSON(r *http.Request, p *store.Project) projectJSON {
 	pj := projectJSON{Name: p.Name, URL: p.URL, KeepRuns: p.KeepRuns, Created: p.Created, CloneURL: s.cloneURL(r, p.Name)}
 	if p.PollInterval > 0 {
-		pj.PollInterval = p.PollInterval.String()
+		pj.PollInterval = duration.Format(p.PollInterval)
 	}
 	if p.KeepFor > 0 {
-		pj.KeepFor = p.KeepFor.String()
+		pj.KeepFor = duration.Format(p.KeepFor)
 	}
 	return pj
 }
@@ -94,8 +95,8 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// duration is how long something took, or has been taking while still going.
-func duration(start, end time.Time) int64 {
+// elapsedMS is how long something took, or has been taking while still going, in ms.
+func elapsedMS(start, end time.Time) int64 {
 	if start.IsZero() {
 		return 0
 	}
@@ -109,13 +110,13 @@ func toRunJSON(r *store.Run) runJSON {
 	return runJSON{Project: r.Project, Number: r.Number, Status: r.Status, Reason: r.Reason, Branch: r.Branch,
 		Commit: r.Commit, Message: r.Message, Event: r.Event, Trigger: r.Trigger, RerunOf: r.RerunOf,
 		FromStep: r.FromStep, Created: r.Created, Started: timePtr(r.Started), Finished: timePtr(r.Finished),
-		DurationMS: duration(r.Started, r.Finished), Artifact: r.Artifact}
+		DurationMS: elapsedMS(r.Started, r.Finished), Artifact: r.Artifact}
 }
 
 func toStepJSON(s *store.Step) stepJSON {
 	out := stepJSON{Name: s.Name, Status: s.Status, Needs: s.Needs, Allowed: s.Allowed, Reason: s.Reason,
 		ExitCode: s.ExitCode, Attempts: s.Attempts, Started: timePtr(s.Started), Finished: timePtr(s.Finished),
-		DurationMS: duration(s.Started, s.Finished)}
+		DurationMS: elapsedMS(s.Started, s.Finished)}
 	if out.Needs == nil {
 		out.Needs = []string{}
 	}

@@ -34,7 +34,7 @@ type web struct {
 // webRoutes registers the web UI's pages, its forms, its event streams and its assets.
 func (s *Server) webRoutes() {
 	w := newWeb(s)
-	m := s.mux
+	m := routeList{s} // new routes go into TestEveryRouteRefusesMachineTokens's table too
 	m.HandleFunc("GET /{$}", w.page(RoleViewer, w.index))
 	m.HandleFunc("GET /p/{p}", w.page(RoleViewer, w.project))
 	m.HandleFunc("GET /p/{p}/events", s.require(RoleViewer, w.projectEvents))
@@ -111,6 +111,10 @@ func (w *web) render(rw http.ResponseWriter, r *http.Request, status int, page, 
 // JSON 401 or 403.
 func (w *web) page(role string, next http.HandlerFunc) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
+		if p := principal(r); p.Machine != "" {
+			w.fail(rw, r, http.StatusForbidden, errors.New(machineRefusal(p, r)))
+			return
+		}
 		if principal(r).Can(role) {
 			if r.Method == http.MethodPost && !sameOrigin(r) {
 				w.fail(rw, r, http.StatusForbidden, errors.New("the form was posted from another site"))

@@ -48,14 +48,20 @@ func (w *web) login(rw http.ResponseWriter, r *http.Request) {
 		w.render(rw, r, http.StatusBadRequest, "login", "Sign in", page)
 		return
 	}
-	_, err := w.s.cfg.Store.TokenByHash(r.Context(), HashToken(token))
+	t, err := w.s.cfg.Store.TokenByHash(r.Context(), HashToken(token))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		page.Error = "That token is not valid."
-		w.render(rw, r, http.StatusUnauthorized, "login", "Sign in", page)
-		return
 	case err != nil:
 		w.failErr(rw, r, fmt.Errorf("check the token: %w", err))
+		return
+	case refused(t, time.Now()) != "":
+		page.Error = "That token cannot sign in: " + refused(t, time.Now()) + "."
+	case t.Machine != "":
+		page.Error = fmt.Sprintf("That is a %s token: it belongs to a machine, not a person. Sign in with your own token.", t.Machine)
+	}
+	if page.Error != "" {
+		w.render(rw, r, http.StatusUnauthorized, "login", "Sign in", page)
 		return
 	}
 	http.SetCookie(rw, &http.Cookie{Name: TokenCookie, Value: token, Path: "/", HttpOnly: true,

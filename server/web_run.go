@@ -22,6 +22,8 @@ type runPage struct {
 	Failed    []string  // failed steps, for "Re-run from this step"
 	Published *runFiles // the files of the run's published artifact; nil when none
 	Approvals []approvalView
+	// Unisolated says the server runs steps unconfined, as its own user.
+	Unisolated bool
 }
 
 // approvalView is an approval a waiting run asks for, as its page shows it.
@@ -88,6 +90,7 @@ func (w *web) run(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	page.Unisolated = w.s.cfg.Isolation == "none"
 	w.render(rw, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Project, run.Number), page)
 }
 

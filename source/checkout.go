@@ -36,6 +36,18 @@ type Commit struct {
 //
 // (The name Checkout is taken by the type Local returns.)
 func CheckoutCommit(ctx context.Context, repoDir, commit, dest string) error {
+	return checkout(ctx, repoDir, commit, dest, "--shared")
+}
+
+// CheckoutCopy is CheckoutCommit with repoDir's objects copied into dest, not borrowed:
+// slower, but dest then works for a user who cannot read repoDir.
+func CheckoutCopy(ctx context.Context, repoDir, commit, dest string) error {
+	return checkout(ctx, repoDir, commit, dest, "--no-hardlinks")
+}
+
+// checkout clones repoDir into dest with how ("--shared" or "--no-hardlinks") and checks
+// commit out.
+func checkout(ctx context.Context, repoDir, commit, dest, how string) error {
 	if err := checkRev(commit); err != nil {
 		return err
 	}
@@ -49,7 +61,7 @@ func CheckoutCommit(ctx context.Context, repoDir, commit, dest string) error {
 		return fmt.Errorf("checkout into %s: %w", dest, err)
 	}
 	// --template=: no sample hooks, which a workspace has no use for.
-	_, err := runGit(ctx, "", nil, nil, "clone", "--quiet", "--no-checkout", "--shared", "--template=", "--", repoDir, dest)
+	_, err := runGit(ctx, "", nil, nil, "clone", "--quiet", "--no-checkout", how, "--template=", "--", repoDir, dest)
 	if err == nil {
 		_, err = runGit(ctx, dest, nil, nil, "checkout", "--quiet", "--detach", commit+"^{commit}")
 	}

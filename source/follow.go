@@ -28,7 +28,7 @@ func Mirror(ctx context.Context, url, bareDir string) (map[string]string, error)
 	unlock := lockRepo(bareDir)
 	defer unlock()
 	if _, err := os.Stat(bareDir); errors.Is(err, fs.ErrNotExist) {
-		if _, err := runGit(ctx, "", nil, nil, "init", "--quiet", "--bare", "--template=", "--", bareDir); err != nil {
+		if _, err := runGit(ctx, "", nil, nil, "init", "--quiet", "--bare", "--template=", "--shared=0600", "--", bareDir); err != nil {
 			return nil, err
 		}
 	} else if err != nil {

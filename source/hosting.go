@@ -238,7 +238,7 @@ func createRepo(ctx context.Context, root, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil // made by the request that held the lock before
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp(root, ".new-*") // a '.' name no request can reach
@@ -246,11 +246,15 @@ func createRepo(ctx context.Context, root, dir string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if _, err := runGit(ctx, "", nil, nil, "init", "--quiet", "--bare", "--initial-branch=main", "--", tmp); err != nil {
+	if _, err := runGit(ctx, "", nil, nil, "init", "--quiet", "--bare", "--initial-branch=main", "--shared=0600", "--", tmp); err != nil {
 		return err
 	}
-	if _, err := runGit(ctx, "", nil, nil, "--git-dir="+tmp, "config", "http.receivepack", "true"); err != nil {
-		return err
+	// --shared=0600 keeps the files private to the server whatever its umask; it also
+	// refuses force pushes, which a hosted repository takes.
+	for _, kv := range [][2]string{{"http.receivepack", "true"}, {"receive.denyNonFastforwards", "false"}} {
+		if _, err := runGit(ctx, "", nil, nil, "--git-dir="+tmp, "config", kv[0], kv[1]); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("create repository: %w", err)
@@ -264,10 +268,10 @@ func createRepo(ctx context.Context, root, dir string) error {
 // cannot be made, the change goes ahead unlocked (and creating the repository will say why).
 func lockRepo(dir string) (unlock func()) {
 	dir = strings.TrimSuffix(dir, string(filepath.Separator))
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return func() {}
 	}
-	f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return func() {}
 	}

@@ -29,7 +29,7 @@ type Store struct {
 
 // New keeps logs under dir.
 func New(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
 	return &Store{dir: dir, live: map[string]*Writer{}}, nil
@@ -58,14 +58,14 @@ type Writer struct {
 // Create starts (or, for a retried step, continues) the log of a step.
 func (s *Store) Create(runID int64, position int) (*Writer, error) {
 	path := s.path(runID, position)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
 	// Create the file and register its writer under one lock: a follower that sees the
 	// file must also see that it is still being written.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}

@@ -1,6 +1,6 @@
-// Package store keeps the server's state: projects, runs, their steps and API tokens. One
-// implementation over database/sql serves SQLite (the embedded default) and PostgreSQL;
-// storetest holds the test suite both must pass.
+// Package store keeps the server's state: projects, runs, their steps, users and their
+// API tokens. One implementation over database/sql serves SQLite (the embedded default)
+// and PostgreSQL; storetest holds the test suite both must pass.
 package store
 
 import (
@@ -66,14 +66,40 @@ type Step struct {
 	Artifacts []byte // JSON of the step's layer descriptors; nil when none
 }
 
-// Token is an API token; only its SHA-256 hash is stored.
-type Token struct {
+// User is a person who holds tokens: their role and approval roles are the tokens'.
+type User struct {
 	ID      int64
-	Name    string
+	Name    string   // unique; who runs, approvals, deploys and the audit log name
 	Role    string   // admin, developer, viewer
-	Groups  []string // approval roles the holder has, e.g. release-manager
-	Hash    []byte
+	Groups  []string // approval roles the user has, e.g. release-manager
 	Created time.Time
+}
+
+// Token is an API token: a person's, which acts as its user, or a machine's, which
+// may do one job only. Only the token's SHA-256 hash is stored.
+type Token struct {
+	ID     int64
+	UserID int64 // the user it belongs to; 0 for a machine token
+	// User, Role and Groups are the user's, filled in on reads; empty for a machine
+	// token.
+	User   string
+	Role   string
+	Groups []string
+	// Machine is the job of a machine token: agent, proxy or pull; "" for a person's.
+	Machine string
+	// Repository is the one registry repository a pull token reads; "" otherwise.
+	Repository string
+	Label      string // what the token is for, in its holder's words
+	Hash       []byte
+	Created    time.Time
+	Expires    time.Time // refused from then on; zero: never
+	Revoked    time.Time // refused from then on; zero: not revoked
+	LastUsed   time.Time // at most a minute or so behind (see TouchToken); zero: never used
+}
+
+// TokenFilter selects tokens for listing. Zero fields do not filter.
+type TokenFilter struct {
+	UserID int64
 }
 
 // Environment is a named place releases are deployed to (staging, production, ...).
@@ -142,8 +168,8 @@ type Approval struct {
 type AuditEntry struct {
 	ID          int64
 	Time        time.Time
-	Actor       string // a token's name, or "drover" for what the server did on its own
-	Action      string // deploy, rollback, promote, approve, reject, environment
+	Actor       string // a user's name, or "drover" for what the server did on its own
+	Action      string // deploy, rollback, promote, approve, reject, environment, user-add, token-create, token-revoke
 	Environment string
 	Project     string
 	Digest      string
@@ -225,9 +251,25 @@ type Store interface {
 	AppendAudit(ctx context.Context, e *AuditEntry) error
 	Audit(ctx context.Context, before int64, limit int) ([]*AuditEntry, error) // newest first; before > 0 pages by ID
 
-	CreateToken(ctx context.Context, t *Token) error // sets ID and Created
+	// CreateUser stores u and sets ID and Created; ErrExists on a taken name.
+	CreateUser(ctx context.Context, u *User) error
+	User(ctx context.Context, name string) (*User, error)
+	Users(ctx context.Context) ([]*User, error) // by name
+
+	// CreateToken stores t's UserID (0 for a machine token), Machine, Repository,
+	// Label, Hash and Expires, and sets ID and Created (and User, Role and Groups);
+	// ErrExists on a stored hash, ErrNotFound when UserID names no user.
+	CreateToken(ctx context.Context, t *Token) error
 	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
-	CountTokens(ctx context.Context) (int, error)
+	Token(ctx context.Context, id int64) (*Token, error)
+	Tokens(ctx context.Context, f TokenFilter) ([]*Token, error) // by ID, revoked and expired ones too
+	// RevokeToken sets token id's Revoked to now, unless it was revoked already (the
+	// first time stays); ErrNotFound when there is no such token.
+	RevokeToken(ctx context.Context, id int64) error
+	// TouchToken sets token id's LastUsed to at, unless it is later already. Callers
+	// keep it to about once a minute per token: it is a write.
+	TouchToken(ctx context.Context, id int64, at time.Time) error
+	CountTokens(ctx context.Context) (int, error) // revoked and expired ones too
 
 	Close() error
 }

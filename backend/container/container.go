@@ -101,7 +101,7 @@ func (b *Backend) Exec(ctx context.Context, spec *engine.Spec, out io.Writer) (i
 		// The step's variables, not this machine's: inside, the image's PATH and HOME apply.
 		Env:     docker.Without(spec.Env, "PATH", "HOME", "TMPDIR", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME"),
 		WorkDir: spec.Dir,
-		User:    fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()),
+		User:    containerUser(spec.User),
 		Binds:   []string{spec.Dir + ":" + spec.Dir},
 		Network: net,
 		Labels:  map[string]string{docker.LabelRun: spec.Run},
@@ -254,4 +254,13 @@ func contextDir(workspace, ctxDir string) (string, error) {
 		return "", fmt.Errorf("build.context %q leaves the workspace", ctxDir)
 	}
 	return dir, nil
+}
+
+// containerUser is the "uid:gid" a step's container runs as: the step's user, else the
+// server's own, so that what it writes in the workspace belongs to whoever owns that.
+func containerUser(u engine.User) string {
+	if u.IsZero() {
+		return fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+	}
+	return fmt.Sprintf("%d:%d", u.UID, u.GID)
 }

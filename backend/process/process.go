@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 
@@ -66,7 +67,8 @@ func (b *Backend) Exec(ctx context.Context, spec *engine.Spec, out io.Writer) (i
 	if err != nil {
 		return -1, fmt.Errorf("output pipe: %w", err)
 	}
-	cmd := exec.Command(shell, "-e", "-c", spec.Script)
+	argv := append(slices.Clip(spec.Launcher), shell, "-e", "-c", spec.Script)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
 	// One pipe for stdout and stderr keeps their lines in the order they were written.
@@ -74,6 +76,10 @@ func (b *Backend) Exec(ctx context.Context, spec *engine.Spec, out io.Writer) (i
 	// A group of its own: signals reach every process the script started, and a
 	// Ctrl-C in drover's terminal reaches drover only, which then stops the group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !spec.User.IsZero() {
+		// No supplementary groups: the server's must not come along.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(spec.User.UID), Gid: uint32(spec.User.GID), Groups: []uint32{}}
+	}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()

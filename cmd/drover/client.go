@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/drover-cd/drover/internal/duration"
 )
 
 // clientOptions are the flags of commands that talk to a server.
@@ -119,36 +121,6 @@ func (c *clientOptions) send(method, path string, body io.Reader, contentType st
 	return answer(resp.StatusCode, data)
 }
 
-func tokenCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
-	c := &clientOptions{}
-	var role, name string
-	var approves []string
-	create := &cobra.Command{
-		Use:   "create",
-		Short: "Create an API token with a role: viewer, developer or admin",
-		Long: `Create an API token. The token is printed once; the server keeps only its hash.
-viewer reads; developer also pushes and starts, cancels and re-runs runs; admin also
-adds projects and creates tokens.`,
-		Example: "  drover token create --role developer --name ci-bot",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct{ Token string }
-			if err := c.call("POST", "/api/v1/tokens", map[string]any{"role": role, "name": name, "approvals": approves}, &out); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out.Token)
-			return nil
-		},
-	}
-	create.Flags().StringVar(&role, "role", "developer", "viewer, developer or admin")
-	create.Flags().StringVar(&name, "name", "", "what the token is for (default: the role)")
-	create.Flags().StringSliceVar(&approves, "approves", nil, "approval roles the holder has, e.g. release-manager (approval: steps asking for them)")
-	c.flags(create)
-	cmd.AddCommand(create)
-	return cmd
-}
-
 func projectCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "project", Short: "Manage projects"}
 	c := &clientOptions{}
@@ -168,7 +140,7 @@ against --webhook-secret). Hosted projects need no command: git push creates the
 			}
 			in := map[string]string{"name": args[0], "url": url, "webhook_secret": secret}
 			if poll > 0 {
-				in["poll_interval"] = poll.String()
+				in["poll_interval"] = duration.Format(poll)
 			}
 			if err := c.call("POST", "/api/v1/projects", in, nil); err != nil {
 				return err
@@ -178,7 +150,7 @@ against --webhook-secret). Hosted projects need no command: git push creates the
 		},
 	}
 	add.Flags().StringVar(&url, "url", "", "clone URL of the repository")
-	add.Flags().DurationVar(&poll, "poll", time.Minute, "how often to poll; 0 for webhooks only")
+	add.Flags().Var(duration.Flag(&poll, time.Minute), "poll", "how often to poll; 0 for webhooks only")
 	add.Flags().StringVar(&secret, "webhook-secret", "", "secret the webhooks are signed with; empty refuses webhooks")
 	c.flags(add)
 	cmd.AddCommand(add, projectSetCommand())
@@ -204,7 +176,7 @@ was deployed; the rest goes. 0 means the server's default (drover server --keep-
 				in["keep_runs"] = keepRuns
 			}
 			if cmd.Flags().Changed("keep-for") {
-				in["keep_for"] = keepFor.String()
+				in["keep_for"] = duration.Format(keepFor)
 			}
 			if len(in) == 0 {
 				return badInput(fmt.Errorf("nothing to change: pass --keep-runs or --keep-for"))
@@ -222,7 +194,7 @@ was deployed; the rest goes. 0 means the server's default (drover server --keep-
 		},
 	}
 	set.Flags().IntVar(&keepRuns, "keep-runs", 0, "keep the artifacts of the last N runs; 0 for the server's default")
-	set.Flags().DurationVar(&keepFor, "keep-for", 0, "keep artifacts younger than this; 0 for the server's default")
+	set.Flags().Var(duration.Flag(&keepFor, 0), "keep-for", "keep artifacts younger than this; 0 for the server's default")
 	c.flags(set)
 	return set
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/pipeline"
 )
 
@@ -326,7 +327,7 @@ func auditCommand() *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Show the audit log: every deploy, promotion and rollback, newest first",
+		Short: "Show the audit log: every deploy, promotion, rollback, approval, user and token change, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var entries []struct {
@@ -339,8 +340,12 @@ func auditCommand() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			for _, e := range entries {
-				fmt.Fprintf(out, "%s  %-12s %-9s %-12s %s run #%d %s  %s  %s\n", e.Time.Local().Format("2006-01-02 15:04:05"),
-					e.Actor, e.Action, e.Environment, e.Project, e.Run, short12(e.Digest), e.Result, firstLine(e.Message))
+				what := e.Project
+				if e.Run > 0 { // not for environments, users and tokens
+					what += fmt.Sprintf(" run #%d", e.Run)
+				}
+				fmt.Fprintf(out, "%s  %-12s %-9s %-12s %s %s  %s  %s\n", e.Time.Local().Format("2006-01-02 15:04:05"),
+					e.Actor, e.Action, e.Environment, what, short12(e.Digest), e.Result, firstLine(e.Message))
 			}
 			return nil
 		},
@@ -368,7 +373,7 @@ func approveCommand() *cobra.Command {
 		Short: "Approve (or reject) the approval a waiting run asks for",
 		Long: `Decide an approval: step. The run resumes at once: approved, it goes on from the step;
 rejected, the step fails with your message. You need a token with the approval role the
-step names (drover token create --approves ROLE) or an admin token.`,
+step names (drover user add NAME --approves ROLE) or an admin token.`,
 		Example: "  drover approve shop 12 -m \"checked staging\"\n  drover approve shop 12 --reject -m \"wait for the fix\"",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -410,7 +415,7 @@ an approval) is refused, unless an admin adds --force.`,
 				Log   []string `json:"log"`
 				Error string   `json:"error"`
 			}
-			in := map[string]any{"from": from, "with": with, "idle": idle.String(), "force": force}
+			in := map[string]any{"from": from, "with": with, "idle": duration.Format(idle), "force": force}
 			err := c.callRaw(http.MethodPost, "/api/v1/environments/"+args[0]+"/up", in, func(status int, data []byte) error {
 				if jerr := json.Unmarshal(data, &ans); jerr != nil {
 					return fmt.Errorf("server: HTTP %d: %s", status, strings.TrimSpace(string(data)))
@@ -434,7 +439,7 @@ an approval) is refused, unless an admin adds --force.`,
 	}
 	cmd.Flags().StringVar(&from, "from", "staging", "environment to copy; \"\" for none")
 	cmd.Flags().StringSliceVar(&with, "with", nil, "PROJECT:REF to run in place of that project's service (repeatable)")
-	cmd.Flags().DurationVar(&idle, "idle", 0, "stop the environment after this long without a request (0: never)")
+	cmd.Flags().Var(duration.Flag(&idle, 0), "idle", "stop the environment after this long without a request (0: never)")
 	cmd.Flags().BoolVar(&force, "force", false, forceUsage)
 	c.flags(cmd)
 	return cmd

@@ -326,7 +326,12 @@ func TestEphemeralEnvironments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, t.TempDir(), "", "--health-timeout", "5s")
+	// A data folder steps and instances can reach: as root they run as users of their
+	// own (ranges no other test uses), else confined by Landlock.
+	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, reachableDir(t), "", "--health-timeout", "5s", "--step-uids", "20910-20919", "--service-uids", "21100-21199")
 	api := gitRepo(t, servicePipeline(bin, "api", "api-v1", "", ""))
 	git(t, api, "push", "-q", s.pushURL("api"), "main")
 	if run := s.waitRun("api", 1, finished); run.Status != "success" {

@@ -130,7 +130,7 @@ func TestGatesCannotBeSkipped(t *testing.T) {
 	// production, which no environments.yml declares, takes a passing run's release only
 	// from a release manager (or an admin).
 	refused("a developer deploying the passing run to production", client(dev, "deploy", "app:1", "--env", "production"), 2,
-		"changes to production need the release-manager approval role (drover token create --approves release-manager); dev has none "+
+		"changes to production need the release-manager approval role (drover user add NAME --role developer --approves release-manager); dev has none "+
 			"(production asks for it unless an environments.yml declares it otherwise)")
 	if res := client(rm, "deploy", "app:1", "--env", "production"); res.code != 0 {
 		t.Fatalf("a release manager deploying the passing run to production: %s", res)

@@ -21,6 +21,7 @@ import (
 	"github.com/drover-cd/drover/console"
 	"github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/runlog"
 	"github.com/drover-cd/drover/source"
@@ -69,7 +70,7 @@ the clean-up too.`,
 	f.StringVar(&o.branch, "branch", "", "branch for when: conditions and DROVER_BRANCH (default: the checkout's branch)")
 	f.StringVar(&o.event, "event", "push", "event for when: conditions: push, pull_request, tag, manual or cron")
 	f.IntVarP(&o.parallel, "parallel", "p", runtime.NumCPU(), "most steps running at once")
-	f.DurationVar(&o.grace, "grace", 10*time.Second, "time a stopped step gets between SIGTERM and SIGKILL")
+	f.Var(duration.Flag(&o.grace, 10*time.Second), "grace", "time a stopped step gets between SIGTERM and SIGKILL")
 	return cmd
 }
 

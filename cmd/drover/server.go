@@ -23,10 +23,13 @@ import (
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/docker"
+	"github.com/drover-cd/drover/internal/datadir"
+	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/sandbox"
 	"github.com/drover-cd/drover/server"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/steplog"
@@ -43,6 +46,8 @@ type serverOptions struct {
 	grace     time.Duration
 	retention server.Retention
 
+	stepUIDs       string
+	serviceUIDs    string
 	runtime        string
 	proxyListen    string
 	ephemeralBase  string
@@ -79,16 +84,18 @@ func (o *serverOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.db, "db", "", "database: a postgres:// URL, or empty for SQLite in --data")
 	f.BoolVar(&o.public, "public", false, "let anonymous users read projects, runs and logs")
 	f.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs executing at once")
-	f.DurationVar(&o.grace, "grace", 10*time.Second, "time a stopped step gets between SIGTERM and SIGKILL")
+	f.Var(duration.Flag(&o.grace, 10*time.Second), "grace", "time a stopped step gets between SIGTERM and SIGKILL")
 	f.IntVar(&o.retention.KeepRuns, "keep-runs", 20, "registry: keep the artifacts of each project's last N runs (drover project set overrides)")
-	f.DurationVar(&o.retention.KeepFor, "keep-for", 30*24*time.Hour, "registry: keep artifacts younger than this")
-	f.DurationVar(&o.retention.Every, "gc-every", time.Hour, "registry: collect garbage this often; 0 only on request (drover registry gc)")
-	f.DurationVar(&o.retention.Grace, "gc-grace", time.Hour, "registry: never collect what a client pushed or looked at this recently")
+	f.Var(duration.Flag(&o.retention.KeepFor, 30*duration.Day), "keep-for", "registry: keep artifacts younger than this")
+	f.Var(duration.Flag(&o.retention.Every, time.Hour), "gc-every", "registry: collect garbage this often; 0 only on request (drover registry gc)")
+	f.Var(duration.Flag(&o.retention.Grace, time.Hour), "gc-grace", "registry: never collect what a client pushed or looked at this recently")
+	f.StringVar(&o.stepUIDs, "step-uids", "20000-20063", "as root: each worker runs its steps as its own unprivileged uid from this range (off: as the server's user)")
+	f.StringVar(&o.serviceUIDs, "service-uids", "21000-21999", "as root: each environment's service instances run as its own unprivileged uid from this range (off: as the server's user)")
 	f.StringVar(&o.runtime, "runtime", deploy.RuntimeProcess, "where deployed services run: process (from the unpacked release) or docker (containers of the release's image)")
 	f.StringVar(&o.proxyListen, "proxy-listen", "127.0.0.1:8000", "address of the proxy in front of deployed services (http://SERVICE.ENV.localhost:PORT/)")
 	f.StringVar(&o.ephemeralBase, "ephemeral-base", "staging", "environment: ephemeral steps get every service of this environment at its live release")
-	f.DurationVar(&o.healthTimeout, "health-timeout", time.Minute, "deploys: how long new instances get to become healthy")
-	f.DurationVar(&o.rollbackWindow, "rollback-window", 5*time.Minute, "deploys: a release that turns unhealthy this soon after its switch is rolled back")
+	f.Var(duration.Flag(&o.healthTimeout, time.Minute), "health-timeout", "deploys: how long new instances get to become healthy")
+	f.Var(duration.Flag(&o.rollbackWindow, 5*time.Minute), "rollback-window", "deploys: a release that turns unhealthy this soon after its switch is rolled back")
 }
 
 func (o *serverOptions) run(cmd *cobra.Command) error {
@@ -107,18 +114,25 @@ type serverInfo struct {
 // second Ctrl-C can end the process) and returns when requests and steps have stopped.
 // ready, when set, is called once the server listens.
 func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping func(), ready func(serverInfo)) error {
-	if err := os.MkdirAll(o.data, 0o755); err != nil {
-		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
-	}
 	// Absolute, so that workspaces, DROVER_WORKSPACE and leftover detection agree.
 	data, err := filepath.Abs(o.data)
 	if err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	}
 	o.data = data
+	if n, err := datadir.Tighten(o.data, dataLayout); err != nil {
+		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
+	} else if n > 0 {
+		log.Warn("tightened the data folder: folders 0700, files 0600, only work/ and deploy/releases/ reachable by steps and services",
+			"data", o.data, "changed", n)
+	}
 	dsn := o.db
 	if dsn == "" {
 		dsn = filepath.Join(o.data, "drover.db")
+		// SQLite gives its -wal and -shm files the database file's mode.
+		if f, err := os.OpenFile(dsn, os.O_CREATE|os.O_WRONLY, datadir.File); err == nil {
+			f.Close()
+		}
 	}
 	st, err := sqlstore.Open(ctx, dsn)
 	if err != nil {
@@ -162,6 +176,10 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	}
 	defer deps.stop(context.Background())
 	o.retention.Deployed = deployed(st)
+	isolation, isolationMode, err := o.isolation(log)
+	if err != nil {
+		return err
+	}
 	run := runner.New(runner.Config{
 		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Deploy: deps.deployRun,
 		Environment: deps.environmentFor(o.ephemeralBase),
@@ -173,12 +191,13 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		WorkDir: work,
 		Backend: &container.Backend{Engine: dockerEngine, Grace: o.grace,
 			Local: &process.Backend{Grace: o.grace, Leftovers: leftovers}},
-		Workers: o.workers,
-		Log:     log,
+		Isolation: isolation,
+		Workers:   o.workers,
+		Log:       log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),
-		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken})
+		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, Isolation: isolationMode})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	if err := srv.ReportNames(ctx); err != nil {
 		return err
@@ -231,6 +250,52 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	return err
 }
 
+// isolation is how steps are kept from the server and each other: as root, a user per
+// worker from --step-uids; else Landlock where the kernel has it; else not at all, which
+// the server says at start (and the run page shows). It returns a word for it too.
+func (o *serverOptions) isolation(log *slog.Logger) (sandbox.Steps, string, error) {
+	if os.Geteuid() == 0 && o.stepUIDs != "off" {
+		r, err := sandbox.ParseRange(o.stepUIDs)
+		if err != nil {
+			return nil, "", badInput(fmt.Errorf("--step-uids: %w", err))
+		}
+		if r.Len() < o.workers {
+			return nil, "", badInput(fmt.Errorf("--step-uids %s has %d uids for %d workers: give a range of at least --workers uids", r, r.Len(), o.workers))
+		}
+		// Above the data folder (0711 itself), something like /root (0700) may keep the
+		// step users out of their workspaces. Opening it up is the operator's call.
+		if p := sandbox.Unreachable(filepath.Dir(o.data)); p != "" {
+			log.Warn("steps are NOT isolated: the step users cannot enter "+p+" on the way to the data folder; give it o+x or put --data where others may pass",
+				"data", o.data)
+			return nil, isolationNone, nil
+		}
+		log.Info("steps run as users of their own", "uids", r.String())
+		return &sandbox.StepUsers{UIDs: r, Home: filepath.Join(o.data, "home")}, "users " + r.String(), nil
+	}
+	if os.Geteuid() != 0 {
+		if abi := sandbox.LandlockABI(); abi >= sandbox.MinLandlockABI {
+			self, err := os.Executable()
+			if err != nil {
+				return nil, "", err
+			}
+			log.Info("steps run confined by Landlock", "abi", abi)
+			return &sandbox.StepConfiner{Self: self, Home: filepath.Join(o.data, "home"), Path: os.Getenv("PATH"), Data: o.data}, "landlock", nil
+		}
+	}
+	log.Warn("steps are NOT isolated: they run as the server's own user and can read its data folder, tokens included; start the server as root (--step-uids) or on Linux 6.12+ (Landlock)")
+	return nil, isolationNone, nil
+}
+
+// isolationNone is the isolation word for steps that run unconfined as the server's user.
+const isolationNone = "none"
+
+// dataLayout is what in the data folder steps and service instances reach: their
+// workspaces and homes, and the unpacked releases; the rest is the server's alone.
+var dataLayout = datadir.Layout{
+	Passages: []string{"work", "home", "deploy/releases"},
+	Own:      []string{"work", "home", "deploy/releases"},
+}
+
 // portOf is ":PORT" of a listener's address.
 func portOf(a net.Addr) string {
 	if ta, ok := a.(*net.TCPAddr); ok {
@@ -239,14 +304,15 @@ func portOf(a net.Addr) string {
 	return ""
 }
 
-// ensureAdminToken creates the first admin token when the store has no token at all,
-// and writes it to DATA/admin-token for the CLI and the person starting the server.
+// ensureAdminToken creates an admin token, of the user admin, when no admin token
+// works (on first start, or once every one was revoked or expired), and writes it to
+// DATA/admin-token for the CLI and the person starting the server.
 func ensureAdminToken(ctx context.Context, st store.Store, data string, log *slog.Logger) error {
-	n, err := st.CountTokens(ctx)
-	if err != nil || n > 0 {
+	need, err := server.NeedsAdminToken(ctx, st)
+	if err != nil || !need {
 		return err
 	}
-	token, err := server.CreateToken(ctx, st, "admin", server.RoleAdmin)
+	token, err := server.AdminToken(ctx, st)
 	if err != nil {
 		return err
 	}

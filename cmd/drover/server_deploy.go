@@ -21,6 +21,7 @@ import (
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runtime/container"
 	"github.com/drover-cd/drover/runtime/process"
+	"github.com/drover-cd/drover/sandbox"
 	"github.com/drover-cd/drover/server"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/store"
@@ -67,6 +68,22 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 	} else if n > 0 {
 		log.Warn("stopped service instances a previous server left running; they are started again", "instances", n)
 	}
+	var instanceUIDs sandbox.Range
+	if o.serviceUIDs != "off" && os.Geteuid() == 0 && sandbox.Unreachable(filepath.Dir(o.data)) == "" {
+		if instanceUIDs, err = sandbox.ParseRange(o.serviceUIDs); err != nil {
+			return nil, badInput(fmt.Errorf("--service-uids: %w", err))
+		}
+	}
+	// A server that is not root confines instances as it does steps.
+	var confine func(string) []string
+	if os.Geteuid() != 0 && sandbox.LandlockABI() >= sandbox.MinLandlockABI {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		path := os.Getenv("PATH")
+		confine = func(dir string) []string { return sandbox.Instance(self, path, o.data, dir) }
+	}
 	ln, err := net.Listen("tcp", o.proxyListen)
 	if err != nil {
 		return nil, badInput(fmt.Errorf("--proxy-listen %s: %w", o.proxyListen, err))
@@ -79,6 +96,8 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		Containers: containers, DefaultRuntime: o.runtime,
 		ImageRef: images.Ref,
 		Dir:      filepath.Join(o.data, "deploy"), Log: log,
+		InstanceUIDs:   instanceUIDs,
+		Confine:        confine,
 		Notify:         func(env string) { hub.Notify(server.EnvKey(env)) },
 		HealthTimeout:  o.healthTimeout,
 		RollbackWindow: o.rollbackWindow,

@@ -28,6 +28,7 @@ type testServer struct {
 	Token string
 	log   *syncBuffer
 	db    string
+	uid   int // runs the server as this user (with its group); 0: as the test
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -68,6 +69,10 @@ func (s *testServer) start(extra ...string) {
 	}
 	cmd := exec.Command(droverBin, args...)
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	if s.uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(s.uid), Gid: uint32(s.uid), Groups: []uint32{}}}
+		cmd.Env = append(cmd.Env, "HOME="+s.Data, "GIT_CONFIG_NOSYSTEM=1")
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

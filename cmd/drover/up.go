@@ -140,10 +140,10 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 	out := cmd.OutOrStdout()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := os.MkdirAll(o.data, 0o755); err != nil {
+	if err := os.MkdirAll(o.data, 0o711); err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	}
-	logFile, err := os.OpenFile(filepath.Join(o.data, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logFile, err := os.OpenFile(filepath.Join(o.data, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}

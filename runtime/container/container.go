@@ -70,6 +70,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		Publish: ContainerPort, HostPort: port, StopTimeout: spec.Timeout(),
 		NanoCPUs: int64(spec.CPUs * 1e9), Memory: spec.Memory,
 	}
+	if spec.UID != 0 {
+		c.User = fmt.Sprintf("%d:%d", spec.UID, spec.GID)
+	}
 	if strings.TrimSpace(spec.Command) != "" {
 		c.Entrypoint = []string{"/bin/sh", "-c", spec.Command}
 	}
@@ -78,8 +81,8 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	var w io.Writer = i.out
 	var logFile *os.File
 	if spec.LogFile != "" {
-		if err := os.MkdirAll(filepath.Dir(spec.LogFile), 0o755); err == nil {
-			if logFile, err = os.OpenFile(spec.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		if err := os.MkdirAll(filepath.Dir(spec.LogFile), 0o700); err == nil {
+			if logFile, err = os.OpenFile(spec.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 				w = io.MultiWriter(i.out, logFile)
 			}
 		}

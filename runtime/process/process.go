@@ -76,7 +76,8 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		closeLog(logFile)
 		return nil, fmt.Errorf("start %s: output pipe: %w", spec.Name, err)
 	}
-	cmd := exec.Command("/bin/sh", "-c", spec.Command)
+	argv := append(slices.Clip(spec.Launcher), "/bin/sh", "-c", spec.Command)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.Dir
 	// exec keeps the last of duplicate keys: PORT and the marker win over Spec.Env's.
 	cmd.Env = append(slices.Clip(spec.Env), "PORT="+strconv.Itoa(port))
@@ -88,6 +89,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	// A group of its own: signals reach every process the instance started, and a Ctrl-C
 	// in drover's terminal does not reach the instances.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if spec.UID != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID), Groups: []uint32{}}
+	}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
@@ -149,10 +153,10 @@ func openLog(path string) (*os.File, error) {
 	if path == "" {
 		return nil, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}

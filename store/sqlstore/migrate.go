@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"time"
 
 	"github.com/drover-cd/drover/store"
 )
@@ -17,6 +18,9 @@ type migration struct {
 	// stmts run in order, with ${id}, ${blob} and ${time} replaced by the dialect's
 	// types. sqlite or postgres, when not nil, replace stmts on that engine.
 	stmts, sqlite, postgres []string
+	// fn, when not nil, runs after stmts in the same transaction: for changes of data
+	// that SQL alone says badly.
+	fn func(ctx context.Context, tx *sql.Tx, d dialect) error
 }
 
 // migrations is the schema's history, oldest first.
@@ -149,6 +153,80 @@ var migrations = []migration{
 	{name: "environments' runtime", stmts: []string{
 		`ALTER TABLE environments ADD COLUMN runtime TEXT NOT NULL DEFAULT ''`,
 	}},
+	// Issue 14: people are users, not token names. Each token becomes its own user;
+	// machine tokens have none.
+	{name: "users; tokens expire, are revoked and note their last use", stmts: []string{
+		`CREATE TABLE users (
+			id ${id},
+			name TEXT NOT NULL UNIQUE,
+			role TEXT NOT NULL,
+			approval_roles TEXT NOT NULL DEFAULT '',
+			created ${time} NOT NULL
+		)`,
+		`ALTER TABLE tokens ADD COLUMN user_id BIGINT REFERENCES users (id)`,
+		`ALTER TABLE tokens ADD COLUMN machine TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE tokens ADD COLUMN repository TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE tokens ADD COLUMN expires ${time}`,
+		`ALTER TABLE tokens ADD COLUMN revoked ${time}`,
+		`ALTER TABLE tokens ADD COLUMN last_used ${time}`,
+	}, fn: usersFromTokens},
+	{name: "tokens' names become labels; roles belong to users", stmts: []string{
+		`ALTER TABLE tokens RENAME COLUMN name TO label`,
+		`ALTER TABLE tokens DROP COLUMN role`,
+		`ALTER TABLE tokens DROP COLUMN approval_roles`,
+		`CREATE INDEX tokens_user ON tokens (user_id)`,
+	}},
+}
+
+// usersFromTokens makes each token its own user, with the token's role and approval
+// roles, named after the token: runs, approvals and the audit log name people by the
+// name of the token they used, so that name goes on naming them. Where several tokens
+// share a name, the oldest keeps it and each other gets "-ID" added (its token's ID),
+// again while that is taken too: three tokens 1, 2 and 3 named developer become the
+// users developer, developer-2 and developer-3.
+func usersFromTokens(ctx context.Context, tx *sql.Tx, d dialect) error {
+	type old struct {
+		id                int64
+		name, role, roles string
+		created           time.Time
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, name, role, approval_roles, created FROM tokens ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	var tokens []old
+	for rows.Next() {
+		var t old
+		if err := rows.Scan(&t.id, &t.name, &t.role, &t.roles, dbTime{&t.created}); err != nil {
+			rows.Close()
+			return err
+		}
+		tokens = append(tokens, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	taken := map[string]bool{}
+	for _, t := range tokens {
+		name := t.name
+		if name == "" {
+			name = fmt.Sprintf("token-%d", t.id)
+		}
+		for taken[name] {
+			name = fmt.Sprintf("%s-%d", name, t.id)
+		}
+		taken[name] = true
+		var uid int64
+		if err := tx.QueryRowContext(ctx, d.rebind(`INSERT INTO users (name, role, approval_roles, created) VALUES (?, ?, ?, ?) RETURNING id`),
+			name, t.role, t.roles, d.timeArg(t.created)).Scan(&uid); err != nil {
+			return fmt.Errorf("make user %q of token %d: %w", name, t.id, err)
+		}
+		if _, err := tx.ExecContext(ctx, d.rebind(`UPDATE tokens SET user_id = ? WHERE id = ?`), uid, t.id); err != nil {
+			return fmt.Errorf("give token %d to user %q: %w", t.id, name, err)
+		}
+	}
+	return nil
 }
 
 // SchemaVersion is the schema version this binary creates and understands.
@@ -174,7 +252,11 @@ func (e *SchemaTooNewError) Unwrap() error { return store.ErrSchemaTooNew }
 // the same database take in turn: SQLite's writer transactions are IMMEDIATE, and on
 // PostgreSQL an advisory lock keyed by the schema serializes them. A database newer
 // than the binary is left as it is.
-func (db *DB) migrate(ctx context.Context) error {
+func (db *DB) migrate(ctx context.Context) error { return db.migrateTo(ctx, len(migrations)) }
+
+// migrateTo is migrate up to version target only, as an older drover would: tests of
+// migrations start there.
+func (db *DB) migrateTo(ctx context.Context, target int) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: begin: %w", err)
@@ -199,7 +281,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	if current > len(migrations) {
 		return &SchemaTooNewError{Database: current, Binary: len(migrations)}
 	}
-	for v := current + 1; v <= len(migrations); v++ {
+	for v := current + 1; v <= target; v++ {
 		if err := db.apply(ctx, tx, v); err != nil {
 			return err
 		}
@@ -241,6 +323,11 @@ func (db *DB) apply(ctx context.Context, tx *sql.Tx, v int) error {
 	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, db.d.types.Replace(s)); err != nil {
+			return fmt.Errorf("migrate to version %d (%s): %w", v, m.name, err)
+		}
+	}
+	if m.fn != nil {
+		if err := m.fn(ctx, tx, db.d); err != nil {
 			return fmt.Errorf("migrate to version %d (%s): %w", v, m.name, err)
 		}
 	}

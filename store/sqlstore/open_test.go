@@ -71,7 +71,7 @@ func TestReopen(t *testing.T) {
 		if err := db.SaveStep(ctx, &store.Step{RunID: r.ID, Name: "build", Needs: []string{"x"}, Status: "success"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.CreateToken(ctx, &store.Token{Name: "ci", Role: "admin", Hash: []byte("hash")}); err != nil {
+		if err := db.CreateToken(ctx, &store.Token{Machine: "proxy", Hash: []byte("hash")}); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.Close(); err != nil {

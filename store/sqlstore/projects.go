@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/drover-cd/drover/store"
@@ -101,49 +100,4 @@ func (db *DB) Projects(ctx context.Context) ([]*store.Project, error) {
 		return nil, fmt.Errorf("store: list projects: %w", err)
 	}
 	return ps, nil
-}
-
-// CreateToken stores t and sets its ID and Created. A hash already stored is an error
-// wrapping store.ErrExists.
-func (db *DB) CreateToken(ctx context.Context, t *store.Token) error {
-	created := now()
-	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO tokens (name, role, approval_roles, hash, created)
-		VALUES (?, ?, ?, ?, ?) RETURNING id`),
-		t.Name, t.Role, strings.Join(t.Groups, ","), t.Hash, db.d.timeArg(created)).Scan(&id)
-	if db.d.isUnique(err) {
-		return fmt.Errorf("store: create token %q: %w", t.Name, store.ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("store: create token %q: %w", t.Name, err)
-	}
-	t.ID, t.Created = id, created
-	return nil
-}
-
-// TokenByHash returns the token whose hash is hash.
-func (db *DB) TokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
-	t := &store.Token{}
-	var groups string
-	err := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT id, name, role, approval_roles, hash, created FROM tokens WHERE hash = ?`), hash).
-		Scan(&t.ID, &t.Name, &t.Role, &groups, &t.Hash, dbTime{&t.Created})
-	if groups != "" {
-		t.Groups = strings.Split(groups, ",")
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: token by hash: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: token by hash: %w", err)
-	}
-	return t, nil
-}
-
-// CountTokens returns how many tokens there are.
-func (db *DB) CountTokens(ctx context.Context) (int, error) {
-	var n int
-	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("store: count tokens: %w", err)
-	}
-	return n, nil
 }

@@ -182,7 +182,11 @@ func testApprovals(t *testing.T, s store.Store) {
 	_, err = s.RequestApproval(ctx, &store.Approval{RunID: r.ID + 1000, Step: "x", Role: "y"})
 	wantErr(t, "RequestApproval of a missing run", err, store.ErrNotFound)
 
-	tok := &store.Token{Name: "rm", Role: "developer", Groups: []string{"release-manager", "dba"}, Hash: []byte("0123456789abcdef0123456789abcdef")}
+	rm := &store.User{Name: "rm", Role: "developer", Groups: []string{"release-manager", "dba"}}
+	if err := s.CreateUser(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	tok := &store.Token{UserID: rm.ID, Hash: []byte("0123456789abcdef0123456789abcdef")}
 	if err := s.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"bytes"
 	"reflect"
 	"testing"
 	"time"
@@ -133,50 +132,5 @@ func testProjectDuplicate(t *testing.T, s store.Store) {
 	// Names are compared exactly: another case is another project.
 	if err := s.CreateProject(ctx, &store.Project{Name: "App"}); err != nil {
 		t.Errorf("CreateProject(App) after app: %v", err)
-	}
-}
-
-func testTokens(t *testing.T, s store.Store) {
-	ctx := t.Context()
-	if n, err := s.CountTokens(ctx); err != nil || n != 0 {
-		t.Fatalf("CountTokens of an empty store = %d, %v; want 0", n, err)
-	}
-	admin := &store.Token{Name: "ci", Role: "admin", Hash: bytes.Repeat([]byte{0xde, 0xad, 0x00, 0xff}, 8)}
-	viewer := &store.Token{Name: "dashboard", Role: "viewer", Hash: bytes.Repeat([]byte{0x01, 0x00}, 16)}
-	for _, tok := range []*store.Token{admin, viewer} {
-		if err := s.CreateToken(ctx, tok); err != nil {
-			t.Fatalf("CreateToken(%s): %v", tok.Name, err)
-		}
-		if tok.ID == 0 {
-			t.Errorf("CreateToken(%s) did not set ID", tok.Name)
-		}
-		checkCreated(t, "CreateToken("+tok.Name+")", tok.Created)
-	}
-	if admin.ID == viewer.ID {
-		t.Errorf("two tokens have ID %d", admin.ID)
-	}
-	if n, err := s.CountTokens(ctx); err != nil || n != 2 {
-		t.Errorf("CountTokens = %d, %v; want 2", n, err)
-	}
-
-	for _, want := range []*store.Token{admin, viewer} {
-		got, err := s.TokenByHash(ctx, want.Hash)
-		if err != nil {
-			t.Fatalf("TokenByHash(%s): %v", want.Name, err)
-		}
-		g, w := *got, *want
-		sameTimes(t, "TokenByHash("+want.Name+")", []string{"Created"}, []*time.Time{&g.Created}, []*time.Time{&w.Created})
-		if !reflect.DeepEqual(g, w) {
-			t.Errorf("TokenByHash(%s):\n got %+v\nwant %+v", want.Name, g, w)
-		}
-	}
-	// A prefix of a hash is not the hash.
-	_, err := s.TokenByHash(ctx, admin.Hash[:16])
-	wantErr(t, "TokenByHash(prefix)", err, store.ErrNotFound)
-
-	dup := &store.Token{Name: "again", Role: "viewer", Hash: admin.Hash}
-	wantErr(t, "CreateToken of a stored hash", s.CreateToken(ctx, dup), store.ErrExists)
-	if n, err := s.CountTokens(ctx); err != nil || n != 2 {
-		t.Errorf("CountTokens after a duplicate = %d, %v; want 2", n, err)
 	}
 }

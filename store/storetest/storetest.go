@@ -35,7 +35,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Projects", testProjects},
 		{"ProjectDuplicate", testProjectDuplicate},
+		{"Users", testUsers},
 		{"Tokens", testTokens},
+		{"RevokeAndTouchTokens", testRevokeAndTouchTokens},
 		{"RunNumbersPerProject", testRunNumbersPerProject},
 		{"RunNumbersConcurrent", testRunNumbersConcurrent},
 		{"RunRoundTrip", testRunRoundTrip},
@@ -213,8 +215,15 @@ func testCancelled(t *testing.T, s store.Store) {
 		"CountRuns":   func() error { _, err := s.CountRuns(ctx); return err },
 		"SaveStep":    func() error { return s.SaveStep(ctx, &store.Step{RunID: r.ID, Name: "x", Status: "pending"}) },
 		"Steps":       func() error { _, err := s.Steps(ctx, r.ID); return err },
-		"CreateToken": func() error { return s.CreateToken(ctx, &store.Token{Name: "t", Role: "admin", Hash: []byte("h")}) },
+		"CreateUser":  func() error { return s.CreateUser(ctx, &store.User{Name: "u", Role: "admin"}) },
+		"User":        func() error { _, err := s.User(ctx, "u"); return err },
+		"Users":       func() error { _, err := s.Users(ctx); return err },
+		"CreateToken": func() error { return s.CreateToken(ctx, &store.Token{Machine: "proxy", Hash: []byte("h")}) },
 		"TokenByHash": func() error { _, err := s.TokenByHash(ctx, []byte("h")); return err },
+		"Token":       func() error { _, err := s.Token(ctx, 1); return err },
+		"Tokens":      func() error { _, err := s.Tokens(ctx, store.TokenFilter{}); return err },
+		"RevokeToken": func() error { return s.RevokeToken(ctx, 1) },
+		"TouchToken":  func() error { return s.TouchToken(ctx, 1, t1) },
 		"CountTokens": func() error { _, err := s.CountTokens(ctx); return err },
 	}
 	for name, call := range calls {
@@ -236,5 +245,8 @@ func testCancelled(t *testing.T, s store.Store) {
 	}
 	if n, err := s.CountTokens(t.Context()); err != nil || n != 0 {
 		t.Errorf("after cancelled writes, CountTokens = %d, %v; want 0", n, err)
+	}
+	if us, err := s.Users(t.Context()); err != nil || len(us) != 0 {
+		t.Errorf("after cancelled writes, Users = %d, %v; want 0", len(us), err)
 	}
 }

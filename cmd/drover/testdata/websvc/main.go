@@ -60,6 +60,19 @@ func main() {
 		defer resp.Body.Close()
 		io.Copy(w, resp.Body)
 	})
+	// /probe?read=PATH&write=PATH says who the instance runs as and whether it may
+	// read and write those paths, for the tests of what instances can reach.
+	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "uid=%d\n", os.Getuid())
+		if p := r.URL.Query().Get("read"); p != "" {
+			_, err := os.ReadFile(p)
+			fmt.Fprintf(w, "read %s: %v\n", p, err)
+		}
+		if p := r.URL.Query().Get("write"); p != "" {
+			err := os.WriteFile(p, []byte("x"), 0o644)
+			fmt.Fprintf(w, "write %s: %v\n", p, err)
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s\n", version, os.Getenv("DROVER_ENV"))
 	})

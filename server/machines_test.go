@@ -1,0 +1,270 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/proxy"
+	"github.com/drover-cd/drover/release"
+	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/source"
+	"github.com/drover-cd/drover/steplog"
+	"github.com/drover-cd/drover/store"
+	"github.com/drover-cd/drover/store/sqlstore"
+)
+
+// routeCase is who may call a route: machine tokens of jobs, or anyone when public
+// (a machine token then gets what a caller without a token gets, no more).
+type routeCase struct {
+	public bool
+	jobs   []string // machine kinds whose job the route is
+	// reqs are the requests to try, "METHOD PATH"; by default the pattern's own, with
+	// {p} as app, {n} as 1 and so on.
+	reqs []string
+}
+
+// everyRoute says, for every route the server registers (server.go routes() and
+// web.go webRoutes()), who may call it. Add each new route here: the test fails for a
+// route missing from this table.
+var everyRoute = map[string]routeCase{
+	"GET /healthz": {public: true},
+	"GET /metrics": {public: true},
+
+	"GET /api/v1/projects":                               {},
+	"POST /api/v1/projects":                              {},
+	"GET /api/v1/projects/{p}/runs":                      {},
+	"POST /api/v1/projects/{p}/runs":                     {},
+	"GET /api/v1/projects/{p}/runs/{n}":                  {},
+	"GET /api/v1/projects/{p}/runs/{n}/steps/{step}/log": {},
+	"POST /api/v1/projects/{p}/runs/{n}/cancel":          {},
+	"POST /api/v1/projects/{p}/runs/{n}/rerun":           {},
+	"POST /api/v1/projects/{p}/runs/{n}/approve":         {},
+	"PATCH /api/v1/projects/{p}":                         {},
+	"POST /api/v1/users":                                 {},
+	"GET /api/v1/users":                                  {},
+	"POST /api/v1/tokens":                                {},
+	"GET /api/v1/tokens":                                 {},
+	"DELETE /api/v1/tokens/{id}":                         {},
+	"/api/":                                              {public: true, reqs: []string{"GET /api/v1/nothing", "POST /api/v2/x"}}, // 404 for everyone
+
+	"/git/": {reqs: []string{"GET /git/app.git/info/refs?service=git-upload-pack", "POST /git/app.git/git-upload-pack",
+		"GET /git/app.git/info/refs?service=git-receive-pack", "POST /git/app.git/git-receive-pack"}},
+	"/v2/": {jobs: []string{MachinePull}, reqs: []string{
+		"GET /v2/", "HEAD /v2/", "GET /v2/shop/image/tags/list", "GET /v2/shop/image/manifests/1",
+		"HEAD /v2/shop/image/manifests/1", "GET /v2/shop/image/blobs/sha256:" + strings.Repeat("a", 64),
+		"GET /v2/shop/image/referrers/sha256:" + strings.Repeat("a", 64),
+		// Not its job: other repositories, writes, upload sessions, deletes.
+		"!GET /v2/shop/other/manifests/1", "!GET /v2/shop/tags/list", "!GET /v2/shop/image/x/manifests/1",
+		"!PUT /v2/shop/image/manifests/1", "!POST /v2/shop/image/blobs/uploads/",
+		"!GET /v2/shop/image/blobs/uploads/123", "!DELETE /v2/shop/image/manifests/1",
+		"!PATCH /v2/shop/image/blobs/uploads/123", "!GET /v2/_catalog", "!POST /v2/",
+	}},
+	"GET /auth/token":          {jobs: []string{MachinePull}},
+	"POST /api/v1/registry/gc": {},
+
+	"GET /api/v1/routes":                       {jobs: []string{MachineProxy}},
+	"GET /api/v1/environments":                 {},
+	"GET /api/v1/environments/{env}":           {},
+	"POST /api/v1/environments/{env}/deploy":   {},
+	"POST /api/v1/environments/{env}/rollback": {},
+	"POST /api/v1/environments/{env}/promote":  {},
+	"GET /api/v1/audit":                        {},
+	"POST /api/v1/environments/plan":           {},
+	"POST /api/v1/environments/{env}/up":       {},
+	"DELETE /api/v1/environments/{env}":        {},
+	"POST /api/v1/environments/apply":          {},
+
+	"GET /api/v1/projects/{p}/releases":       {},
+	"GET /api/v1/projects/{p}/releases/{ref}": {},
+	"GET /artifacts/{p}/{ref}/{path...}":      {},
+
+	"GET /{$}":                         {},
+	"GET /p/{p}":                       {},
+	"GET /p/{p}/events":                {},
+	"GET /p/{p}/releases":              {},
+	"GET /env":                         {},
+	"GET /env/{env}":                   {},
+	"GET /env/{env}/events":            {},
+	"GET /audit":                       {},
+	"GET /pipeline":                    {},
+	"GET /p/{p}/runs/{n}":              {},
+	"GET /p/{p}/runs/{n}/events":       {},
+	"GET /p/{p}/runs/{n}/steps/{step}": {},
+	"POST /p/{p}/runs/{n}/cancel":      {},
+	"POST /p/{p}/runs/{n}/rerun":       {},
+	"POST /p/{p}/runs/{n}/approve":     {},
+	"GET /login":                       {public: true},
+	"POST /login":                      {public: true},
+	"POST /logout":                     {public: true},
+	"GET /static/{file}":               {public: true},
+	"POST /hooks/{p}":                  {public: true},
+}
+
+// fullServer is a Server with every part, so that it registers every route.
+func fullServer(t *testing.T, public bool) (*Server, store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(ctx, filepath.Join(dir, "drover.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs, err := steplog.New(filepath.Join(dir, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newTestRegistry(t, dir)
+	hub := &notify.Hub{}
+	cat := &release.Catalog{Registry: reg}
+	mctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	deps := deploy.New(mctx, deploy.Config{Store: st, Registry: reg, Releases: cat, Proxy: proxy.New(nil), Dir: filepath.Join(dir, "deploy"),
+		Repos: func(string) string { return "" }})
+	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: hub, Repos: func(string) string { return "" }})
+	hosting := &source.Hosting{Root: filepath.Join(dir, "git")}
+	srv := New(Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg, Releases: cat, Deploys: deps,
+		Public: public, Started: time.Now()})
+	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
+	for _, name := range []string{"app", "shop"} {
+		if err := st.CreateProject(ctx, &store.Project{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv, st
+}
+
+// fill makes a request path of a pattern's path.
+func fill(path string) string {
+	return strings.NewReplacer("{$}", "", "{p}", "app", "{n}", "1", "{step}", "build", "{env}", "staging", "{ref}", "r1",
+		"{path...}", "dist/app", "{file}", "drover.css", "{id}", "1").Replace(path)
+}
+
+// machineToken makes a token of machine kind.
+func machineToken(t *testing.T, st store.Store, kind string) string {
+	t.Helper()
+	tok := &store.Token{Machine: kind, Label: "test"}
+	if kind == MachinePull {
+		tok.Repository = "shop/image"
+	}
+	secret, err := IssueToken(context.Background(), st, tok, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// Issue 14: each machine token can do its job and nothing else. It is tried on every
+// route the server registers.
+func TestEveryRouteRefusesMachineTokens(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		srv, st := fullServer(t, public)
+		ts := httptest.NewServer(srv)
+		t.Cleanup(ts.Close)
+
+		for _, p := range srv.patterns {
+			if _, ok := everyRoute[p]; !ok {
+				t.Errorf("route %q is not in everyRoute: add it, with who may call it", p)
+			}
+		}
+		for p := range everyRoute {
+			if !slices.Contains(srv.patterns, p) {
+				t.Errorf("everyRoute has %q, which the server does not register", p)
+			}
+		}
+
+		tokens := map[string]string{}
+		for _, kind := range machines {
+			tokens[kind] = machineToken(t, st, kind)
+		}
+		send := func(req, token string) (int, string) {
+			t.Helper()
+			method, target, _ := strings.Cut(req, " ")
+			r, err := http.NewRequest(method, ts.URL+target, strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if token != "" {
+				r.Header.Set("Authorization", "Bearer "+token)
+			}
+			c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := c.Do(r)
+			if err != nil {
+				t.Fatalf("%s: %v", req, err)
+			}
+			defer resp.Body.Close()
+			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+				return resp.StatusCode, "(an event stream)" // which would not end
+			}
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		for pattern, rc := range everyRoute {
+			reqs := rc.reqs
+			if reqs == nil {
+				method, path, _ := strings.Cut(pattern, " ")
+				reqs = []string{method + " " + fill(path)}
+			}
+			for _, req := range reqs {
+				notJob := strings.HasPrefix(req, "!")
+				req = strings.TrimPrefix(req, "!")
+				anonymous, _ := send(req, "")
+				for _, kind := range machines {
+					code, body := send(req, tokens[kind])
+					job := slices.Contains(rc.jobs, kind) && !notJob
+					switch {
+					case job && (code == http.StatusUnauthorized || code == http.StatusForbidden):
+						t.Errorf("public=%v: %s with a %s token: %d, but it is its job\n%s", public, req, kind, code, body)
+					case !job && rc.public && code != anonymous:
+						t.Errorf("public=%v: %s with a %s token: %d; without a token %d: it must add nothing\n%s", public, req, kind, code, anonymous, body)
+					case !job && !rc.public && code != http.StatusUnauthorized && code != http.StatusForbidden:
+						t.Errorf("public=%v: %s with a %s token: %d, want 401 or 403\n%s", public, req, kind, code, body)
+					}
+				}
+			}
+		}
+
+		// The proxy token's job answers the route table; admins read it too, others not.
+		admin, err := CreateToken(context.Background(), st, "root", RoleAdmin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, err := CreateToken(context.Background(), st, "dev", RoleDeveloper)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for who, want := range map[string]int{tokens[MachineProxy]: 200, admin: 200, dev: 403, "": 401} {
+			code, body := send("GET /api/v1/routes", who)
+			if code != want {
+				t.Errorf("GET /api/v1/routes: %d, want %d\n%s", code, want, body)
+			}
+			if code == 200 {
+				var out struct{ Routes []routeJSON }
+				if err := json.Unmarshal([]byte(body), &out); err != nil || out.Routes == nil {
+					t.Errorf("GET /api/v1/routes: %v %s", err, body)
+				}
+			}
+		}
+		// Refusals say what the token is for.
+		if _, body := send("GET /api/v1/projects", tokens[MachineProxy]); !strings.Contains(body, "a proxy token only reads the route table: GET /api/v1/routes") {
+			t.Errorf("a proxy token's refusal: %s", body)
+		}
+		if _, body := send("GET /v2/shop/other/manifests/1", tokens[MachinePull]); !strings.Contains(body, "only pulls shop/image") {
+			t.Errorf("a pull token's refusal: %s", body)
+		}
+		// The token flow hands a pull token back to itself.
+		if code, body := send("GET /auth/token?scope=repository:shop/image:pull", tokens[MachinePull]); code != 200 || !strings.Contains(body, tokens[MachinePull]) {
+			t.Errorf("GET /auth/token with a pull token: %d %s", code, body)
+		}
+	}
+}
