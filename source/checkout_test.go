@@ -273,6 +273,9 @@ func TestChangedFiles(t *testing.T) {
 }
 
 // BenchmarkCheckout measures CheckoutCommit of a small repository: 60 files in 3 commits.
+// BenchmarkCheckout compares the two checkouts a run may get: borrowing the server's
+// objects (the default) and copying them (for a step user who cannot read the server's
+// repositories).
 func BenchmarkCheckout(b *testing.B) {
 	work := workRepo(b)
 	var head string
@@ -285,13 +288,20 @@ func BenchmarkCheckout(b *testing.B) {
 	}
 	bare := filepath.Join(b.TempDir(), "repo.git")
 	gitTB(b, "", "clone", "-q", "--bare", work, bare)
-	base := b.TempDir()
-	i := 0
-	for b.Loop() {
-		dest := filepath.Join(base, strconv.Itoa(i))
-		i++
-		if err := CheckoutCommit(context.Background(), bare, head, dest); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name     string
+		checkout func(ctx context.Context, repoDir, commit, dest string) error
+	}{{"shared", CheckoutCommit}, {"copy", CheckoutCopy}} {
+		b.Run(c.name, func(b *testing.B) {
+			base := b.TempDir()
+			i := 0
+			for b.Loop() {
+				dest := filepath.Join(base, strconv.Itoa(i))
+				i++
+				if err := c.checkout(context.Background(), bare, head, dest); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -83,21 +83,5 @@ func (db *DB) PendingApprovals(ctx context.Context) ([]*store.Approval, error) {
 }
 
 func (db *DB) approvals(ctx context.Context, q string, args ...any) ([]*store.Approval, error) {
-	rows, err := db.r.QueryContext(ctx, db.d.rebind(q), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list approvals: %w", err)
-	}
-	defer rows.Close()
-	out := []*store.Approval{}
-	for rows.Next() {
-		a, err := scanApproval(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list approvals: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list approvals: %w", err)
-	}
-	return out, nil
+	return list(ctx, db, "list approvals", db.d.rebind(q), args, scanApproval)
 }

@@ -55,23 +55,7 @@ func (db *DB) Environment(ctx context.Context, name string) (*store.Environment,
 
 // Environments returns every environment, by name.
 func (db *DB) Environments(ctx context.Context) ([]*store.Environment, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+environmentCols+` FROM environments ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list environments: %w", err)
-	}
-	defer rows.Close()
-	out := []*store.Environment{}
-	for rows.Next() {
-		e, err := scanEnvironment(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list environments: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list environments: %w", err)
-	}
-	return out, nil
+	return list(ctx, db, "list environments", `SELECT `+environmentCols+` FROM environments ORDER BY name`, nil, scanEnvironment)
 }
 
 // UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed, IdleTimeout, Separation and Runtime.

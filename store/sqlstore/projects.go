@@ -83,21 +83,5 @@ func (db *DB) UpdateProject(ctx context.Context, p *store.Project) error {
 
 // Projects returns every project, by name.
 func (db *DB) Projects(ctx context.Context) ([]*store.Project, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+projectCols+` FROM projects ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list projects: %w", err)
-	}
-	defer rows.Close()
-	ps := []*store.Project{}
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list projects: %w", err)
-		}
-		ps = append(ps, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list projects: %w", err)
-	}
-	return ps, nil
+	return list(ctx, db, "list projects", `SELECT `+projectCols+` FROM projects ORDER BY name`, nil, scanProject)
 }

@@ -144,23 +144,7 @@ func (db *DB) Runs(ctx context.Context, f store.RunFilter) ([]*store.Run, error)
 	q += ` LIMIT ?`
 	args = append(args, limit)
 
-	rows, err := db.r.QueryContext(ctx, db.d.rebind(q), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list runs: %w", err)
-	}
-	defer rows.Close()
-	runs := []*store.Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list runs: %w", err)
-		}
-		runs = append(runs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list runs: %w", err)
-	}
-	return runs, nil
+	return list(ctx, db, "list runs", db.d.rebind(q), args, scanRun)
 }
 
 // UpdateRun writes r's Status, Reason, Commit, Message, Artifact, Started and Finished.

@@ -65,23 +65,7 @@ func (db *DB) User(ctx context.Context, name string) (*store.User, error) {
 
 // Users returns every user, by name.
 func (db *DB) Users(ctx context.Context) ([]*store.User, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list users: %w", err)
-	}
-	defer rows.Close()
-	us := []*store.User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list users: %w", err)
-		}
-		us = append(us, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list users: %w", err)
-	}
-	return us, nil
+	return list(ctx, db, "list users", `SELECT `+userCols+` FROM users ORDER BY name`, nil, scanUser)
 }
 
 // CreateToken stores t and sets its ID and Created, and the User, Role and Groups of
@@ -164,23 +148,7 @@ func (db *DB) Tokens(ctx context.Context, f store.TokenFilter) ([]*store.Token, 
 	if f.UserID != 0 {
 		q, args = q+` WHERE t.user_id = ?`, append(args, f.UserID)
 	}
-	rows, err := db.r.QueryContext(ctx, db.d.rebind(q+` ORDER BY t.id`), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list tokens: %w", err)
-	}
-	defer rows.Close()
-	ts := []*store.Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list tokens: %w", err)
-		}
-		ts = append(ts, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list tokens: %w", err)
-	}
-	return ts, nil
+	return list(ctx, db, "list tokens", db.d.rebind(q+` ORDER BY t.id`), args, scanToken)
 }
 
 // RevokeToken sets token id's revoked time to now, unless it has one.
