@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -216,7 +217,9 @@ func writeEntry(tw *tar.Writer, r *os.Root, e entry) error {
 		hdr.Typeflag, hdr.Mode, hdr.Linkname = tar.TypeSymlink, 0o777, filepath.ToSlash(target)
 		return tw.WriteHeader(hdr)
 	}
-	f, err := r.Open(e.rel)
+	// Without blocking, then checked: a named pipe put in the file's place since the
+	// walk would make a plain open wait for ever.
+	f, err := r.OpenFile(e.rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("open %q: %w", e.name, err)
 	}

@@ -94,6 +94,7 @@ type Manager struct {
 	mu            sync.Mutex
 	ephemeralBase string              // from environments.yml; "" for the caller's default
 	services      map[string]*service // by proxy key (service.env.localhost)
+	uids          map[string]int      // the user each environment's instances run as (users.go)
 	routes        map[string]*route   // by proxy key: the key's own listener
 	ephemeral     map[string]string   // ephemeral environments lent out, to the one each copies
 }
@@ -121,7 +122,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
-	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, routes: map[string]*route{},
+	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, uids: map[string]int{}, routes: map[string]*route{},
 		ephemeral: map[string]string{}}
 }
 

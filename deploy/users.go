@@ -2,31 +2,45 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"hash/fnv"
 
-	"github.com/drover-cd/drover/store"
+	"github.com/drover-cd/drover/sandbox"
 )
 
-// instanceUID is the user env's instances run as: a user per environment from
-// InstanceUIDs, so that instances cannot signal or write to another environment's, nor
-// touch the server; 0 (the server's user) without a range. A stored environment's id
-// picks it, so it stays the same across restarts; an ephemeral one, which is not stored,
-// gets one by its name's hash.
-func (m *Manager) instanceUID(ctx context.Context, env string) (int, error) {
+// instanceUID is the user env's instances run as: with InstanceUIDs, a user no other
+// environment's instances run as, so that instances cannot signal, trace or write to
+// another environment's, nor touch the server; 0 (the server's user) without a range.
+// An environment keeps its user while it has services; once it has none, the user is
+// free again, and whatever still runs as it is stopped before another environment gets
+// it.
+func (m *Manager) instanceUID(_ context.Context, env string) (int, error) {
 	r := m.cfg.InstanceUIDs
 	if r.First == 0 {
 		return 0, nil
 	}
-	e, err := m.cfg.Store.Environment(ctx, env)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		h := fnv.New32a()
-		h.Write([]byte(env))
-		return r.First + int(h.Sum32()%uint32(r.Len())), nil
-	case err != nil:
-		return 0, fmt.Errorf("the user of %s's instances: %w", env, err)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if uid, ok := m.uids[env]; ok {
+		return uid, nil
 	}
-	return r.First + int(e.ID%int64(r.Len())), nil
+	live := map[string]bool{}
+	for _, s := range m.services {
+		live[s.env] = true
+	}
+	used := map[int]bool{}
+	for e, uid := range m.uids {
+		if live[e] {
+			used[uid] = true
+			continue
+		}
+		delete(m.uids, e)
+		sandbox.KillAll(uid)
+	}
+	for uid := r.First; uid <= r.Last; uid++ {
+		if !used[uid] {
+			m.uids[env] = uid
+			return uid, nil
+		}
+	}
+	return 0, fmt.Errorf("no uid left in --service-uids %s for the instances of %s: every one runs another environment; widen the range", r, env)
 }

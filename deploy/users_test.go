@@ -5,33 +5,36 @@ import (
 	"testing"
 
 	"github.com/drover-cd/drover/sandbox"
-	"github.com/drover-cd/drover/store"
 )
 
-// Each environment's instances run as a user of the range: a stored one by its id, an
-// ephemeral one (never stored) by its name; without a range, as the server's user.
+// Each environment's instances run as a user no other environment's run as, whatever
+// their names or ids (a hash or an id modulo the range collided; found in review); a user
+// goes back to the pool once its environment has no services; without a range,
+// instances run as the server's user.
 func TestInstanceUID(t *testing.T) {
-	m := &Manager{}
-	st := withStore(t, m)
+	m := &Manager{services: map[string]*service{}, uids: map[string]int{}}
 	ctx := context.Background()
 	if uid, err := m.instanceUID(ctx, "staging"); uid != 0 || err != nil {
 		t.Errorf("without a range: %d, %v; want 0", uid, err)
 	}
-	m.cfg.InstanceUIDs = sandbox.Range{First: 21000, Last: 21009}
-	staging, production := &store.Environment{Name: "staging"}, &store.Environment{Name: "production"}
-	for _, e := range []*store.Environment{staging, production} {
-		if err := st.CreateEnvironment(ctx, e); err != nil {
-			t.Fatal(err)
+	m.cfg.InstanceUIDs = sandbox.Range{First: 21000, Last: 21002}
+	got := map[int]string{}
+	for _, env := range []string{"staging", "production", "eph-x893-1"} {
+		m.services["web."+env] = &service{env: env}
+		uid, err := m.instanceUID(ctx, env)
+		if err != nil || uid < 21000 || uid > 21002 || got[uid] != "" {
+			t.Fatalf("%s: uid %d, %v; taken by %q", env, uid, err, got[uid])
+		}
+		got[uid] = env
+		if again, _ := m.instanceUID(ctx, env); again != uid {
+			t.Errorf("%s asked again: %d, want %d", env, again, uid)
 		}
 	}
-	s, err1 := m.instanceUID(ctx, "staging")
-	p, err2 := m.instanceUID(ctx, "production")
-	if err1 != nil || err2 != nil || s == p || s != 21000+int(staging.ID%10) || p != 21000+int(production.ID%10) {
-		t.Errorf("staging %d (%v), production %d (%v): want distinct users by id", s, err1, p, err2)
+	if uid, err := m.instanceUID(ctx, "eph-other-1"); err == nil {
+		t.Errorf("a fourth environment in a range of three got uid %d", uid)
 	}
-	e1, err1 := m.instanceUID(ctx, "eph-web-1")
-	e2, err2 := m.instanceUID(ctx, "eph-web-1")
-	if err1 != nil || err2 != nil || e1 != e2 || e1 < 21000 || e1 > 21009 {
-		t.Errorf("an ephemeral environment: %d, %d (%v, %v); want one user of the range, the same each time", e1, e2, err1, err2)
+	delete(m.services, "web.eph-x893-1") // its environment went down
+	if uid, err := m.instanceUID(ctx, "eph-other-1"); err != nil || got[uid] != "eph-x893-1" {
+		t.Errorf("after an environment went down: %d, %v; want its user", uid, err)
 	}
 }

@@ -36,6 +36,10 @@ type Container struct {
 	NanoCPUs          int64 // CPU limit in 1e-9 CPUs; 0: none
 	Memory            int64 // memory limit in bytes; 0: none
 	StopTimeout       time.Duration
+	// Unprivileged drops every capability and forbids gaining privileges (setuid
+	// binaries, file capabilities): for containers that share a host folder (Binds),
+	// where a root process, or a setuid file it planted, would act on the host's files.
+	Unprivileged bool
 }
 
 // Create creates c and returns its id. The container is not started.
@@ -48,6 +52,10 @@ func (e *Engine) Create(ctx context.Context, c Container) (string, error) {
 	}
 	host := &container.HostConfig{Binds: c.Binds,
 		Resources: container.Resources{NanoCPUs: c.NanoCPUs, Memory: c.Memory}}
+	if c.Unprivileged {
+		host.CapDrop = []string{"ALL"}
+		host.SecurityOpt = []string{"no-new-privileges:true"}
+	}
 	if c.Publish != 0 {
 		port := nat.Port(strconv.Itoa(c.Publish) + "/tcp")
 		cfg.ExposedPorts = nat.PortSet{port: {}}

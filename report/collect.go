@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // Collect reads the reports a step declared, relative to the workspace dir:
@@ -80,7 +81,7 @@ func Collect(dir string, junit []string, coverage string) (s Summary, warnings [
 
 	var errs []error
 	for _, f := range files {
-		t, err := readFile(fsys, f, "JUnit XML", parseJUnit)
+		t, err := readFile(root, f, "JUnit XML", parseJUnit)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -96,7 +97,7 @@ func Collect(dir string, junit []string, coverage string) (s Summary, warnings [
 	}
 
 	if covPath != "" {
-		c, err := readFile(fsys, covPath, "coverage", parseCoverage)
+		c, err := readFile(root, covPath, "coverage", parseCoverage)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			warnings = append(warnings, fmt.Sprintf("coverage report %q not found", coverage))
@@ -112,15 +113,22 @@ func Collect(dir string, junit []string, coverage string) (s Summary, warnings [
 	return s, warnings, errors.Join(errs...)
 }
 
-// readFile opens name in fsys and parses it as kind. Its errors name the
+// readFile opens name in root and parses it as kind. Its errors name the
 // file and wrap the underlying error (an *fs.PathError when opening fails).
-func readFile[T any](fsys fs.FS, name, kind string, parse func(io.Reader) (T, error)) (T, error) {
+func readFile[T any](root *os.Root, name, kind string, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
-	f, err := fsys.Open(name)
+	// Without blocking, and checked once open: a step's leftover process may have put a
+	// named pipe where the file was, which a plain open would wait on for ever.
+	f, err := root.OpenFile(filepath.FromSlash(name), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return zero, fmt.Errorf("report: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return zero, fmt.Errorf("report: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return zero, fmt.Errorf("report: %s is not a regular file", name)
+	}
 	v, err := parse(f)
 	if err != nil {
 		return zero, fmt.Errorf("report: %s: parsing %s: %w", name, kind, err)

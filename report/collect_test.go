@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // workspace builds a temporary workspace holding files copied from testdata
@@ -167,5 +169,27 @@ func TestCollectRejectsEscapes(t *testing.T) {
 	}
 	if _, _, err := Collect(filepath.Join(dir, "missing"), nil, ""); err == nil {
 		t.Error("Collect of a missing workspace succeeded")
+	}
+}
+
+// A named pipe where a report should be (a step's leftover process can put one there) is
+// an error at once, not an open that waits for ever and holds the run (found in review).
+func TestCollectRefusesANamedPipe(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "cover.out"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := Collect(dir, nil, "cover.out")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("Collect with a pipe for coverage: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Collect blocked on a named pipe")
 	}
 }

@@ -125,11 +125,26 @@ func (s *StepUsers) Lease(slot int, project, workspace, _ string) (l *Lease, end
 	if err := os.Chmod(home, 0o700); err != nil {
 		return nil, nil, err
 	}
-	end = func() {
-		killAll(uid)
-		_ = os.Lchown(home, 0, 0)
+	// A temporary folder of the run's own: /tmp is shared by every project the slot runs.
+	tmp := workspace + ".tmp"
+	if err := os.Mkdir(tmp, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, nil, err
 	}
-	return &Lease{UID: uid, GID: uid, Env: append(homeEnv(home), "USER=drover-"+strconv.Itoa(uid))}, end, nil
+	if err := os.Lchown(tmp, uid, uid); err != nil {
+		return nil, nil, err
+	}
+	end = func() {
+		KillAll(uid)
+		_ = os.Lchown(home, 0, 0)
+		_ = os.RemoveAll(tmp)
+		// What the run left in the shared temporary folders would meet the slot's next
+		// project (a cache keyed by uid in /tmp).
+		for _, shared := range []string{os.TempDir(), "/tmp", "/var/tmp", "/dev/shm"} {
+			removeOwned(shared, uid)
+		}
+	}
+	env := append(homeEnv(home), "USER=drover-"+strconv.Itoa(uid), "TMPDIR="+tmp)
+	return &Lease{UID: uid, GID: uid, Env: env}, end, nil
 }
 
 // homeName says why project cannot name a home folder, or returns nil.
@@ -138,6 +153,33 @@ func homeName(project string) error {
 		return fmt.Errorf("project %q cannot name a home folder", project)
 	}
 	return nil
+}
+
+// removeOwned removes what uid owns under dir, looking into the folders anyone may
+// write in (where uid can have put something); it never follows a symbolic link.
+func removeOwned(dir string, uid int) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		switch {
+		case !ok:
+			return nil
+		case int(st.Uid) == uid && path != dir:
+			_ = os.RemoveAll(path)
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+		case d.IsDir() && path != dir && info.Mode().Perm()&0o002 == 0:
+			return fs.SkipDir // uid cannot have written in there
+		}
+		return nil
+	})
 }
 
 // chownTree makes every entry under dir (dir too) owned by uid:gid, never following a
@@ -151,9 +193,9 @@ func chownTree(dir string, uid, gid int) error {
 	})
 }
 
-// killAll sends SIGKILL to every process of uid, from a shell running as uid: kill -1
+// KillAll sends SIGKILL to every process of uid, from a shell running as uid: kill -1
 // reaches every process the sender may signal, which for an unprivileged user is its own.
-func killAll(uid int) {
+func KillAll(uid int) {
 	cmd := exec.Command("/bin/sh", "-c", "kill -9 -1 2>/dev/null; exit 0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
 	_ = cmd.Run()

@@ -160,6 +160,22 @@ func refused(t *store.Token, now time.Time) string {
 	return ""
 }
 
+// stillValid reports why the token p presented no longer works (revoked, expired or
+// gone), or nil: for requests that outlive their authentication, such as event streams.
+func (s *Server) stillValid(ctx context.Context, p Principal) error {
+	if p.TokenID == 0 {
+		return nil // anonymous (--public) or the server's own engine
+	}
+	t, err := s.cfg.Store.Token(ctx, p.TokenID)
+	if err != nil {
+		return err
+	}
+	if why := refused(t, time.Now()); why != "" {
+		return errors.New(why)
+	}
+	return nil
+}
+
 // principalOf is who presents t: its user, or its machine.
 func principalOf(t *store.Token) Principal {
 	if t.Machine != "" {

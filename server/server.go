@@ -43,9 +43,9 @@ type Config struct {
 	// EngineToken is the token the Docker Engine pulls and pushes Drover's images with,
 	// as the developer "docker-engine"; it lives in memory only. "" accepts none.
 	EngineToken string
-	// Isolation is how steps are isolated: "users 20000-20063", "landlock", or "none"
-	// (unconfined, as the server's user), which run pages warn about. "" says nothing.
-	Isolation string
+	// IsolationWarning, when not "", says how steps are not isolated from the server and
+	// each other (unconfined, or a sandbox with a known hole); every run page shows it.
+	IsolationWarning string
 	// Started is when the server started, for /healthz.
 	Started time.Time
 }

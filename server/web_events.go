@@ -58,7 +58,12 @@ func (w *web) stream(rw http.ResponseWriter, r *http.Request, key, event string,
 	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives any write timeout
 	rw.WriteHeader(http.StatusOK)
 	ctx := r.Context()
+	who := principal(r)
 	send := func() error {
+		// A token revoked while its stream is open ends the stream (found in review).
+		if err := w.s.stillValid(ctx, who); err != nil {
+			return err
+		}
 		v, err := load(ctx)
 		if err != nil {
 			return err
@@ -87,6 +92,9 @@ func (w *web) stream(rw http.ResponseWriter, r *http.Request, key, event string,
 		case <-changed:
 			err = send()
 		case <-ping.C:
+			if err = w.s.stillValid(ctx, who); err != nil {
+				break
+			}
 			if _, err = fmt.Fprint(rw, ": ping\n\n"); err == nil {
 				err = rc.Flush()
 			}

@@ -142,3 +142,49 @@ func TestWebEventsPingAndStop(t *testing.T) {
 		t.Fatal("the event stream goes on after its client left")
 	}
 }
+
+// A token revoked while its event stream is open ends the stream at the next ping,
+// rather than streaming on (found in review).
+func TestWebEventsEndWhenTheTokenIsRevoked(t *testing.T) {
+	e := newWebEnv(t, false)
+	e.project("shop")
+	e.run("shop", "running")
+	token, err := CreateToken(context.Background(), e.st, "vera", RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.st.TokenByHash(context.Background(), HashToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWeb(e.srv)
+	w.ping = 10 * time.Millisecond
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /p/{p}/runs/{n}/events", w.runEvents)
+	ts := httptest.NewServer(e.srv.authenticate(mux))
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/p/shop/runs/1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "event: ") {
+		t.Fatalf("the stream's first line: %q, %v", line, err)
+	}
+	if err := e.st.RevokeToken(context.Background(), tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := br.ReadString('\n'); err != nil {
+			break // the stream ended: by the server, or by our deadline
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the stream went on after its token was revoked")
+	}
+}

@@ -22,8 +22,8 @@ type runPage struct {
 	Failed    []string  // failed steps, for "Re-run from this step"
 	Published *runFiles // the files of the run's published artifact; nil when none
 	Approvals []approvalView
-	// Unisolated says the server runs steps unconfined, as its own user.
-	Unisolated bool
+	// Unisolated says how steps on this server are not isolated; "" when they are.
+	Unisolated string
 }
 
 // approvalView is an approval a waiting run asks for, as its page shows it.
@@ -90,7 +90,7 @@ func (w *web) run(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	page.Unisolated = w.s.cfg.Isolation == "none"
+	page.Unisolated = w.s.cfg.IsolationWarning
 	w.render(rw, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Project, run.Number), page)
 }
 

@@ -90,3 +90,17 @@ func TestWebRunPage(t *testing.T) {
 		}
 	}
 }
+
+// A server whose steps are not isolated says so on every run page.
+func TestWebRunPageWarnsWhenStepsAreNotIsolated(t *testing.T) {
+	e := newWebEnv(t, false)
+	webDiamondRun(e)
+	dev := e.token(RoleDeveloper)
+	if _, body := e.get("/p/shop/runs/1", dev); strings.Contains(body, "data-unisolated") {
+		t.Errorf("an isolated server's run page warns:\n%s", body)
+	}
+	e.srv.cfg.IsolationWarning = "Steps are not isolated: they run as the server's own user."
+	if _, body := e.get("/p/shop/runs/1", dev); !strings.Contains(body, `data-unisolated>Steps are not isolated: they run as the server&#39;s own user.</p>`) {
+		t.Errorf("the run page does not warn:\n%s", body)
+	}
+}

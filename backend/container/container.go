@@ -103,8 +103,11 @@ func (b *Backend) Exec(ctx context.Context, spec *engine.Spec, out io.Writer) (i
 		WorkDir: spec.Dir,
 		User:    containerUser(spec.User),
 		Binds:   []string{spec.Dir + ":" + spec.Dir},
-		Network: net,
-		Labels:  map[string]string{docker.LabelRun: spec.Run},
+		// The workspace is the host's: nothing in the container may become root, or
+		// plant a setuid file there that a later step on the host would run as root.
+		Unprivileged: true,
+		Network:      net,
+		Labels:       map[string]string{docker.LabelRun: spec.Run},
 	}, out, b.grace())
 	// A failed or timed-out step shows what its sidecars said; a cancelled one does not.
 	var timeout *engine.TimeoutError

@@ -346,3 +346,22 @@ steps:
 		t.Errorf("an image in neither place: %+v; want an error saying where to push it", r)
 	}
 }
+
+// A step container shares the workspace with the host, so nothing in it may gain
+// privileges: not even root keeps a capability, and setuid files do not elevate (else a
+// container step could plant a setuid-root file that a later host step runs; found in
+// review).
+func TestStepContainersCannotGainPrivileges(t *testing.T) {
+	h := newHarness(t, false)
+	_, log := h.run(context.Background(), `
+steps:
+  - name: inside
+    image: `+dockertest.Busybox+`
+    run: grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status
+`, engine.Job{})
+	for _, want := range []string{"inside: CapEff:\t0000000000000000", "inside: CapPrm:\t0000000000000000", "inside: NoNewPrivs:\t1"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}

@@ -95,6 +95,8 @@ steps:
     run: |
       echo secret > mine.txt
       setsid sleep 600 > /dev/null 2>&1 < /dev/null &
+      echo planted > /tmp/drover-isolation-cache-$(id -u)
+      case "$TMPDIR" in "$DROVER_WORKSPACE".tmp) ;; *) echo "TMPDIR=$TMPDIR is not the run's own"; exit 1;; esac
       for i in $(seq 300); do [ -f "$HOME/../../go-on" ] && break; sleep 0.1; done
 `)
 	git(t, slow, "push", "-q", s.pushURL("slow"), "main")
@@ -137,6 +139,11 @@ steps:
 	}
 	if uid := probeInstance(t, s); uid == "0" {
 		t.Error("a service instance runs as root")
+	}
+	for _, uid := range []string{"20900", "20901"} {
+		if _, err := os.Stat("/tmp/drover-isolation-cache-" + uid); err == nil {
+			t.Errorf("a file the slow run left in /tmp as uid %s outlived the run", uid)
+		}
 	}
 	if left := processesOf(20900, 20901); len(left) > 0 {
 		t.Errorf("processes of the step users outlived their runs: %q", left)

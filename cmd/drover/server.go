@@ -176,7 +176,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	}
 	defer deps.stop(context.Background())
 	o.retention.Deployed = deployed(st)
-	isolation, isolationMode, err := o.isolation(log)
+	isolation, isolationWarning, err := o.isolation(log)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),
-		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, Isolation: isolationMode})
+		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, IsolationWarning: isolationWarning})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	if err := srv.ReportNames(ctx); err != nil {
 		return err
@@ -251,8 +251,8 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 }
 
 // isolation is how steps are kept from the server and each other: as root, a user per
-// worker from --step-uids; else Landlock where the kernel has it; else not at all, which
-// the server says at start (and the run page shows). It returns a word for it too.
+// worker from --step-uids; else Landlock where the kernel has it; else not at all. It
+// also returns what is missing, for the log and every run page ("" when nothing is).
 func (o *serverOptions) isolation(log *slog.Logger) (sandbox.Steps, string, error) {
 	if os.Geteuid() == 0 && o.stepUIDs != "off" {
 		r, err := sandbox.ParseRange(o.stepUIDs)
@@ -265,12 +265,10 @@ func (o *serverOptions) isolation(log *slog.Logger) (sandbox.Steps, string, erro
 		// Above the data folder (0711 itself), something like /root (0700) may keep the
 		// step users out of their workspaces. Opening it up is the operator's call.
 		if p := sandbox.Unreachable(filepath.Dir(o.data)); p != "" {
-			log.Warn("steps are NOT isolated: the step users cannot enter "+p+" on the way to the data folder; give it o+x or put --data where others may pass",
-				"data", o.data)
-			return nil, isolationNone, nil
+			return nil, unisolated(log, "Steps are not isolated: they run as root, since the step users cannot enter "+p+" on the way to the data folder. Give it o+x, or put --data where others may pass."), nil
 		}
 		log.Info("steps run as users of their own", "uids", r.String())
-		return &sandbox.StepUsers{UIDs: r, Home: filepath.Join(o.data, "home")}, "users " + r.String(), nil
+		return &sandbox.StepUsers{UIDs: r, Home: filepath.Join(o.data, "home")}, "", nil
 	}
 	if os.Geteuid() != 0 {
 		if abi := sandbox.LandlockABI(); abi >= sandbox.MinLandlockABI {
@@ -279,15 +277,36 @@ func (o *serverOptions) isolation(log *slog.Logger) (sandbox.Steps, string, erro
 				return nil, "", err
 			}
 			log.Info("steps run confined by Landlock", "abi", abi)
-			return &sandbox.StepConfiner{Self: self, Home: filepath.Join(o.data, "home"), Path: os.Getenv("PATH"), Data: o.data}, "landlock", nil
+			c := &sandbox.StepConfiner{Self: self, Home: filepath.Join(o.data, "home"), Path: os.Getenv("PATH"), Data: o.data}
+			// Landlock (before ABI 9) does not confine connecting to a socket by its path.
+			if sock := dockerSocket(); sock != "" {
+				return c, unisolated(log, "Steps are confined by Landlock, but can reach the Docker Engine at "+sock+", which can read anything: run the server as root, or without access to that socket."), nil
+			}
+			return c, "", nil
 		}
 	}
-	log.Warn("steps are NOT isolated: they run as the server's own user and can read its data folder, tokens included; start the server as root (--step-uids) or on Linux 6.12+ (Landlock)")
-	return nil, isolationNone, nil
+	return nil, unisolated(log, "Steps are not isolated: they run as the server's own user and can read its data folder, tokens included. Start the server as root (--step-uids) or on Linux 6.12+ (Landlock)."), nil
 }
 
-// isolationNone is the isolation word for steps that run unconfined as the server's user.
-const isolationNone = "none"
+// unisolated logs warning and returns it.
+func unisolated(log *slog.Logger, warning string) string {
+	log.Warn(warning)
+	return warning
+}
+
+// dockerSocket is the Docker Engine's socket when this process can connect to it, else "".
+func dockerSocket() string {
+	sock := "/var/run/docker.sock"
+	if h, ok := strings.CutPrefix(os.Getenv("DOCKER_HOST"), "unix://"); ok {
+		sock = h
+	}
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return ""
+	}
+	c.Close()
+	return sock
+}
 
 // dataLayout is what in the data folder steps and service instances reach: their
 // workspaces and homes, and the unpacked releases; the rest is the server's alone.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -182,6 +183,9 @@ func (d *deployments) postlude(repos func(string) string) func(context.Context, 
 			return "", nil // the commit has no environments.yml
 		}
 		return "environments", func(log func(string)) error {
+			if err := d.mayApply(ctx, run); err != nil {
+				return err
+			}
 			envs, err := pipeline.ParseEnvironments(pipeline.EnvironmentsFile, data)
 			if err != nil {
 				return err
@@ -190,6 +194,31 @@ func (d *deployments) postlude(repos func(string) string) func(context.Context, 
 			return err
 		}
 	}
+}
+
+// mayApply says why run's environments.yml may not change the environments, or returns
+// nil. Changing them is an admin's act (POST /environments/apply): a hosted system
+// project's file applies only from a run an admin started (pushed, triggered or re-ran),
+// or a developer could declare production without its approval role. A followed system
+// project was an admin's choice, as is what its remote holds.
+func (d *deployments) mayApply(ctx context.Context, run *store.Run) error {
+	p, err := d.st.Project(ctx, run.Project)
+	if err != nil {
+		return err
+	}
+	if p.URL != "" {
+		return nil
+	}
+	u, err := d.st.User(ctx, run.Trigger)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("environments.yml changes environments, which only an admin may do, and %q, who started this run, is no user: ask an admin to push it, re-run it, or apply it with drover env apply", run.Trigger)
+	case err != nil:
+		return err
+	case u.Role != server.RoleAdmin:
+		return fmt.Errorf("environments.yml changes environments, which only an admin may do; %s, who started this run, has the %s role: ask an admin to push it, re-run it, or apply it with drover env apply", u.Name, u.Role)
+	}
+	return nil
 }
 
 // applyAtStart applies the environments.yml that declares the environments when the

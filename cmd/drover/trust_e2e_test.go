@@ -203,3 +203,33 @@ func TestProjectsWithOldNamesKeepWorking(t *testing.T) {
 		t.Errorf("Legacy.App's release r1 is not in legacy.app: %d", code)
 	}
 }
+
+// A developer's push of the system project cannot declare environments: otherwise
+// `production: {}` would drop its release-manager approval (found in review).
+func TestDeveloperCannotDeclareEnvironments(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "")
+	dev := s.tokenWithRole("developer")
+	repo := gitRepo(t, "steps: [{name: check, run: 'true'}]\n")
+	os.WriteFile(filepath.Join(repo, "environments.yml"), []byte("environments:\n  production: {strategy: blue-green}\n"), 0o644)
+	git(t, repo, "add", ".")
+	git(t, repo, "commit", "-q", "-m", "declare production without approval")
+	devURL := strings.Replace(s.URL, "http://", "http://dev:"+dev+"@", 1) + "/git/system.git"
+	git(t, repo, "push", "-q", devURL, "main")
+	run := s.waitRun("system", 1, finished)
+	log := s.text("/api/v1/projects/system/runs/1/steps/environments/log")
+	if run.Status != "failure" || !strings.Contains(log+run.Reason, "only an admin may do") {
+		t.Errorf("a developer's environments.yml: run %+v, log:\n%s", run, log)
+	}
+	var env struct{ Approval string }
+	if code := s.api("GET", "/api/v1/environments/production", "", nil, &env); code == 200 && env.Approval == "" {
+		t.Errorf("production lost its approval role after a developer's push")
+	}
+	// The same commit, re-run by an admin, applies.
+	if code := s.api("POST", "/api/v1/projects/system/runs/1/rerun", "", map[string]string{}, nil); code != 201 {
+		t.Fatalf("rerun: %d", code)
+	}
+	if run := s.waitRun("system", 2, finished); run.Status != "success" {
+		t.Errorf("the admin's re-run: %+v\n%s", run, s.log)
+	}
+}
