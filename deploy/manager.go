@@ -69,6 +69,9 @@ type Config struct {
 	ImageRef func(image string) string
 	Proxy    *proxy.Proxy
 	Dir      string // releases are unpacked in Dir/releases, instance logs go to Dir/logs
+	// ReleaseDir, when set, is where releases are unpacked instead of Dir/releases: a
+	// folder the instances' users can reach.
+	ReleaseDir string
 	// InstanceUIDs, when its First is not 0, runs each environment's instances as a
 	// user of its own: First + the environment's id modulo the range's length. The
 	// zero Range runs them as the server's user.

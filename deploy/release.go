@@ -85,7 +85,11 @@ func (m *Manager) prepare(ctx context.Context, project string, rel *release.Rele
 // returns that folder. A half-extracted folder is never used: extraction happens in a
 // temporary folder renamed into place.
 func (m *Manager) unpack(ctx context.Context, rel *release.Release) (string, error) {
-	dir := filepath.Join(m.cfg.Dir, "releases", rel.Digest.Encoded())
+	releases := m.cfg.ReleaseDir
+	if releases == "" {
+		releases = filepath.Join(m.cfg.Dir, "releases")
+	}
+	dir := filepath.Join(releases, rel.Digest.Encoded())
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -263,4 +264,27 @@ steps:
 		t.Error("a step wrote into the data folder")
 	}
 	probeInstance(t, s)
+}
+
+// A data folder the step users cannot reach (in /root, 0700; here a test's temporary
+// folder) still gets steps users of their own: workspaces, homes and releases move to a
+// folder of the server's in /var/tmp (found in review: steps ran as root there).
+func TestStepsAreIsolatedWhenTheDataFolderIsClosed(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "", "--workers", "2", "--step-uids", "20930-20931", "--service-uids", "21200-21299")
+	m := regexp.MustCompile(`folder=(/var/tmp/drover-\S+)`).FindStringSubmatch(s.log.String())
+	if m == nil {
+		t.Fatalf("the server does not say where workspaces went:\n%s", s.log)
+	}
+	t.Cleanup(func() { os.RemoveAll(m[1]) })
+	repo := gitRepo(t, `steps: [{name: probe, run: 'test "$(id -u)" != 0 && case "$DROVER_WORKSPACE" in /var/tmp/drover-*) echo isolated;; esac'}]`+"\n")
+	git(t, repo, "push", "-q", s.pushURL("app"), "main")
+	run := s.waitRun("app", 1, finished)
+	if log := s.text("/api/v1/projects/app/runs/1/steps/probe/log"); run.Status != "success" || !strings.Contains(log, "isolated") {
+		t.Errorf("the step: %s\n%s\nserver log:\n%s", run.Status, log, s.log)
+	}
+	if strings.Contains(s.log.String(), "not isolated") {
+		t.Errorf("the server says steps are not isolated:\n%s", s.log)
+	}
 }

@@ -47,6 +47,7 @@ type serverOptions struct {
 	retention server.Retention
 
 	stepUIDs       string
+	reach          string // where workspaces, homes and unpacked releases live (reachable)
 	serviceUIDs    string
 	runtime        string
 	proxyListen    string
@@ -120,11 +121,18 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	}
 	o.data = data
-	if n, err := datadir.Tighten(o.data, dataLayout); err != nil {
+	if n, err := datadir.Tighten(o.data, dataLayout()); err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	} else if n > 0 {
 		log.Warn("tightened the data folder: folders 0700, files 0600, only work/ and deploy/releases/ reachable by steps and services",
 			"data", o.data, "changed", n)
+	}
+	if o.reach, err = o.reachable(); err != nil {
+		return err
+	}
+	if o.reach != o.data {
+		log.Info("workspaces, homes and unpacked releases live where the step users can reach them: they cannot pass a folder above the data folder",
+			"folder", o.reach)
 	}
 	dsn := o.db
 	if dsn == "" {
@@ -146,7 +154,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err != nil {
 		return err
 	}
-	work := filepath.Join(o.data, "work")
+	work := filepath.Join(o.reach, "work")
 	leftovers := &process.Leftovers{Dir: filepath.Join(o.data, "pids"), Marker: "DROVER_WORKSPACE=" + work + string(filepath.Separator)}
 	if n, err := leftovers.Kill(); err != nil {
 		return err
@@ -264,11 +272,11 @@ func (o *serverOptions) isolation(log *slog.Logger) (sandbox.Steps, string, erro
 		}
 		// Above the data folder (0711 itself), something like /root (0700) may keep the
 		// step users out of their workspaces. Opening it up is the operator's call.
-		if p := sandbox.Unreachable(filepath.Dir(o.data)); p != "" {
+		if p := sandbox.Unreachable(filepath.Dir(o.reach)); p != "" {
 			return nil, unisolated(log, "Steps are not isolated: they run as root, since the step users cannot enter "+p+" on the way to the data folder. Give it o+x, or put --data where others may pass."), nil
 		}
 		log.Info("steps run as users of their own", "uids", r.String())
-		return &sandbox.StepUsers{UIDs: r, Home: filepath.Join(o.data, "home")}, "", nil
+		return &sandbox.StepUsers{UIDs: r, Home: filepath.Join(o.reach, "home")}, "", nil
 	}
 	if os.Geteuid() != 0 {
 		if abi := sandbox.LandlockABI(); abi >= sandbox.MinLandlockABI {
@@ -310,9 +318,28 @@ func dockerSocket() string {
 
 // dataLayout is what in the data folder steps and service instances reach: their
 // workspaces and homes, and the unpacked releases; the rest is the server's alone.
-var dataLayout = datadir.Layout{
-	Passages: []string{"work", "home", "deploy/releases"},
-	Own:      []string{"work", "home", "deploy/releases"},
+func dataLayout() datadir.Layout {
+	return datadir.Layout{
+		Passages: []string{"work", "home", "deploy/releases"},
+		Own:      []string{"work", "home", "deploy/releases"},
+	}
+}
+
+// reachable returns the folder for what steps and instances reach (workspaces, homes,
+// unpacked releases): the data folder, or, where the server gives steps users of their
+// own and they could not pass a folder above it (a data folder in /root, 0700), a folder
+// of the server's in /var/tmp, laid out as the data folder's passages are. Opening /root
+// up is the operator's call, not ours.
+func (o *serverOptions) reachable() (string, error) {
+	if os.Geteuid() != 0 || o.stepUIDs == "off" || sandbox.Unreachable(filepath.Dir(o.data)) == "" ||
+		sandbox.Unreachable("/var/tmp") != "" {
+		return o.data, nil
+	}
+	dir := filepath.Join("/var/tmp", "drover-"+shortHash(o.data))
+	if _, err := datadir.Tighten(dir, dataLayout()); err != nil {
+		return "", fmt.Errorf("a folder the step users reach: %w", err)
+	}
+	return dir, nil
 }
 
 // portOf is ":PORT" of a listener's address.

@@ -70,7 +70,7 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		log.Warn("stopped service instances a previous server left running; they are started again", "instances", n)
 	}
 	var instanceUIDs sandbox.Range
-	if o.serviceUIDs != "off" && os.Geteuid() == 0 && sandbox.Unreachable(filepath.Dir(o.data)) == "" {
+	if o.serviceUIDs != "off" && os.Geteuid() == 0 && sandbox.Unreachable(filepath.Dir(o.reach)) == "" {
 		if instanceUIDs, err = sandbox.ParseRange(o.serviceUIDs); err != nil {
 			return nil, badInput(fmt.Errorf("--service-uids: %w", err))
 		}
@@ -97,6 +97,7 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		Containers: containers, DefaultRuntime: o.runtime,
 		ImageRef: images.Ref,
 		Dir:      filepath.Join(o.data, "deploy"), Log: log,
+		ReleaseDir:     filepath.Join(o.reach, "deploy", "releases"),
 		InstanceUIDs:   instanceUIDs,
 		Confine:        confine,
 		Notify:         func(env string) { hub.Notify(server.EnvKey(env)) },

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,6 +65,13 @@ func (s *testServer) start(extra ...string) {
 	t := s.t
 	t.Helper()
 	args := append([]string{"server", "--data", s.Data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--grace", "500ms"}, extra...)
+	// Servers run side by side here: as root, each would give its steps the default uids
+	// and stop every process of them when a run ends. Tests of isolation give ranges.
+	for _, flag := range []string{"--step-uids", "--service-uids"} {
+		if !slices.Contains(extra, flag) {
+			args = append(args, flag, "off")
+		}
+	}
 	if s.db != "" {
 		args = append(args, "--db", s.db)
 	}

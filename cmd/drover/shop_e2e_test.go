@@ -108,7 +108,11 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	args := []string{shop, "--data", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--health-timeout", "30s"}
+	// As root (CI), steps and instances run as users of their own, from ranges no other
+	// test uses, with workspaces in /var/tmp: the test's folder is closed to them.
+	t.Cleanup(func() { os.RemoveAll(filepath.Join("/var/tmp", "drover-"+shortHash(data))) })
+	args := []string{shop, "--data", data, "--step-uids", "20940-20949", "--service-uids", "21300-21399",
+		"--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--health-timeout", "30s"}
 	up := startUp(t, args...)
 	server := up.until(regexp.MustCompile(`^drover server on (http://\S+)`), 30*time.Second)[1]
 	proxy := up.until(regexp.MustCompile(`^  web +http://web\.staging\.localhost:(\d+)/`), 3*time.Minute)[1]
