@@ -43,14 +43,7 @@ func scanEnvironment(sc scanner) (*store.Environment, error) {
 
 // Environment returns the environment called name.
 func (db *DB) Environment(ctx context.Context, name string) (*store.Environment, error) {
-	e, err := scanEnvironment(db.r.QueryRowContext(ctx, db.d.rebind(`SELECT `+environmentCols+` FROM environments WHERE name = ?`), name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: environment %q: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: environment %q: %w", name, err)
-	}
-	return e, nil
+	return one(ctx, db, fmt.Sprintf("environment %q", name), db.d.rebind(`SELECT `+environmentCols+` FROM environments WHERE name = ?`), []any{name}, scanEnvironment)
 }
 
 // Environments returns every environment, by name.

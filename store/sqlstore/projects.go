@@ -2,8 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -43,28 +41,13 @@ func (db *DB) CreateProject(ctx context.Context, p *store.Project) error {
 
 // Project returns the project called name.
 func (db *DB) Project(ctx context.Context, name string) (*store.Project, error) {
-	row := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT `+projectCols+` FROM projects WHERE name = ?`), name)
-	p, err := scanProject(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: project %q: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: project %q: %w", name, err)
-	}
-	return p, nil
+	return one(ctx, db, fmt.Sprintf("project %q", name), db.d.rebind(`SELECT `+projectCols+` FROM projects WHERE name = ?`), []any{name}, scanProject)
 }
 
 // ProjectFold returns the oldest project whose name equals name regardless of case.
 func (db *DB) ProjectFold(ctx context.Context, name string) (*store.Project, error) {
-	row := db.r.QueryRowContext(ctx, db.d.rebind(`SELECT `+projectCols+` FROM projects WHERE lower(name) = lower(?) ORDER BY id LIMIT 1`), name)
-	p, err := scanProject(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: project %q in any case: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: project %q in any case: %w", name, err)
-	}
-	return p, nil
+	return one(ctx, db, fmt.Sprintf("project %q in any case", name),
+		db.d.rebind(`SELECT `+projectCols+` FROM projects WHERE lower(name) = lower(?) ORDER BY id LIMIT 1`), []any{name}, scanProject)
 }
 
 // UpdateProject writes p's URL, PollInterval, WebhookSecret, KeepRuns and KeepFor.

@@ -181,6 +181,22 @@ func (db *DB) Close() error {
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
+// one runs query (already rebound) on the reader and scans its row with scan; what
+// names the row in errors (`user "rita"`), and no row is an error wrapping
+// store.ErrNotFound.
+func one[T any](ctx context.Context, db *DB, what, query string, args []any, scan func(scanner) (T, error)) (T, error) {
+	v, err := scan(db.r.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, fmt.Errorf("store: %s: %w", what, store.ErrNotFound)
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return v, nil
+}
+
 // list runs query (already rebound) on the reader and scans each row with scan; what
 // names the list in errors ("list users"). It returns an empty slice, never nil.
 func list[T any](ctx context.Context, db *DB, what, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {

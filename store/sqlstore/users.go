@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -53,14 +52,7 @@ func scanUser(sc scanner) (*store.User, error) {
 
 // User returns the user called name.
 func (db *DB) User(ctx context.Context, name string) (*store.User, error) {
-	u, err := scanUser(db.r.QueryRowContext(ctx, db.d.rebind(`SELECT `+userCols+` FROM users WHERE name = ?`), name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: user %q: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: user %q: %w", name, err)
-	}
-	return u, nil
+	return one(ctx, db, fmt.Sprintf("user %q", name), db.d.rebind(`SELECT `+userCols+` FROM users WHERE name = ?`), []any{name}, scanUser)
 }
 
 // Users returns every user, by name.
@@ -120,26 +112,12 @@ func scanToken(sc scanner) (*store.Token, error) {
 
 // TokenByHash returns the token whose hash is hash, revoked and expired ones too.
 func (db *DB) TokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
-	t, err := scanToken(db.r.QueryRowContext(ctx, db.d.rebind(tokenQuery+` WHERE t.hash = ?`), hash))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: token by hash: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: token by hash: %w", err)
-	}
-	return t, nil
+	return one(ctx, db, "token by hash", db.d.rebind(tokenQuery+` WHERE t.hash = ?`), []any{hash}, scanToken)
 }
 
 // Token returns token id.
 func (db *DB) Token(ctx context.Context, id int64) (*store.Token, error) {
-	t, err := scanToken(db.r.QueryRowContext(ctx, db.d.rebind(tokenQuery+` WHERE t.id = ?`), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("store: token %d: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: token %d: %w", id, err)
-	}
-	return t, nil
+	return one(ctx, db, fmt.Sprintf("token %d", id), db.d.rebind(tokenQuery+` WHERE t.id = ?`), []any{id}, scanToken)
 }
 
 // Tokens returns the tokens f selects, by ID.
