@@ -20,12 +20,15 @@ type StepConfiner struct {
 	// Data is the server's data folder, which no rule may reach but for the paths a
 	// run is given in it.
 	Data string
+	// Hide are sockets steps must not reach although the server's user may (the Docker
+	// Engine's); see Confinement.Hide.
+	Hide []string
 }
 
 // Instance returns the launcher of a service instance of the release unpacked in dir:
 // it reads the system and its release, and writes only /tmp (less data) and /dev.
-func Instance(self, path, data, dir string) []string {
-	c := System(path).With(Confinement{ReadWrite: []string{os.TempDir()}}).Excluding(data).With(Confinement{ReadOnly: []string{dir}})
+func Instance(self, path, data, dir string, hide []string) []string {
+	c := System(path).With(Confinement{ReadWrite: []string{os.TempDir()}}).Excluding(data).With(Confinement{ReadOnly: []string{dir}, Hide: hide})
 	return c.Command(self, nil)
 }
 
@@ -48,6 +51,7 @@ func (s *StepConfiner) Lease(_ int, project, workspace, repo string) (*Lease, fu
 		// The workspace borrows the repository's objects (git clone --shared).
 		ReadOnly:  []string{filepath.Join(repo, "objects")},
 		ReadWrite: []string{workspace, home, tmp},
+		Hide:      s.Hide,
 	})
 	end := func() { os.RemoveAll(tmp) }
 	return &Lease{Launcher: c.Command(s.Self, nil), Env: append(homeEnv(home), "TMPDIR="+tmp)}, end, nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -37,6 +38,10 @@ const MinLandlockABI = 6
 type Confinement struct {
 	ReadOnly  []string // folders (or files) it may read and execute from
 	ReadWrite []string // folders it may also write in
+	// Hide are sockets it must not connect to, covered in a mount namespace of its own
+	// (see hide.go). Hidden says that is done: the process runs in that namespace.
+	Hide   []string
+	Hidden bool
 }
 
 // System returns the folders every confined process reads: the system's programs,
@@ -57,6 +62,7 @@ func (c Confinement) With(more Confinement) Confinement {
 	return Confinement{
 		ReadOnly:  append(append([]string(nil), c.ReadOnly...), more.ReadOnly...),
 		ReadWrite: append(append([]string(nil), c.ReadWrite...), more.ReadWrite...),
+		Hide:      append(append([]string(nil), c.Hide...), more.Hide...),
 	}
 }
 
@@ -70,6 +76,12 @@ func (c Confinement) Command(self string, argv []string) []string {
 	for _, p := range c.ReadWrite {
 		out = append(out, "--rw", p)
 	}
+	for _, p := range c.Hide {
+		out = append(out, "--hide", p)
+	}
+	if c.Hidden {
+		out = append(out, "--hidden")
+	}
 	return append(append(out, "--"), argv...)
 }
 
@@ -81,6 +93,19 @@ func Exec(c Confinement, argv []string) error {
 	}
 	if abi := LandlockABI(); abi < MinLandlockABI {
 		return fmt.Errorf("sandbox exec: this kernel's Landlock ABI is %d; confining needs %d (Linux 6.12+)", abi, MinLandlockABI)
+	}
+	if len(c.Hide) > 0 && !c.Hidden {
+		return fmt.Errorf("sandbox exec: %w", hideAndExec(c, argv))
+	}
+	if c.Hidden {
+		// Ambient capabilities belong to a thread: mount, drop them and exec from one.
+		runtime.LockOSThread()
+		if err := hide(c.Hide); err != nil {
+			return fmt.Errorf("sandbox exec: %w", err)
+		}
+		if err := dropAmbient(); err != nil {
+			return fmt.Errorf("sandbox exec: %w", err)
+		}
 	}
 	prog, err := exec.LookPath(argv[0])
 	if err != nil {
@@ -144,7 +169,7 @@ func existing(paths []string) []string {
 // explicitly (a workspace) stay.
 func (c Confinement) Excluding(dir string) Confinement {
 	dir = filepath.Clean(dir)
-	return Confinement{ReadOnly: carve(c.ReadOnly, dir), ReadWrite: carve(c.ReadWrite, dir)}
+	return Confinement{ReadOnly: carve(c.ReadOnly, dir), ReadWrite: carve(c.ReadWrite, dir), Hide: c.Hide}
 }
 
 func carve(paths []string, dir string) []string {

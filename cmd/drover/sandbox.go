@@ -33,6 +33,9 @@ it with COMMAND. A server that is not root starts each step and service instance
 	}
 	run.Flags().StringArrayVar(&c.ReadOnly, "ro", nil, "a path it may read (repeatable)")
 	run.Flags().StringArrayVar(&c.ReadWrite, "rw", nil, "a path it may read and write (repeatable)")
+	run.Flags().StringArrayVar(&c.Hide, "hide", nil, "a socket it must not reach, covered in a mount namespace of its own (repeatable)")
+	run.Flags().BoolVar(&c.Hidden, "hidden", false, "set by sandbox exec itself: the sockets to hide are to be covered here")
+	_ = run.Flags().MarkHidden("hidden")
 	cmd.AddCommand(run)
 	return cmd
 }

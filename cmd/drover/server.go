@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -47,7 +48,8 @@ type serverOptions struct {
 	retention server.Retention
 
 	stepUIDs       string
-	reach          string // where workspaces, homes and unpacked releases live (reachable)
+	hide           []string // sockets confined steps and instances must not reach
+	reach          string   // where workspaces, homes and unpacked releases live (reachable)
 	serviceUIDs    string
 	runtime        string
 	proxyListen    string
@@ -286,9 +288,18 @@ func (o *serverOptions) isolation(log *slog.Logger) (sandbox.Steps, string, erro
 			}
 			log.Info("steps run confined by Landlock", "abi", abi)
 			c := &sandbox.StepConfiner{Self: self, Home: filepath.Join(o.data, "home"), Path: os.Getenv("PATH"), Data: o.data}
-			// Landlock (before ABI 9) does not confine connecting to a socket by its path.
-			if sock := dockerSocket(); sock != "" {
-				return c, unisolated(log, "Steps are confined by Landlock, but can reach the Docker Engine at "+sock+", which can read anything: run the server as root, or without access to that socket."), nil
+			// Landlock (before ABI 9) does not confine connecting to a socket by its path:
+			// the sockets the server's user reaches are covered in a namespace of the
+			// step's own, where this machine lets an ordinary user make one.
+			o.hide = reachableSockets()
+			if len(o.hide) > 0 {
+				probe := exec.Command(self, sandbox.Confinement{ReadOnly: []string{"/"}, Hide: o.hide}.Command(self, []string{"/bin/sh", "-c", "exit 0"})[1:]...)
+				if out, err := probe.CombinedOutput(); err != nil {
+					return c, unisolated(log, fmt.Sprintf("Steps are confined by Landlock, but can reach %s (the Docker Engine can read anything): this machine does not let them be hidden in a namespace (%v: %s). Run the server as root, or without access to those sockets.",
+						strings.Join(o.hide, ", "), err, strings.TrimSpace(string(out)))), nil
+				}
+				c.Hide = o.hide
+				log.Info("sockets the server's user reaches are hidden from steps and instances", "sockets", strings.Join(o.hide, ", "))
 			}
 			return c, "", nil
 		}
@@ -302,18 +313,22 @@ func unisolated(log *slog.Logger, warning string) string {
 	return warning
 }
 
-// dockerSocket is the Docker Engine's socket when this process can connect to it, else "".
-func dockerSocket() string {
-	sock := "/var/run/docker.sock"
+// reachableSockets are the sockets this process can connect to that would let a step
+// act outside its sandbox: the Docker Engine's, and the user's session bus (systemd-run
+// --user starts unconfined processes).
+func reachableSockets() []string {
+	socks := []string{"/var/run/docker.sock", fmt.Sprintf("/run/user/%d/bus", os.Getuid())}
 	if h, ok := strings.CutPrefix(os.Getenv("DOCKER_HOST"), "unix://"); ok {
-		sock = h
+		socks = append(socks, h)
 	}
-	c, err := net.DialTimeout("unix", sock, time.Second)
-	if err != nil {
-		return ""
+	var out []string
+	for _, s := range socks {
+		if c, err := net.DialTimeout("unix", s, time.Second); err == nil {
+			c.Close()
+			out = append(out, s)
+		}
 	}
-	c.Close()
-	return sock
+	return out
 }
 
 // dataLayout is what in the data folder steps and service instances reach: their

@@ -83,7 +83,7 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 			return nil, err
 		}
 		path := os.Getenv("PATH")
-		confine = func(dir string) []string { return sandbox.Instance(self, path, o.data, dir) }
+		confine = func(dir string) []string { return sandbox.Instance(self, path, o.data, dir, o.hide) }
 	}
 	ln, err := net.Listen("tcp", o.proxyListen)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,15 +22,16 @@ import (
 
 // testServer is a `drover server` process started by a test.
 type testServer struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	URL   string
-	Proxy string // the deploy proxy's http://HOST:PORT
-	Data  string
-	Token string
-	log   *syncBuffer
-	db    string
-	uid   int // runs the server as this user (with its group); 0: as the test
+	t      *testing.T
+	cmd    *exec.Cmd
+	URL    string
+	Proxy  string // the deploy proxy's http://HOST:PORT
+	Data   string
+	Token  string
+	log    *syncBuffer
+	db     string
+	uid    int      // runs the server as this user (with its group); 0: as the test
+	groups []string // with uid: more groups it is in, by gid
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -78,7 +80,12 @@ func (s *testServer) start(extra ...string) {
 	cmd := exec.Command(droverBin, args...)
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	if s.uid != 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(s.uid), Gid: uint32(s.uid), Groups: []uint32{}}}
+		groups := []uint32{}
+		for _, g := range s.groups {
+			n, _ := strconv.Atoi(g)
+			groups = append(groups, uint32(n))
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(s.uid), Gid: uint32(s.uid), Groups: groups}}
 		cmd.Env = append(cmd.Env, "HOME="+s.Data, "GIT_CONFIG_NOSYSTEM=1")
 	}
 	stderr, err := cmd.StderrPipe()
