@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -103,9 +104,6 @@ func (s *StepUsers) Lease(slot int, project, workspace, _ string) (l *Lease, end
 	if err := chownTree(workspace, uid, uid); err != nil {
 		return nil, nil, fmt.Errorf("hand the workspace to uid %d: %w", uid, err)
 	}
-	if err := os.Chmod(workspace, 0o700); err != nil {
-		return nil, nil, err
-	}
 	userDir := filepath.Join(s.Home, strconv.Itoa(uid))
 	if err := os.MkdirAll(userDir, 0o711); err != nil {
 		return nil, nil, err
@@ -139,7 +137,7 @@ func (s *StepUsers) Lease(slot int, project, workspace, _ string) (l *Lease, end
 		_ = os.RemoveAll(tmp)
 		// What the run left in the shared temporary folders would meet the slot's next
 		// project (a cache keyed by uid in /tmp).
-		for _, shared := range []string{os.TempDir(), "/tmp", "/var/tmp", "/dev/shm"} {
+		for _, shared := range slices.Compact([]string{filepath.Clean(os.TempDir()), "/tmp", "/var/tmp", "/dev/shm"}) {
 			removeOwned(shared, uid)
 		}
 	}

@@ -18,9 +18,7 @@ import (
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/source"
-	"github.com/drover-cd/drover/steplog"
 	"github.com/drover-cd/drover/store"
-	"github.com/drover-cd/drover/store/sqlstore"
 )
 
 // routeCase is who may call a route: machine tokens of jobs, or anyone when public
@@ -114,17 +112,7 @@ var everyRoute = map[string]routeCase{
 func fullServer(t *testing.T, public bool) (*Server, store.Store) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlstore.Open(ctx, filepath.Join(dir, "drover.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	logs, err := steplog.New(filepath.Join(dir, "logs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := newTestRegistry(t, dir)
+	dir, st, logs, reg := testParts(t)
 	hub := &notify.Hub{}
 	cat := &release.Catalog{Registry: reg}
 	mctx, cancel := context.WithCancel(ctx)

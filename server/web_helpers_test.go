@@ -45,20 +45,25 @@ func newTestRegistry(t *testing.T, dir string) *registry.Registry {
 	return reg
 }
 
-func newWebEnv(t *testing.T, public bool) *webEnv {
+// testParts makes what a test's Server stands on, in a folder of the test's: the store,
+// step logs and a registry.
+func testParts(t *testing.T) (dir string, st store.Store, logs *steplog.Store, reg *registry.Registry) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlstore.Open(ctx, filepath.Join(dir, "drover.db"))
+	dir = t.TempDir()
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "drover.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	logs, err := steplog.New(filepath.Join(dir, "logs"))
-	if err != nil {
+	if logs, err = steplog.New(filepath.Join(dir, "logs")); err != nil {
 		t.Fatal(err)
 	}
-	reg := newTestRegistry(t, dir)
+	return dir, st, logs, newTestRegistry(t, dir)
+}
+
+func newWebEnv(t *testing.T, public bool) *webEnv {
+	t.Helper()
+	_, st, logs, reg := testParts(t)
 	e := &webEnv{t: t, st: st, hub: &notify.Hub{}, logs: logs, reg: reg}
 	// The runner is never started: it serves Cancel of queued runs.
 	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: e.hub, Repos: func(string) string { return "" }})

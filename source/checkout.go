@@ -84,13 +84,6 @@ func emptyDir(dir string) {
 	}
 }
 
-// ReadFile returns the content of file (a slash-separated path from the repository root)
-// in commit. When commit has no file there the error wraps fs.ErrNotExist;
-// an unknown commit is a different error.
-func ReadFile(ctx context.Context, repoDir, commit, file string) ([]byte, error) {
-	return ReadFileLimit(ctx, repoDir, commit, file, -1)
-}
-
 // ErrFileTooLarge is what a *FileTooLargeError matches with errors.Is.
 var ErrFileTooLarge = errors.New("file is too large")
 
@@ -120,7 +113,9 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// ReadFileLimit is ReadFile for a file of at most limit bytes; a negative limit is none.
+// ReadFileLimit returns the content of file (a slash-separated path from the repository
+// root) in commit, of at most limit bytes; a negative limit is none. When commit has no
+// file there the error wraps fs.ErrNotExist; an unknown commit is a different error.
 // A larger file is refused with a *FileTooLargeError from the size git announces before
 // the content, which is never read: a push of a huge drover.yml costs the server nothing.
 func ReadFileLimit(ctx context.Context, repoDir, commit, file string, limit int64) ([]byte, error) {

@@ -199,9 +199,9 @@ func TestReadFile(t *testing.T) {
 		{h.root, "./sub/../sub/b.txt", "b\n"},
 		{"main", "f.txt", "f\n"},
 	} {
-		got, err := ReadFile(ctx, h.bare, tc.commit, tc.path)
+		got, err := ReadFileLimit(ctx, h.bare, tc.commit, tc.path, -1)
 		if err != nil || string(got) != tc.want {
-			t.Errorf("ReadFile(%.7s, %s) = %q, %v; want %q", tc.commit, tc.path, got, err, tc.want)
+			t.Errorf("ReadFileLimit(%.7s, %s) = %q, %v; want %q", tc.commit, tc.path, got, err, tc.want)
 		}
 	}
 	for _, tc := range []struct {
@@ -215,9 +215,9 @@ func TestReadFile(t *testing.T) {
 		{strings.Repeat("2", 40), "a.txt", false},
 		{"no-such-branch", "a.txt", false},
 	} {
-		_, err := ReadFile(ctx, h.bare, tc.commit, tc.path)
+		_, err := ReadFileLimit(ctx, h.bare, tc.commit, tc.path, -1)
 		if err == nil || errors.Is(err, fs.ErrNotExist) != tc.notExist {
-			t.Errorf("ReadFile(%.7s, %s): err = %v, want one with errors.Is(fs.ErrNotExist) = %v", tc.commit, tc.path, err, tc.notExist)
+			t.Errorf("ReadFileLimit(%.7s, %s): err = %v, want one with errors.Is(fs.ErrNotExist) = %v", tc.commit, tc.path, err, tc.notExist)
 		}
 	}
 }

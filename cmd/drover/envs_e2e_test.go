@@ -13,9 +13,7 @@ func TestEnvironmentsAsCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, t.TempDir(), "")
-	client := func(token string, args ...string) result {
-		return drover(t, "", append(args, "--server", s.URL, "--token", token)...)
-	}
+	client := s.as
 	noDeploy := func(version string) string {
 		yml := servicePipeline(bin, "api", version, "", "")
 		return yml[:strings.Index(yml, "  - name: staging")]

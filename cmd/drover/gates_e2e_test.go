@@ -40,16 +40,7 @@ func TestGatesCannotBeSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, t.TempDir(), "", "--health-timeout", "5s")
-	client := func(token string, args ...string) result {
-		return drover(t, "", append(args, "--server", s.URL, "--token", token)...)
-	}
-	mint := func(args ...string) string {
-		res := client(s.Token, append([]string{"token", "create"}, args...)...)
-		if res.code != 0 {
-			t.Fatalf("token create: %s", res)
-		}
-		return strings.TrimSpace(res.stdout)
-	}
+	client, mint := s.as, s.mint
 	dev := mint("--role", "developer", "--name", "dev")
 	rm := mint("--role", "developer", "--name", "rita", "--approves", "release-manager")
 	refused := func(what string, res result, code int, want string) {

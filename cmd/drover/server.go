@@ -126,7 +126,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if n, err := datadir.Tighten(o.data, dataLayout()); err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	} else if n > 0 {
-		log.Warn("tightened the data folder: folders 0700, files 0600, only work/ and deploy/releases/ reachable by steps and services",
+		log.Warn("tightened the data folder: folders 0700, files 0600, only work/, home/ and deploy/releases/ reachable by steps and services",
 			"data", o.data, "changed", n)
 	}
 	if o.reach, err = o.reachable(); err != nil {
@@ -334,10 +334,7 @@ func reachableSockets() []string {
 // dataLayout is what in the data folder steps and service instances reach: their
 // workspaces and homes, and the unpacked releases; the rest is the server's alone.
 func dataLayout() datadir.Layout {
-	return datadir.Layout{
-		Passages: []string{"work", "home", "deploy/releases"},
-		Own:      []string{"work", "home", "deploy/releases"},
-	}
+	return datadir.Layout{Shared: []string{"work", "home", "deploy/releases"}}
 }
 
 // reachable returns the folder for what steps and instances reach (workspaces, homes,

@@ -168,6 +168,22 @@ func (s *testServer) api(method, path, token string, in, out any) int {
 	return resp.StatusCode
 }
 
+// as runs the drover CLI against the server with token.
+func (s *testServer) as(token string, args ...string) result {
+	s.t.Helper()
+	return drover(s.t, "", append(args, "--server", s.URL, "--token", token)...)
+}
+
+// mint runs drover token create with args as the admin and returns the new token.
+func (s *testServer) mint(args ...string) string {
+	s.t.Helper()
+	res := s.as(s.Token, append([]string{"token", "create"}, args...)...)
+	if res.code != 0 {
+		s.t.Fatalf("token create: %s", res)
+	}
+	return strings.TrimSpace(res.stdout)
+}
+
 // text fetches a plain-text API answer.
 func (s *testServer) text(path string) string {
 	s.t.Helper()

@@ -19,19 +19,17 @@ const (
 	// Open is for the data folder and the folders below it that step and instance users
 	// pass through: they may enter them but not list them.
 	Open fs.FileMode = 0o711
-	// Dir and File are the modes of everything only the server reads.
-	Dir  fs.FileMode = 0o700
+	// File is the mode of a file only the server reads (folders: 0700).
 	File fs.FileMode = 0o600
 )
 
 // Layout names what inside the data folder is not private to the server.
 type Layout struct {
-	// Passages are folders, relative to the data folder, that step and instance users
-	// pass through (mode Open). Their parents are passages too.
-	Passages []string
-	// Own are folders whose contents belong to others (workspaces owned by step users,
-	// unpacked releases readable by instances): Tighten leaves what is inside them alone.
-	Own []string
+	// Shared are folders, relative to the data folder, that step and instance users
+	// reach (workspaces owned by step users, unpacked releases instances read): they and
+	// their parents are passages (mode Open), and Tighten leaves what is inside them
+	// alone.
+	Shared []string
 }
 
 // Tighten makes dir and its passages Open and every other folder and file under it
@@ -39,14 +37,12 @@ type Layout struct {
 // does not follow symbolic links. It returns how many entries it changed.
 func Tighten(dir string, l Layout) (int, error) {
 	passage := map[string]bool{".": true}
-	for _, p := range l.Passages {
+	own := map[string]bool{}
+	for _, p := range l.Shared {
+		own[filepath.Clean(p)] = true
 		for p = filepath.Clean(p); p != "." && p != "/"; p = filepath.Dir(p) {
 			passage[p] = true
 		}
-	}
-	own := map[string]bool{}
-	for _, p := range l.Own {
-		own[filepath.Clean(p)] = true
 	}
 	for p := range passage {
 		if err := os.MkdirAll(filepath.Join(dir, p), Open); err != nil {
@@ -92,12 +88,4 @@ func Tighten(dir string, l Layout) (int, error) {
 		return nil
 	})
 	return changed, err
-}
-
-// MkdirAll makes path and its missing parents private folders, whatever the umask.
-func MkdirAll(path string) error {
-	if err := os.MkdirAll(path, Dir); err != nil {
-		return err
-	}
-	return os.Chmod(path, Dir)
 }
