@@ -115,7 +115,7 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 		"--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--health-timeout", "30s"}
 	up := startUp(t, args...)
 	server := up.until(regexp.MustCompile(`^drover server on (http://\S+)`), 30*time.Second)[1]
-	proxy := up.until(regexp.MustCompile(`^  web +http://web\.staging\.localhost:(\d+)/`), 3*time.Minute)[1]
+	proxy := up.until(regexp.MustCompile(`^  web +http://web\.staging\.localhost:(\d+)/`), 6*time.Minute)[1]
 	addr := "127.0.0.1:" + proxy
 	code, body := page(addr, "web", "staging")
 	if code != 200 || !strings.Contains(body, "Cast-iron teapot") || !strings.Contains(body, "<td>3</td>") || !strings.Contains(body, "<p>staging</p>") {
