@@ -81,6 +81,10 @@ type Config struct {
 	// instances unconfined.
 	Confine func(dir string) []string
 	Log     *slog.Logger
+	// Secrets resolves a service's secrets for an environment as KEY=VALUE, in the
+	// order asked; an error keeps the instance from starting. nil fails services that
+	// ask for secrets.
+	Secrets func(ctx context.Context, req SecretsRequest) ([]string, error)
 	// Notify is told the environment's name whenever what runs there changes.
 	Notify func(env string)
 

@@ -373,12 +373,17 @@ func (s *service) start(ctx context.Context, t *target, restarts int) (*instance
 	if err != nil {
 		return nil, err
 	}
+	secrets, masker, err := s.secrets(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	env = append(env, secrets...) // over env: and Drover's variables
 	s.mu.Lock()
 	s.seq++
 	name := fmt.Sprintf("%s.%s.%s.%d", s.name, s.env, short(t.rel.Digest.String())[:8], s.seq)
 	s.mu.Unlock()
 	spec := runtime.Spec{Name: name, Dir: t.dir, Command: t.service.Command, Env: env, StopTimeout: t.service.StopTimeout,
-		LogFile: filepath.Join(s.m.cfg.Dir, "logs", s.env, s.name, name+".log")}
+		LogFile: filepath.Join(s.m.cfg.Dir, "logs", s.env, s.name, name+".log"), Masker: masker}
 	if spec.UID, err = s.m.instanceUID(ctx, s.env); err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/drover-cd/drover/artifact"
+	"github.com/drover-cd/drover/mask"
 	"github.com/drover-cd/drover/pipeline"
 )
 
@@ -84,6 +85,10 @@ type Job struct {
 	// still run after ctx is cancelled and can be stopped separately (a second Ctrl-C).
 	// Nil means context.WithoutCancel(ctx).
 	Cleanup context.Context
+	// Secrets resolves the secrets a step asks for (secrets:) as KEY=VALUE, in the order
+	// asked; an error fails the step before it starts. Their values are masked in every
+	// step's output, note and reason from then on. nil fails steps that ask for secrets.
+	Secrets func(ctx context.Context, req SecretRequest) ([]string, error)
 }
 
 // Run runs the job to the end and returns its outcome. Cancelling ctx stops the running
@@ -129,6 +134,10 @@ type run struct {
 	now func() time.Time
 
 	mu sync.Mutex // serialises sink calls: steps emit from their own goroutines
+	// hidden are the secret values handed to steps so far, masker hides them; both
+	// under mu.
+	hidden []string
+	masker *mask.Masker
 
 	// Owned by the scheduling loop in execute; step goroutines never touch them.
 	results map[*pipeline.Node]*StepResult
@@ -144,6 +153,7 @@ func (r *run) emit(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = r.now()
 	}
+	r.maskEvent(&ev)
 	r.job.Sink.Handle(ev)
 }
 

@@ -99,7 +99,7 @@ func (f *fakeBackend) Exec(ctx context.Context, spec *Spec, out io.Writer) (int,
 			}
 		case "":
 		default:
-			return -1, fmt.Errorf("fake backend: unknown command %q", word)
+			return -1, fmt.Errorf("fake backend: unknown command %q", strings.TrimSpace(cmd))
 		}
 	}
 	return 0, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,15 @@ func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s",
 func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self string) *StepResult {
 	s := n.Step
 	res := &StepResult{Name: n.Name, Started: r.now()}
-	var extra []string
+	// Secrets first: a missing one fails the step before an environment is made for it.
+	extra, err := r.secrets(ctx, n)
+	if err != nil {
+		res.Status, res.Reason, res.Attempts, res.Finished = Failure, err.Error(), 1, r.now()
+		if ctx.Err() != nil {
+			res.Status, res.Reason = Cancelled, CancelReason(ctx)
+		}
+		return res
+	}
 	if env != nil {
 		lease, err := r.lease(ctx, n, env)
 		if err != nil {
@@ -35,7 +44,7 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self 
 		}
 		// Torn down whatever happens to the step, cancel included.
 		defer lease.Release()
-		extra = lease.Vars
+		extra = slices.Concat(lease.Vars, extra) // a secret wins over a variable of the environment
 	}
 	attempts := 1 + s.Retry
 	for attempt := 1; attempt <= attempts; attempt++ {
@@ -88,9 +97,10 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 	var built string
 	spec.Built = func(image string) { built = image }
 	r.emit(Event{Type: StepStarted, Step: n.Name, Attempt: attempt})
-	out := &lineWriter{emit: func(line string) {
+	lines := &lineWriter{emit: func(line string) {
 		r.emit(Event{Type: StepLog, Step: n.Name, Attempt: attempt, Line: line})
 	}}
+	out, flushMasked := r.output(lines)
 	code, err := r.e.Backend.Exec(actx, spec, out)
 	res.ExitCode = code
 	// An image that reached the registry gets the run's annotations even when the run
@@ -104,7 +114,8 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 			fmt.Fprintf(out, "annotated the image with the run's facts: %s\n", built)
 		}
 	}
-	out.Flush()
+	flushMasked()
+	lines.Flush()
 
 	var timeout *TimeoutError
 	switch {

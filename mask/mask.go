@@ -26,6 +26,21 @@ type Masker struct {
 	first   [256][]int     // indexes into needles by first byte
 	second  [256][4]uint64 // second bytes of the needles, a bit set by first byte
 	longest int            // the longest needle's length
+	// shortest is the shortest needle's length, and shift a Wu-Manber skip table over
+	// it: for the hash of the 3 bytes ending a window of shortest bytes at i, how far
+	// the next needle's start can be past i at the least (0: one may start at i). Most
+	// output is passed over shortest-2 bytes at a time instead of byte by byte.
+	shortest int
+	shift    *[1 << shiftBits]uint8
+}
+
+// shiftBits sizes the skip table: 16 KiB stays in the CPU's first-level cache, which
+// the skip loop, one dependent load after another, is bound by.
+const shiftBits = 14
+
+// hash3 is the skip table's index for the 3 bytes b[0:3].
+func hash3(b []byte) uint32 {
+	return (uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2])) * 2654435761 >> (32 - shiftBits)
 }
 
 // maybe reports whether a needle may start at p[i]: a cheap filter on its first two
@@ -73,6 +88,22 @@ func New(values []string) *Masker {
 		m.first[f[0]] = append(m.first[f[0]], i)
 		m.second[f[0]][f[1]>>6] |= 1 << (f[1] & 63)
 		m.longest = max(m.longest, len(f))
+		if m.shortest == 0 || len(f) < m.shortest {
+			m.shortest = len(f)
+		}
+	}
+	if len(forms) > 0 {
+		m.shift = new([1 << shiftBits]uint8)
+		w := m.shortest
+		for i := range m.shift {
+			m.shift[i] = uint8(min(w-2, 255))
+		}
+		for _, n := range m.needles {
+			for j := 2; j < w; j++ { // the block n[j-2:j+1] ends a window w-1-j before its end
+				h := hash3(n[j-2 : j+1])
+				m.shift[h] = min(m.shift[h], uint8(min(w-1-j, 255)))
+			}
+		}
 	}
 	return m
 }
@@ -86,23 +117,29 @@ func (m *Masker) String(s string) string {
 		return s
 	}
 	var out bytes.Buffer
-	m.mask(&out, []byte(s), true)
+	_, _ = m.mask(&out, []byte(s), true)
 	return out.String()
 }
 
+// replacement is Replacement as bytes.
+var replacement = []byte(Replacement)
+
 // mask writes p to out with every value hidden and returns how many bytes of p it
 // consumed: all of them when final, else it stops at a value that may go on past p's end.
-func (m *Masker) mask(out *bytes.Buffer, p []byte, final bool) int {
+// Plain text goes to out in as few writes as the values in it allow.
+func (m *Masker) mask(out io.Writer, p []byte, final bool) (int, error) {
 	start := 0 // p[start:i] is plain text not yet written
 	i := 0
 	for i < len(p) {
+		if i = m.next(p, i); i >= len(p) {
+			break
+		}
 		if !m.maybe(p, i) {
 			i++
 			continue
 		}
-		cands := m.first[p[i]]
 		matched, partial := 0, false
-		for _, c := range cands { // longest first
+		for _, c := range m.first[p[i]] { // longest first
 			n := m.needles[c]
 			if !final && len(p)-i < len(n) && bytes.HasPrefix(n, p[i:]) {
 				// A value whose rest may be in the next write: wait for it rather than
@@ -117,19 +154,68 @@ func (m *Masker) mask(out *bytes.Buffer, p []byte, final bool) int {
 		}
 		switch {
 		case matched > 0:
-			out.Write(p[start:i])
-			out.WriteString(Replacement)
+			if err := write(out, p[start:i], replacement); err != nil {
+				return 0, err
+			}
 			i += matched
 			start = i
 		case partial:
-			out.Write(p[start:i])
-			return i
+			return i, write(out, p[start:i])
 		default:
 			i++
 		}
 	}
-	out.Write(p[start:])
-	return len(p)
+	return len(p), write(out, p[start:])
+}
+
+// next returns the first position from i on where a needle may start: one whose window
+// p[j:j+w] ends in a block that ends a needle's first w bytes, or one too near p's end
+// to tell. It skips the rest (Wu-Manber). Two halves of p are scanned at once: each
+// step of one scan waits on the load before it, so two independent scans take about the
+// time of one.
+func (m *Masker) next(p []byte, i int) int {
+	w, shift := m.shortest, m.shift
+	last := len(p) - w // the last position with a whole window
+	if i > last {
+		return i
+	}
+	// a scans [i, mid), b scans [mid, last]; each stops at a candidate or its end.
+	mid := i + (last-i)/2
+	a, b := i, mid
+	aDone, bDone := false, false
+	for !aDone || !bDone {
+		if !aDone {
+			if a >= mid {
+				aDone = true
+			} else if s := shift[hash3(p[a+w-3:a+w])]; s == 0 {
+				return a // b's candidates come later
+			} else {
+				a += int(s)
+			}
+		}
+		if !bDone {
+			if b > last {
+				bDone = true
+			} else if s := shift[hash3(p[b+w-3:b+w])]; s == 0 {
+				bDone = true
+			} else {
+				b += int(s)
+			}
+		}
+	}
+	return b
+}
+
+// write writes each non-empty part to out.
+func write(out io.Writer, parts ...[]byte) error {
+	for _, b := range parts {
+		if len(b) > 0 {
+			if _, err := out.Write(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Writer hides values in what is written through it to an underlying writer. It holds
@@ -139,7 +225,6 @@ type Writer struct {
 	m       *Masker
 	w       io.Writer
 	pending []byte
-	out     bytes.Buffer
 }
 
 // Writer returns a Writer to w.
@@ -150,15 +235,15 @@ func (mw *Writer) Write(p []byte) (int, error) {
 	if mw.m.Empty() {
 		return mw.w.Write(p)
 	}
-	buf := append(mw.pending, p...)
-	mw.out.Reset()
-	n := mw.m.mask(&mw.out, buf, false)
-	mw.pending = append(mw.pending[:0:0], buf[n:]...)
-	if mw.out.Len() > 0 {
-		if _, err := mw.w.Write(mw.out.Bytes()); err != nil {
-			return 0, err
-		}
+	buf := p
+	if len(mw.pending) > 0 {
+		buf = append(mw.pending, p...)
 	}
+	n, err := mw.m.mask(mw.w, buf, false)
+	if err != nil {
+		return 0, err
+	}
+	mw.pending = append(mw.pending[:0:0], buf[n:]...)
 	return len(p), nil
 }
 
@@ -167,9 +252,7 @@ func (mw *Writer) Flush() error {
 	if len(mw.pending) == 0 {
 		return nil
 	}
-	mw.out.Reset()
-	mw.m.mask(&mw.out, mw.pending, true)
+	_, err := mw.m.mask(mw.w, mw.pending, true)
 	mw.pending = mw.pending[:0]
-	_, err := mw.w.Write(mw.out.Bytes())
 	return err
 }

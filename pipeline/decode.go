@@ -284,7 +284,31 @@ func (d *decoder) imageTags(n *yaml.Node) []string {
 	return tags
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var (
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// secretName is the grammar of secrets' names (package secret checks the same).
+	secretName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+)
+
+// secrets decodes a list of secrets' names: upper-case variable names, each once.
+func (d *decoder) secrets(n *yaml.Node, what string) []string {
+	names, at := d.strList(n, what)
+	seen := map[string]bool{}
+	out := names[:0]
+	for i, name := range names {
+		node := &yaml.Node{Line: at[i].Line, Column: at[i].Col}
+		switch {
+		case !secretName.MatchString(name):
+			d.errorf(node, "%s: %q is not a secret's name: upper-case letters, digits and _, like DB_PASSWORD", what, name)
+		case seen[name]:
+			d.errorf(node, "%s: %s is repeated", what, name)
+		default:
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out
+}
 
 // env decodes a mapping of variable names to scalar values, keeping the written order.
 func (d *decoder) env(n *yaml.Node, what string) []EnvVar {

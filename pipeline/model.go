@@ -37,6 +37,7 @@ type Step struct {
 	NeedsSet     bool          // needs: was written; otherwise the step waits for the one above it
 	NeedsPos     []Pos         // position of each Needs entry
 	Env          []EnvVar      // variables of this step, over the pipeline's
+	Secrets      []string      // secrets given to the step as variables of these names
 	When         When          // conditions; the zero When runs when everything before succeeded
 	Matrix       []MatrixAxis  // each combination of values is a step of its own
 	Retry        int           // extra attempts after a failure; 0 runs once
@@ -119,6 +120,7 @@ type Service struct {
 	Replicas    int
 	Requires    []string
 	Env         []EnvVar
+	Secrets     []string // secrets given to every instance, resolved per environment
 	StopTimeout time.Duration
 	Resources   Resources
 }

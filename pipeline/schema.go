@@ -55,6 +55,11 @@ func stringListSchema() schema {
 	return schema{"type": "array", "items": schema{"type": "string"}}
 }
 
+// secretsSchema is a list of secrets' names.
+func secretsSchema() schema {
+	return schema{"type": "array", "uniqueItems": true, "items": schema{"type": "string", "pattern": secretName.String()}}
+}
+
 // stringOrListSchema is a string, or a list of strings.
 func stringOrListSchema() schema {
 	return schema{"anyOf": []schema{{"type": "string"}, stringListSchema()}}

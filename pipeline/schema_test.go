@@ -65,8 +65,11 @@ func sample(s map[string]any) string {
 	if enum, ok := s["enum"].([]any); ok {
 		return fmt.Sprint(enum[0])
 	}
-	if _, ok := s["pattern"]; ok {
-		return "90s" // the only patterned strings are durations
+	if p, ok := s["pattern"].(string); ok {
+		if p == secretName.String() {
+			return "DB_PASSWORD"
+		}
+		return "90s" // the other patterned strings are durations
 	}
 	typ := s["type"]
 	if list, ok := typ.([]any); ok {

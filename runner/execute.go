@@ -224,6 +224,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 		Approval:      r.approval(run),
 		Deploy:        r.deployer(run, layout),
 		Environment:   r.environment(run, layout),
+		Secrets:       r.secrets(run),
 		Done:          done,
 		// Clean-up steps still run after a user's cancel, but not past the server's stop.
 		Cleanup: serverCtx,
@@ -312,6 +313,16 @@ func (r *Runner) environment(run *store.Run, layout *artifact.Store) func(contex
 			return nil, err
 		}
 		return &engine.EnvLease{Vars: vars, Release: release}, nil
+	}
+}
+
+// secrets is the engine's Job.Secrets for run; nil when the runner has none.
+func (r *Runner) secrets(run *store.Run) func(context.Context, engine.SecretRequest) ([]string, error) {
+	if r.cfg.Secrets == nil {
+		return nil
+	}
+	return func(ctx context.Context, req engine.SecretRequest) ([]string, error) {
+		return r.cfg.Secrets(ctx, run, req)
 	}
 }
 

@@ -60,6 +60,9 @@ type Config struct {
 	// digest ("" when the run has none yet, already published under the run's number);
 	// nil skips such steps.
 	Environment func(ctx context.Context, run *store.Run, name, digest string, log func(string)) (vars []string, release func(), err error)
+	// Secrets resolves the secrets a step of run asks for (engine.Job.Secrets); nil
+	// fails steps that ask for secrets.
+	Secrets func(ctx context.Context, run *store.Run, req engine.SecretRequest) ([]string, error)
 	// Postlude, when set, is asked after every run whose steps all passed for work Drover
 	// does itself at the end of it (applying the system project's environments.yml): it
 	// returns a step name and the work, or "" for none. The work shows as that step, with

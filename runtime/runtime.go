@@ -11,6 +11,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/drover-cd/drover/mask"
 )
 
 // DefaultStopTimeout is the time between SIGTERM and SIGKILL when Spec.StopTimeout is 0.
@@ -45,6 +47,9 @@ type Spec struct {
 	// groups), so that it cannot touch the server or other environments' instances.
 	// Default 0: the server's own user.
 	UID, GID int
+	// Masker hides the secrets the instance was given in its output, before the output
+	// reaches LogFile or Tail. Default nil: nothing is hidden.
+	Masker *mask.Masker
 	// Launcher, when set, is what `sh -c COMMAND` is started through: a sandbox such as
 	// `drover sandbox exec --ro RELEASE ... --`. Process runtimes only.
 	Launcher []string

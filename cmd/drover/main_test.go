@@ -404,3 +404,31 @@ func TestExampleHelloPipelinePasses(t *testing.T) {
 		t.Fatalf("the example pipeline failed:\n%s", r)
 	}
 }
+
+// Without a server, drover run takes secrets from its own environment, says so, masks
+// them, and fails a step whose secret is not set there before it starts.
+func TestRunTakesSecretsFromTheShell(t *testing.T) {
+	t.Parallel()
+	dir := workspace(t, `
+steps:
+  - {name: uses, secrets: [DROVER_TEST_SECRET_VALUE], run: 'echo "value: $DROVER_TEST_SECRET_VALUE"'}
+  - {name: missing, secrets: [DROVER_TEST_SECRET_UNSET], run: 'echo started'}
+`)
+	cmd := exec.Command(droverBin, "run")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "DROVER_TEST_SECRET_VALUE=open-sesame-42")
+	out, _ := cmd.CombinedOutput()
+	s := string(out)
+	if strings.Contains(s, "open-sesame-42") || !strings.Contains(s, "value: ***") {
+		t.Errorf("the secret is not masked:\n%s", s)
+	}
+	if !strings.Contains(s, "takes DROVER_TEST_SECRET_VALUE from this shell's environment") {
+		t.Errorf("drover run does not say where the secret comes from:\n%s", s)
+	}
+	if !strings.Contains(s, "export DROVER_TEST_SECRET_UNSET=") || strings.Contains(s, "started") {
+		t.Errorf("a step with a missing secret ran or did not say what to do:\n%s", s)
+	}
+	if cmd.ProcessState.ExitCode() != exitFailed {
+		t.Errorf("exit code %d, want %d", cmd.ProcessState.ExitCode(), exitFailed)
+	}
+}

@@ -153,6 +153,7 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 		Sink:      engine.Sinks{printer, rd},
 		Artifacts: store,
 		Cleanup:   cleanup,
+		Secrets:   shellSecrets(printer),
 	}
 	if checkout.Commit != "" {
 		job.Annotations = map[string]string{"org.opencontainers.image.revision": checkout.Commit}
@@ -181,6 +182,23 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 	rel, _ := filepath.Rel(dir, rd.Path)
 	fmt.Fprintf(stdout, "logs: %s\n", rel)
 	return exitFor(ctx, res.Status)
+}
+
+// shellSecrets is Job.Secrets without a server: each secret a step asks for is the
+// variable of that name in drover run's own environment, and drover run says so.
+func shellSecrets(printer *console.Printer) func(context.Context, engine.SecretRequest) ([]string, error) {
+	return func(_ context.Context, req engine.SecretRequest) ([]string, error) {
+		vars := make([]string, 0, len(req.Names))
+		for _, name := range req.Names {
+			v, ok := os.LookupEnv(name)
+			if !ok || v == "" {
+				return nil, fmt.Errorf("step %q asks for the secret %s: without a server it comes from this shell's environment, where it is not set (export %s=...)", req.Step, name, name)
+			}
+			vars = append(vars, name+"="+v)
+		}
+		printer.Fprintln(fmt.Sprintf("drover run: step %q takes %s from this shell's environment (no server here); the values are masked", req.Step, strings.Join(req.Names, ", ")))
+		return vars, nil
+	}
 }
 
 // check rejects flags that cannot work before anything runs.

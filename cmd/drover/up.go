@@ -50,6 +50,7 @@ nothing already there. Ctrl-C stops everything it started.`,
 type upProject struct {
 	name, dir string
 	requires  []string
+	pipeline  *pipeline.Pipeline
 }
 
 // findProjects lists the projects in folders: each folder with a drover.yml, else each of
@@ -70,7 +71,7 @@ func findProjects(folders []string) ([]upProject, error) {
 			return badInput(err)
 		}
 		// The server checks the name too; saying it here stops drover up before it pushes anything.
-		up := upProject{name: filepath.Base(abs), dir: dir}
+		up := upProject{name: filepath.Base(abs), dir: dir, pipeline: p}
 		if err := release.CheckProjectName(up.name); err != nil {
 			return badInput(fmt.Errorf("%s: the folder's name is the project's: %w", dir, err))
 		}
@@ -162,6 +163,18 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 	w := &watcher{c: c, out: out, seen: map[string]string{}}
 	var have []struct{ Name string }
 	if err := c.call(http.MethodGet, "/api/v1/projects", nil, &have); err != nil {
+		return err
+	}
+	// Secrets before the first push: the first runs ask for them.
+	var secrets upSecrets
+	for _, p := range projects {
+		secrets.add(p.pipeline)
+	}
+	envs, err := upEnvironments(projects)
+	if err != nil {
+		return err
+	}
+	if err := secrets.seed(c, envs, out); err != nil {
 		return err
 	}
 	for _, wave := range waves(projects) {

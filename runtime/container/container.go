@@ -87,6 +87,11 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 			}
 		}
 	}
+	flush := func() {}
+	if !spec.Masker.Empty() {
+		mw := spec.Masker.Writer(w)
+		w, flush = mw, func() { _ = mw.Flush() }
+	}
 	l, err := e.Launch(ctx, c, w)
 	if err != nil {
 		if logFile != nil {
@@ -95,7 +100,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		return nil, fmt.Errorf("instance %s: %w", spec.Name, err)
 	}
 	i.id = l.ID
-	go i.watch(l.Exited, l.Logs, logFile)
+	go i.watch(l.Exited, l.Logs, flush, logFile)
 	context.AfterFunc(ctx, func() { i.Stop(context.WithoutCancel(ctx)) })
 	return i, nil
 }
@@ -131,10 +136,11 @@ func (i *instance) Err() error {
 }
 
 // watch waits for the container to exit, records why, removes it and closes done.
-func (i *instance) watch(exited <-chan docker.Exit, logs <-chan error, logFile *os.File) {
+func (i *instance) watch(exited <-chan docker.Exit, logs <-chan error, flush func(), logFile *os.File) {
 	exit := <-exited
 	select {
 	case <-logs:
+		flush() // what the masker held back; the log stream has ended
 	case <-time.After(time.Second):
 	}
 	if logFile != nil {

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/docker/dockertest"
+	"github.com/drover-cd/drover/mask"
 	"github.com/drover-cd/drover/runtime"
 )
 
@@ -90,5 +93,34 @@ func TestKilledContainerReportsItsExit(t *testing.T) {
 	}
 	if err := inst.Err(); err == nil || errors.Is(err, runtime.ErrStopped) || !strings.Contains(err.Error(), "signal 9") {
 		t.Errorf("Err %v, want signal 9 and not ErrStopped", err)
+	}
+}
+
+func TestSecretsAreMaskedInAContainersOutput(t *testing.T) {
+	e := dockertest.Engine(t, docker.Registry{})
+	img := dockertest.BuildBusybox(t, e)
+	rt := &Runtime{Engine: func(context.Context) (*docker.Engine, error) { return e, nil }, Network: "drover-test-" + strings.ToLower(rand.Text()[:8])}
+	logFile := filepath.Join(t.TempDir(), "secret.log")
+	inst, err := rt.Start(context.Background(), runtime.Spec{Name: "secret.test.1", Image: img, LogFile: logFile,
+		Command: `echo "key is $API_KEY"; printf '%s' "$API_KEY" | base64; printf 'ends with %s' "$API_KEY"`,
+		Env:     []string{"API_KEY=k3y-of-the-catalog"}, Masker: mask.New([]string{"k3y-of-the-catalog"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inst.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the container did not exit")
+	}
+	want := "key is ***|***|ends with ***"
+	if got := strings.Join(inst.Tail(5), "|"); got != want {
+		t.Errorf("tail %q, want %q", got, want)
+	}
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "k3y") || !strings.Contains(string(data), "key is ***") {
+		t.Errorf("log file %q", data)
 	}
 }

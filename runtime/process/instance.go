@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
+
+	"github.com/drover-cd/drover/mask"
 	"syscall"
 	"time"
 
@@ -123,27 +125,40 @@ func (i *instance) wait(cmd *exec.Cmd, pr *os.File, copied <-chan struct{}, drai
 	i.mu.Unlock()
 }
 
-// copyOutput reads the instance's output until the pipe closes, appending it to logFile
-// (nil: none) and to the tail ring. It closes logFile.
-func (i *instance) copyOutput(pr io.Reader, logFile *os.File, log *slog.Logger) {
+// copyOutput reads the instance's output until the pipe closes, hiding m's secrets,
+// appending it to logFile (nil: none) and to the tail ring. It closes logFile.
+func (i *instance) copyOutput(pr io.Reader, logFile *os.File, m *mask.Masker, log *slog.Logger) {
+	defer func() { closeLog(logFile) }() // after the masker's flush below
+	var out io.Writer = writerFunc(func(p []byte) (int, error) {
+		if logFile != nil {
+			if _, werr := logFile.Write(p); werr != nil {
+				// Keep reading: a full disk must not block the instance on a full pipe.
+				log.Warn("write an instance's log file; its output goes to the tail only",
+					"instance", i.name, "err", werr)
+				closeLog(logFile)
+				logFile = nil
+			}
+		}
+		return i.out.Write(p)
+	})
+	if !m.Empty() {
+		mw := m.Writer(out)
+		defer mw.Flush()
+		out = mw
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := pr.Read(buf)
 		if n > 0 {
-			if logFile != nil {
-				if _, werr := logFile.Write(buf[:n]); werr != nil {
-					// Keep reading: a full disk must not block the instance on a full pipe.
-					log.Warn("write an instance's log file; its output goes to the tail only",
-						"instance", i.name, "err", werr)
-					closeLog(logFile)
-					logFile = nil
-				}
-			}
-			_, _ = i.out.Write(buf[:n])
+			_, _ = out.Write(buf[:n])
 		}
 		if err != nil {
 			break
 		}
 	}
-	closeLog(logFile)
 }
+
+// writerFunc adapts a function to an io.Writer.
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -121,7 +121,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		inst.copyOutput(pr, logFile, r.logger())
+		inst.copyOutput(pr, logFile, spec.Masker, r.logger())
 	}()
 	// The instance lives on ctx: when it ends, stop it as Stop would.
 	unlink := context.AfterFunc(ctx, func() { _ = inst.Stop(context.WithoutCancel(ctx)) })

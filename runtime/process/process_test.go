@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/internal/proctest"
+	"github.com/drover-cd/drover/mask"
 	"github.com/drover-cd/drover/runtime"
 )
 
@@ -427,5 +428,26 @@ func TestKillLeftoversWithoutRecords(t *testing.T) {
 		if n, err := r.KillLeftovers(); n != 0 || err != nil {
 			t.Errorf("KillLeftovers with Leftovers %q: %d, %v", r.Leftovers, n, err)
 		}
+	}
+}
+
+func TestSecretsAreMaskedInTheTailAndTheLogFile(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "x.log")
+	s := spec(t, `echo "key is $API_KEY"; printf '%s' "$API_KEY" | base64; printf 'ends with %s' "$API_KEY"`)
+	s.Env = append(s.Env, "API_KEY=k3y-of-the-catalog")
+	s.LogFile = logFile
+	s.Masker = mask.New([]string{"k3y-of-the-catalog"})
+	inst := start(t, &Runtime{}, s)
+	waitDone(t, inst)
+	want := []string{"key is ***", "***", "ends with ***"}
+	if got := inst.Tail(10); !slices.Equal(got, want) {
+		t.Errorf("Tail %q, want %q", got, want)
+	}
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(data); got != "key is ***\n***\nends with ***" {
+		t.Errorf("log file %q", got)
 	}
 }

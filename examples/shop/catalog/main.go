@@ -1,7 +1,10 @@
 // Command catalog is the example shop's product catalog: a REST API listing products.
+// Callers present the key in CATALOG_API_KEY (a secret Drover gives the catalog and the
+// web front end, different in each environment) as the X-Api-Key header.
 package main
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"log"
 	"net/http"
@@ -21,7 +24,8 @@ var products = []Product{
 	{ID: "pot", Name: "Cast-iron teapot", Price: 4800},
 }
 
-func routes() http.Handler {
+// routes serves the API to callers presenting key.
+func routes(key string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /products", func(w http.ResponseWriter, r *http.Request) {
@@ -38,11 +42,18 @@ func routes() http.Handler {
 		}
 		http.Error(w, "no such product", http.StatusNotFound)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given := r.Header.Get("X-Api-Key")
+		if r.URL.Path != "/healthz" && (key == "" || subtle.ConstantTimeCompare([]byte(given), []byte(key)) != 1) {
+			http.Error(w, "a valid X-Api-Key is required", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func main() {
 	addr := "127.0.0.1:" + os.Getenv("PORT")
 	log.Printf("catalog listening on %s", addr)
-	log.Fatal(http.ListenAndServe(addr, routes()))
+	log.Fatal(http.ListenAndServe(addr, routes(os.Getenv("CATALOG_API_KEY"))))
 }

@@ -1,6 +1,7 @@
 // Command web is the example shop's front end: a page listing the catalog's products with
 // the stock service's counts. It finds both through CATALOG_URL and STOCK_URL, which
-// Drover sets for the services it requires.
+// Drover sets for the services it requires, and presents the catalog its key,
+// CATALOG_API_KEY, a secret Drover gives both.
 package main
 
 import (
@@ -33,8 +34,14 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 
 var client = &http.Client{Timeout: 3 * time.Second}
 
-func getJSON(url string, v any) error {
-	resp, err := client.Get(url)
+// getJSON fetches url with the headers in header.
+func getJSON(url string, header http.Header, v any) error {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header = header
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -45,15 +52,15 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// products fetches the catalog and every product's stock.
-func products(catalog, stock string) ([]product, error) {
+// products fetches the catalog, presenting key, and every product's stock.
+func products(catalog, key, stock string) ([]product, error) {
 	var ps []product
-	if err := getJSON(catalog+"/products", &ps); err != nil {
+	if err := getJSON(catalog+"/products", http.Header{"X-Api-Key": {key}}, &ps); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	for i := range ps {
 		var s struct{ Count int }
-		if err := getJSON(stock+"/stock/"+ps[i].ID, &s); err != nil {
+		if err := getJSON(stock+"/stock/"+ps[i].ID, nil, &s); err != nil {
 			return nil, fmt.Errorf("stock: %w", err)
 		}
 		ps[i].Stock = s.Count
@@ -61,11 +68,11 @@ func products(catalog, stock string) ([]product, error) {
 	return ps, nil
 }
 
-func routes(catalog, stock, env string) http.Handler {
+func routes(catalog, key, stock, env string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		ps, err := products(catalog, stock)
+		ps, err := products(catalog, key, stock)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -78,5 +85,5 @@ func routes(catalog, stock, env string) http.Handler {
 func main() {
 	addr := "127.0.0.1:" + os.Getenv("PORT")
 	log.Printf("web listening on %s", addr)
-	log.Fatal(http.ListenAndServe(addr, routes(os.Getenv("CATALOG_URL"), os.Getenv("STOCK_URL"), os.Getenv("DROVER_ENV"))))
+	log.Fatal(http.ListenAndServe(addr, routes(os.Getenv("CATALOG_URL"), os.Getenv("CATALOG_API_KEY"), os.Getenv("STOCK_URL"), os.Getenv("DROVER_ENV"))))
 }

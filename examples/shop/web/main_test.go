@@ -11,6 +11,10 @@ import (
 func fakeBackends(t *testing.T) (catalog, stock string) {
 	t.Helper()
 	c := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") != "key-1234" {
+			http.Error(w, "no key", http.StatusUnauthorized)
+			return
+		}
 		w.Write([]byte(`[{"id":"mug","name":"Stoneware mug","price_cents":1200}]`))
 	}))
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -24,7 +28,7 @@ func fakeBackends(t *testing.T) (catalog, stock string) {
 func TestPageShowsProductsWithStock(t *testing.T) {
 	catalog, stock := fakeBackends(t)
 	rec := httptest.NewRecorder()
-	routes(catalog, stock, "staging").ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	routes(catalog, "key-1234", stock, "staging").ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	body := rec.Body.String()
 	if rec.Code != 200 || !strings.Contains(body, "Stoneware mug") || !strings.Contains(body, "12.00 €") || !strings.Contains(body, "<td>14</td>") {
 		t.Errorf("page: %d\n%s", rec.Code, body)
@@ -33,8 +37,17 @@ func TestPageShowsProductsWithStock(t *testing.T) {
 
 func TestPageSaysWhenABackEndIsDown(t *testing.T) {
 	rec := httptest.NewRecorder()
-	routes("http://127.0.0.1:1", "http://127.0.0.1:1", "staging").ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	routes("http://127.0.0.1:1", "key-1234", "http://127.0.0.1:1", "staging").ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "catalog") {
 		t.Errorf("page with the catalog down: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestPageSaysWhenTheCatalogRefusesTheKey(t *testing.T) {
+	catalog, stock := fakeBackends(t)
+	rec := httptest.NewRecorder()
+	routes(catalog, "wrong-key", stock, "staging").ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "401") {
+		t.Errorf("page with a wrong key: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -43,7 +43,14 @@ func main() {
 	if unhealthy {
 		fmt.Println("starting with a broken health check")
 	}
+	if key := os.Getenv("API_KEY"); key != "" {
+		fmt.Println("starting with API_KEY=" + key) // the server must mask it in the output it keeps
+	}
 	mux := http.NewServeMux()
+	// /env?name=NAME answers the instance's variable, for the tests of secrets.
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, os.Getenv(r.URL.Query().Get("name")))
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if unhealthy || (failAfter > 0 && time.Since(start) > failAfter) {
 			http.Error(w, "sick", http.StatusInternalServerError)

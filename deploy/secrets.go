@@ -1,0 +1,68 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/drover-cd/drover/mask"
+)
+
+// SecretsRequest is a service's instance asking for its service.secrets.
+type SecretsRequest struct {
+	Names   []string
+	Project string
+	// Env is the environment whose secrets count: where the instance runs, or the
+	// environment an ephemeral one copies.
+	Env    string
+	Branch string // the branch of the run the release came from
+	For    string // "service web in staging", for error messages
+}
+
+// scopeOf is the environment whose secrets and settings env's instances take: an
+// ephemeral environment's base, else env itself.
+func (m *Manager) scopeOf(env string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if base, ok := m.ephemeral[env]; ok && base != "" {
+		return base
+	}
+	return env
+}
+
+// StepScope is the environment whose secrets an environment: step naming name gets:
+// for "ephemeral" the environment ephemeral ones copy (environments.yml's, else def),
+// for any other name that environment.
+func (m *Manager) StepScope(name, def string) string {
+	if name != "ephemeral" {
+		return name
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ephemeralBase != "" {
+		return m.ephemeralBase
+	}
+	return def
+}
+
+// secrets resolves the secrets s's instances of t ask for: their KEY=VALUE lines and a
+// masker of their values for the instances' output. No secrets: nil, nil.
+func (s *service) secrets(ctx context.Context, t *target) ([]string, *mask.Masker, error) {
+	names := t.service.Secrets
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	if s.m.cfg.Secrets == nil {
+		return nil, nil, fmt.Errorf("service %s asks for secrets (%s), and this server keeps none", s.name, strings.Join(names, ", "))
+	}
+	vars, err := s.m.cfg.Secrets(ctx, SecretsRequest{Names: names, Project: t.rel.Project, Env: s.m.scopeOf(s.env),
+		Branch: t.rel.Branch, For: fmt.Sprintf("service %s in %s", s.name, s.env)})
+	if err != nil {
+		return nil, nil, err
+	}
+	values := make([]string, len(vars))
+	for i, kv := range vars {
+		_, values[i], _ = strings.Cut(kv, "=")
+	}
+	return vars, mask.New(values), nil
+}
