@@ -34,7 +34,7 @@ line='ok   github.com/example/shop/catalog/internal/store  0.412s  coverage: 81.
 	for k in plain-1 masked-1 plain-2 masked-2; do
 		echo "  - name: $k"
 		case $k in masked-*) echo "    secrets: [$list]" ;; esac
-		printf '    run: yes "%s" | head -c %d\n' "$line" "$((mb * 1000 * 1000))"
+		printf "    run: 'yes \"%s\" | head -c %d'\n" "$line" "$((mb * 1000 * 1000))"
 	done
 } > drover.yml
 git add drover.yml && git -c user.name=b -c user.email=b@b commit -q -m loud
@@ -50,7 +50,7 @@ try: print(json.load(sys.stdin)["status"])
 except Exception: print("pending")')
 		[ "$st" = running ] || [ "$st" = pending ] || break; sleep 0.2
 	done
-	[ "$st" = success ] || { echo "run $i ended $st" >&2; exit 1; }
+	[ "$st" = success ] || { echo "run $i ended $st:" >&2; curl -s "${auth[@]}" "$url/api/v1/projects/loud/runs/$i" >&2; exit 1; }
 	while read -r kind ms; do
 		case $kind in plain) plain+=("$ms") ;; masked) masked+=("$ms") ;; esac
 	done < <(curl -s "${auth[@]}" "$url/api/v1/projects/loud/runs/$i" | python3 -c 'import json,sys

@@ -87,11 +87,15 @@ func (s *Server) addProject(w http.ResponseWriter, r *http.Request) {
 }
 
 // updateProject changes a project's retention: PATCH {"keep_runs": 10, "keep_for": "720h"};
-// 0 and "0s" go back to the server's default.
+// 0 and "0s" go back to the server's default. "default_branch" sets the branch secrets
+// of environments with approval rules go to ("" for not known), "branch_secrets"
+// whether runs of other branches of a followed repository get secrets.
 func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		KeepRuns *int    `json:"keep_runs"`
-		KeepFor  *string `json:"keep_for"`
+		KeepRuns      *int    `json:"keep_runs"`
+		KeepFor       *string `json:"keep_for"`
+		DefaultBranch *string `json:"default_branch"`
+		BranchSecrets *bool   `json:"branch_secrets"`
 	}
 	if !s.decode(w, r, &req) {
 		return
@@ -101,6 +105,7 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	before := *p
 	if req.KeepRuns != nil {
 		if *req.KeepRuns < 0 {
 			s.errorJSON(w, http.StatusBadRequest, fmt.Sprintf("keep_runs %d: write 0 (the server's default) or more", *req.KeepRuns))
@@ -116,10 +121,21 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		}
 		p.KeepFor = d
 	}
+	if req.DefaultBranch != nil {
+		if err := checkBranchName(*req.DefaultBranch); err != nil {
+			s.errorJSON(w, http.StatusBadRequest, "default_branch: "+err.Error())
+			return
+		}
+		p.DefaultBranch = *req.DefaultBranch
+	}
+	if req.BranchSecrets != nil {
+		p.BranchSecrets = *req.BranchSecrets
+	}
 	if err := s.cfg.Store.UpdateProject(r.Context(), p); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	s.auditBranches(r, &before, p)
 	writeJSON(w, http.StatusOK, s.toProjectJSON(r, p))
 }
 

@@ -52,13 +52,15 @@ func (s *Server) AllowCreate(name string) error {
 	return nil
 }
 
-// OnPush queues a run for every branch a push created or moved.
+// OnPush queues a run for every branch a push created or moved. The first push to a
+// project gives it its default branch, before its runs ask for secrets.
 func (s *Server) OnPush(ctx context.Context, repo string, updates []source.RefUpdate) {
 	// The push's request context carries who pushed; they are the run's trigger.
 	who := "push"
 	if p, ok := ctx.Value(principalKey{}).(Principal); ok && p.Name != "" {
 		who = p.Name
 	}
+	s.firstPushDefault(ctx, repo, updates)
 	s.queueUpdates(ctx, repo, "push", who, updates)
 }
 

@@ -56,6 +56,7 @@ func (s *Server) poll(p *store.Project) {
 		s.cfg.Log.Error("fetch followed repository", "project", p.Name, "url", p.URL, "err", err)
 		return
 	}
+	s.followedDefault(ctx, p, after)
 	s.queueUpdates(ctx, p.Name, "push", "poll", source.DiffHeads(before, after))
 }
 

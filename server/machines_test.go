@@ -17,6 +17,7 @@ import (
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/secret"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/store"
 )
@@ -53,6 +54,10 @@ var everyRoute = map[string]routeCase{
 	"POST /api/v1/tokens":                                {},
 	"GET /api/v1/tokens":                                 {},
 	"DELETE /api/v1/tokens/{id}":                         {},
+	"GET /api/v1/secrets":                                {},
+	"PUT /api/v1/secrets/{name}":                         {},
+	"DELETE /api/v1/secrets/{name}":                      {},
+	"POST /api/v1/secrets/rekey":                         {},
 	"/api/":                                              {public: true, reqs: []string{"GET /api/v1/nothing", "POST /api/v2/x"}}, // 404 for everyone
 
 	"/git/": {reqs: []string{"GET /git/app.git/info/refs?service=git-upload-pack", "POST /git/app.git/git-upload-pack",
@@ -121,8 +126,12 @@ func fullServer(t *testing.T, public bool) (*Server, store.Store) {
 		Repos: func(string) string { return "" }})
 	run := runner.New(runner.Config{Store: st, Logs: logs, Hub: hub, Repos: func(string) string { return "" }})
 	hosting := &source.Hosting{Root: filepath.Join(dir, "git")}
+	keys, err := secret.OpenKeyring(filepath.Join(dir, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := New(Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg, Releases: cat, Deploys: deps,
-		Public: public, Started: time.Now()})
+		Secrets: secret.NewVault(st, keys), Public: public, Started: time.Now()})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	for _, name := range []string{"app", "shop"} {
 		if err := st.CreateProject(ctx, &store.Project{Name: name}); err != nil {
@@ -135,7 +144,7 @@ func fullServer(t *testing.T, public bool) (*Server, store.Store) {
 // fill makes a request path of a pattern's path.
 func fill(path string) string {
 	return strings.NewReplacer("{$}", "", "{p}", "app", "{n}", "1", "{step}", "build", "{env}", "staging", "{ref}", "r1",
-		"{path...}", "dist/app", "{file}", "drover.css", "{id}", "1").Replace(path)
+		"{path...}", "dist/app", "{file}", "drover.css", "{id}", "1", "{name}", "DB_PASSWORD").Replace(path)
 }
 
 // machineToken makes a token of machine kind.

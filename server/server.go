@@ -16,6 +16,7 @@ import (
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
+	"github.com/drover-cd/drover/secret"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/steplog"
 	"github.com/drover-cd/drover/store"
@@ -36,6 +37,8 @@ type Config struct {
 	Retention Retention
 	// Deploys runs releases in environments; nil serves no deploy API.
 	Deploys *deploy.Manager
+	// Secrets keeps secrets, encrypted; nil answers the secrets API with 503.
+	Secrets *secret.Vault
 	// ProxyHost is ":PORT" of the proxy's listener, for links to deployed services.
 	ProxyHost string
 	Log       *slog.Logger
@@ -111,6 +114,10 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/tokens", s.require(RoleAdmin, s.createToken))
 	m.HandleFunc("GET /api/v1/tokens", s.require(RoleViewer, s.listTokens))          // admins all, others their own
 	m.HandleFunc("DELETE /api/v1/tokens/{id}", s.require(RoleViewer, s.revokeToken)) // admins any, others their own
+	m.HandleFunc("GET /api/v1/secrets", s.require(RoleViewer, s.listSecrets))
+	m.HandleFunc("PUT /api/v1/secrets/{name}", s.require(RoleDeveloper, s.setSecret))       // and see mayChangeSecret
+	m.HandleFunc("DELETE /api/v1/secrets/{name}", s.require(RoleDeveloper, s.removeSecret)) // and see mayChangeSecret
+	m.HandleFunc("POST /api/v1/secrets/rekey", s.require(RoleAdmin, s.rekeySecrets))
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.errorJSON(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

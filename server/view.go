@@ -16,18 +16,23 @@ import (
 // The JSON shapes of the API; the web UI renders the same values.
 
 type projectJSON struct {
-	Name         string    `json:"name"`
-	URL          string    `json:"url,omitempty"`
-	PollInterval string    `json:"poll_interval,omitempty"`
-	KeepRuns     int       `json:"keep_runs,omitempty"` // 0: the server's default
-	KeepFor      string    `json:"keep_for,omitempty"`  // "": the server's default
-	Created      time.Time `json:"created"`
-	CloneURL     string    `json:"clone_url"`
+	Name         string `json:"name"`
+	URL          string `json:"url,omitempty"`
+	PollInterval string `json:"poll_interval,omitempty"`
+	KeepRuns     int    `json:"keep_runs,omitempty"` // 0: the server's default
+	KeepFor      string `json:"keep_for,omitempty"`  // "": the server's default
+	// DefaultBranch gets the secrets of environments with approval rules; "": not known.
+	DefaultBranch string `json:"default_branch"`
+	// BranchSecrets: runs of a followed repository's other branches get secrets too.
+	BranchSecrets bool      `json:"branch_secrets"`
+	Created       time.Time `json:"created"`
+	CloneURL      string    `json:"clone_url"`
 }
 
 // toProjectJSON is a project as the API shows it.
 func (s *Server) toProjectJSON(r *http.Request, p *store.Project) projectJSON {
-	pj := projectJSON{Name: p.Name, URL: p.URL, KeepRuns: p.KeepRuns, Created: p.Created, CloneURL: s.cloneURL(r, p.Name)}
+	pj := projectJSON{Name: p.Name, URL: p.URL, KeepRuns: p.KeepRuns, DefaultBranch: p.DefaultBranch, BranchSecrets: p.BranchSecrets,
+		Created: p.Created, CloneURL: s.cloneURL(r, p.Name)}
 	if p.PollInterval > 0 {
 		pj.PollInterval = duration.Format(p.PollInterval)
 	}

@@ -43,6 +43,28 @@ func Mirror(ctx context.Context, url, bareDir string) (map[string]string, error)
 	return Heads(ctx, bareDir)
 }
 
+// RemoteHead returns the branch the repository at url names as its HEAD (its default
+// branch), asking it with git ls-remote --symref; "" when it names none.
+func RemoteHead(ctx context.Context, url string) (string, error) {
+	if url == "" || strings.HasPrefix(url, "-") {
+		return "", fmt.Errorf("remote head: bad url %q", url)
+	}
+	out, err := runGit(ctx, "", nil, []string{"GIT_TERMINAL_PROMPT=0"}, "ls-remote", "--symref", "--", url, "HEAD")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		// ref: refs/heads/main<TAB>HEAD
+		if ref, ok := strings.CutPrefix(line, "ref: "); ok {
+			ref, _, _ = strings.Cut(ref, "\t")
+			if branch, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+				return branch, nil
+			}
+		}
+	}
+	return "", nil
+}
+
 // Heads returns the branches of the bare repository at bareDir as name → commit hash, e.g. "main" → "3f1c…".
 func Heads(ctx context.Context, bareDir string) (map[string]string, error) {
 	refs, err := listRefs(ctx, bareDir, "refs/heads/")

@@ -25,6 +25,12 @@ type Project struct {
 	WebhookSecret string        // HMAC secret or token for /hooks/NAME; "" = webhooks refused
 	KeepRuns      int           // published artifacts of the last KeepRuns runs are kept; 0 = the server's default
 	KeepFor       time.Duration // published artifacts younger than this are kept; 0 = the server's default
+	// DefaultBranch is the branch secrets of environments with approval rules go to;
+	// "" while it is not known.
+	DefaultBranch string
+	// BranchSecrets lets runs of other branches than the default of a followed
+	// (external) repository have secrets; without it they get none.
+	BranchSecrets bool
 	Created       time.Time
 }
 
@@ -179,6 +185,30 @@ type AuditEntry struct {
 	Message     string // why, in the actor's words or the server's
 }
 
+// Secret is a secret's value, encrypted, and what is known of it. Name, Project and
+// Environment are its key: setting it again replaces the value and counts Version up.
+type Secret struct {
+	Name        string
+	Project     string // "" for a global secret
+	Environment string // "" for one of no particular environment
+	Branch      string // a path.Match glob of the branches it goes to; "" for every branch
+	Version     int    // 1 for the first value, one more each time it is replaced
+	Ciphertext  []byte // the value, encrypted; never the value itself
+	KeyID       string // which key encrypted Ciphertext
+	Actor       string // who set the current version
+	Updated     time.Time
+}
+
+// SecretFilter selects secrets for listing.
+type SecretFilter struct {
+	// Project selects the secrets of this project; "" the global ones.
+	Project string
+	// Global adds the global secrets to those of Project.
+	Global bool
+	// All selects every secret, whatever the other fields say.
+	All bool
+}
+
 // RunFilter selects runs for listing. Zero fields do not filter.
 type RunFilter struct {
 	Project string
@@ -199,8 +229,8 @@ type Store interface {
 	// namespace, which is lower case.
 	ProjectFold(ctx context.Context, name string) (*Project, error)
 	Projects(ctx context.Context) ([]*Project, error) // by name
-	// UpdateProject writes p's URL, PollInterval, WebhookSecret, KeepRuns and KeepFor;
-	// ErrNotFound when no project has p.Name.
+	// UpdateProject writes p's URL, PollInterval, WebhookSecret, KeepRuns, KeepFor,
+	// DefaultBranch and BranchSecrets; ErrNotFound when no project has p.Name.
 	UpdateProject(ctx context.Context, p *Project) error
 
 	// CreateRun stores r with the next number of its project, atomically even when
@@ -270,6 +300,19 @@ type Store interface {
 	// keep it to about once a minute per token: it is a write.
 	TouchToken(ctx context.Context, id int64, at time.Time) error
 	CountTokens(ctx context.Context) (int, error) // revoked and expired ones too
+
+	// PutSecret stores s: a new secret at Version 1, or, when one has its Name,
+	// Project and Environment, a new value of it (Branch, Ciphertext, KeyID, Actor) at
+	// its Version plus one, atomically. It sets s.Version and s.Updated.
+	PutSecret(ctx context.Context, s *Secret) error
+	// Secrets lists secrets with their ciphertexts, by name, project and environment.
+	Secrets(ctx context.Context, f SecretFilter) ([]*Secret, error)
+	// DeleteSecret removes a secret; ErrNotFound when there is none.
+	DeleteSecret(ctx context.Context, name, project, env string) error
+	// ReplaceSecretCiphertext re-encrypts a secret in place, only if it is still at
+	// version (a rekey must not overwrite a value set meanwhile): ErrNotFound when no
+	// secret has that key at that version. Version, Actor and Updated stay.
+	ReplaceSecretCiphertext(ctx context.Context, name, project, env string, version int, ciphertext []byte, keyID string) error
 
 	Close() error
 }

@@ -161,15 +161,25 @@ func projectSetCommand() *cobra.Command {
 	c := &clientOptions{}
 	var keepRuns int
 	var keepFor time.Duration
+	var defaultBranch string
+	var branchSecrets bool
 	set := &cobra.Command{
-		Use:   "set NAME [--keep-runs N] [--keep-for D]",
-		Short: "Change how long the registry keeps a project's run artifacts",
-		Long: `Change a project's retention. Garbage collection keeps the artifacts of the project's
-last --keep-runs runs, every artifact younger than --keep-for, and every release that is or
-was deployed; the rest goes. 0 means the server's default (drover server --keep-runs and
---keep-for).`,
-		Example: "  drover project set shop --keep-runs 50 --keep-for 2160h",
-		Args:    cobra.ExactArgs(1),
+		Use:   "set NAME [--keep-runs N] [--keep-for D] [--default-branch B] [--branch-secrets=true|false]",
+		Short: "Change a project's retention, default branch and who gets its secrets",
+		Long: `Change a project's settings (needs an admin).
+
+Retention: garbage collection keeps the artifacts of the project's last --keep-runs runs,
+every artifact younger than --keep-for, and every release that is or was deployed; the
+rest goes. 0 means the server's default (drover server --keep-runs and --keep-for).
+
+Secrets: --default-branch is the branch whose runs get the secrets of environments with
+approval rules (the server takes a hosted project's first pushed branch, or a followed
+repository's default, until told otherwise). --branch-secrets lets runs of a followed
+repository's other branches have secrets; without it they get none.`,
+		Example: `  drover project set shop --keep-runs 50 --keep-for 2160h
+  drover project set shop --default-branch main
+  drover project set shop --branch-secrets=true`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := map[string]any{}
 			if cmd.Flags().Changed("keep-runs") {
@@ -178,23 +188,42 @@ was deployed; the rest goes. 0 means the server's default (drover server --keep-
 			if cmd.Flags().Changed("keep-for") {
 				in["keep_for"] = duration.Format(keepFor)
 			}
+			if cmd.Flags().Changed("default-branch") {
+				in["default_branch"] = defaultBranch
+			}
+			if cmd.Flags().Changed("branch-secrets") {
+				in["branch_secrets"] = branchSecrets
+			}
 			if len(in) == 0 {
-				return badInput(fmt.Errorf("nothing to change: pass --keep-runs or --keep-for"))
+				return badInput(fmt.Errorf("nothing to change: pass --keep-runs, --keep-for, --default-branch or --branch-secrets"))
 			}
 			var out struct {
-				KeepRuns int    `json:"keep_runs"`
-				KeepFor  string `json:"keep_for"`
+				KeepRuns      int    `json:"keep_runs"`
+				KeepFor       string `json:"keep_for"`
+				DefaultBranch string `json:"default_branch"`
+				BranchSecrets bool   `json:"branch_secrets"`
 			}
 			if err := c.call("PATCH", "/api/v1/projects/"+args[0], in, &out); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s keeps the last %s runs and everything younger than %s\n", args[0],
-				orDefault(fmt.Sprint(out.KeepRuns), "0"), orDefault(out.KeepFor, ""))
+			if cmd.Flags().Changed("keep-runs") || cmd.Flags().Changed("keep-for") {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s keeps the last %s runs and everything younger than %s\n", args[0],
+					orDefault(fmt.Sprint(out.KeepRuns), "0"), orDefault(out.KeepFor, ""))
+			}
+			if cmd.Flags().Changed("default-branch") || cmd.Flags().Changed("branch-secrets") {
+				others := "other branches of a followed repository get no secrets"
+				if out.BranchSecrets {
+					others = "other branches of a followed repository get secrets too"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: default branch %s; %s\n", args[0], orDash(out.DefaultBranch), others)
+			}
 			return nil
 		},
 	}
 	set.Flags().IntVar(&keepRuns, "keep-runs", 0, "keep the artifacts of the last N runs; 0 for the server's default")
 	set.Flags().Var(duration.Flag(&keepFor, 0), "keep-for", "keep artifacts younger than this; 0 for the server's default")
+	set.Flags().StringVar(&defaultBranch, "default-branch", "", "the branch whose runs get secrets of environments with approval rules")
+	set.Flags().BoolVar(&branchSecrets, "branch-secrets", false, "let runs of a followed repository's other branches have secrets")
 	c.flags(set)
 	return set
 }

@@ -327,7 +327,7 @@ func auditCommand() *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Show the audit log: every deploy, promotion, rollback, approval, user and token change, newest first",
+		Short: "Show the audit log: every deploy, promotion, rollback, approval, user, token and secret change, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var entries []struct {

@@ -76,6 +76,7 @@ Exit codes: 0 success, 1 a step or gate failed, 2 invalid input, 130 interrupted
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCommand(), validateCommand(), schemaCommand(), versionCommand(), serverCommand(), userCommand(), tokenCommand(), projectCommand(), artifactCommand(), registryCommand(),
-		deployCommand(), rollbackCommand(), promoteCommand(), envCommand(), auditCommand(), approveCommand(), upCommand(), sandboxCommand())
+		deployCommand(), rollbackCommand(), promoteCommand(), envCommand(), auditCommand(), approveCommand(), upCommand(), sandboxCommand(),
+		secretCommand())
 	return root
 }

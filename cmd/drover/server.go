@@ -31,6 +31,7 @@ import (
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/sandbox"
+	"github.com/drover-cd/drover/secret"
 	"github.com/drover-cd/drover/server"
 	"github.com/drover-cd/drover/source"
 	"github.com/drover-cd/drover/steplog"
@@ -56,6 +57,9 @@ type serverOptions struct {
 	ephemeralBase  string
 	healthTimeout  time.Duration
 	rollbackWindow time.Duration
+
+	secretKeyFile string        // --secret-key-file; "" for DATA/secret.key
+	vault         *secret.Vault // the server's secrets, once serve opened them
 }
 
 func serverCommand() *cobra.Command {
@@ -69,7 +73,12 @@ listening on 127.0.0.1:8080. Push a repository with a drover.yml to run its pipe
   git push http://127.0.0.1:8080/git/NAME.git main
 
 On first start the server creates an admin token in DATA/admin-token (mode 0600);
-git takes it as the password of HTTP basic auth, the API as a bearer token.`,
+git takes it as the password of HTTP basic auth, the API as a bearer token.
+
+Secrets (drover secret set) are encrypted under the key in DATA/secret.key, made at
+first start with mode 0600, or in --secret-key-file. Back the key file up with the
+database: without it no secret can be read. A rekey cut short (drover secret rekey)
+is finished at the next start.`,
 		Example: `  drover server
   drover server --data /var/lib/drover --listen :8080 --db postgres://drover@localhost/drover`,
 		Args: cobra.NoArgs,
@@ -99,6 +108,7 @@ func (o *serverOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.ephemeralBase, "ephemeral-base", "staging", "environment: ephemeral steps get every service of this environment at its live release")
 	f.Var(duration.Flag(&o.healthTimeout, time.Minute), "health-timeout", "deploys: how long new instances get to become healthy")
 	f.Var(duration.Flag(&o.rollbackWindow, 5*time.Minute), "rollback-window", "deploys: a release that turns unhealthy this soon after its switch is rolled back")
+	f.StringVar(&o.secretKeyFile, "secret-key-file", "", "the key secrets are encrypted with (64 hex digits, mode 0600; made if missing); default DATA/secret.key")
 }
 
 func (o *serverOptions) run(cmd *cobra.Command) error {
@@ -152,6 +162,9 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err := ensureAdminToken(ctx, st, o.data, log); err != nil {
 		return err
 	}
+	if o.vault, err = o.openSecrets(ctx, st, log); err != nil {
+		return err
+	}
 	logs, err := steplog.New(filepath.Join(o.data, "logs"))
 	if err != nil {
 		return err
@@ -193,6 +206,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	run := runner.New(runner.Config{
 		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Deploy: deps.deployRun,
 		Environment: deps.environmentFor(o.ephemeralBase),
+		Secrets:     deps.secrets.forStep,
 		Postlude:    deps.postlude(hosting.RepoPath),
 		Released: func(run *store.Run) {
 			deps.manager.Track(context.Background(), run.Project, run.Branch, run.Number)
@@ -206,10 +220,13 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		Log:       log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
-		Releases: releases, Retention: o.retention, Deploys: deps.manager, ProxyHost: portOf(deps.ln.Addr()),
+		Releases: releases, Retention: o.retention, Deploys: deps.manager, Secrets: o.vault, ProxyHost: portOf(deps.ln.Addr()),
 		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, IsolationWarning: isolationWarning})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	if err := srv.ReportNames(ctx); err != nil {
+		return err
+	}
+	if err := srv.NoteDefaultBranches(ctx); err != nil {
 		return err
 	}
 
@@ -380,6 +397,29 @@ func ensureAdminToken(ctx context.Context, st store.Store, data string, log *slo
 	}
 	log.Info("created the admin token", "file", path)
 	return nil
+}
+
+// openSecrets opens the secrets' key file (--secret-key-file, else DATA/secret.key,
+// made on first start) and the vault over st, and finishes a rekey that was cut short.
+// One that cannot be finished now is logged: both keys stay and every value opens.
+func (o *serverOptions) openSecrets(ctx context.Context, st store.Store, log *slog.Logger) (*secret.Vault, error) {
+	path := o.secretKeyFile
+	if path == "" {
+		path = filepath.Join(o.data, "secret.key")
+	}
+	keys, err := secret.OpenKeyring(path)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	vault := secret.NewVault(st, keys)
+	n, err := vault.FinishRekey(ctx)
+	switch {
+	case err != nil:
+		log.Error("finish the secrets' rekey that was cut short; secrets still open with either key", "key_file", path, "err", err)
+	case n > 0:
+		log.Warn("finished the secrets' rekey that was cut short", "key_file", path, "key", keys.ID(), "values", n)
+	}
+	return vault, nil
 }
 
 // loopback is addr as this machine reaches it: an unspecified host (":8080",

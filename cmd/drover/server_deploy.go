@@ -33,6 +33,7 @@ import (
 type deployments struct {
 	st      store.Store
 	manager *deploy.Manager
+	secrets *secretScopes // resolves steps' and services' secrets
 	proxy   *proxy.Proxy
 	ln      net.Listener
 	hs      *http.Server
@@ -92,8 +93,11 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 	// Instances outlive requests and the signal that stops the server: stop ends them.
 	ctx, cancel = context.WithCancel(context.Background())
 	px := proxy.New(log)
+	// Services' secrets, resolved per environment when an instance starts.
+	scopes := &secretScopes{st: st, vault: o.vault, ephemeralBase: o.ephemeralBase}
 	m := deploy.New(ctx, deploy.Config{
-		Store: st, Registry: reg, Releases: releases, Repos: repos, Runtime: rt, Proxy: px,
+		Secrets: scopes.forService,
+		Store:   st, Registry: reg, Releases: releases, Repos: repos, Runtime: rt, Proxy: px,
 		Containers: containers, DefaultRuntime: o.runtime,
 		ImageRef: images.Ref,
 		Dir:      filepath.Join(o.data, "deploy"), Log: log,
@@ -104,7 +108,8 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		HealthTimeout:  o.healthTimeout,
 		RollbackWindow: o.rollbackWindow,
 	})
-	d := &deployments{st: st, manager: m, proxy: px, ln: ln, cancel: cancel, engine: eng,
+	scopes.manager = m
+	d := &deployments{st: st, manager: m, secrets: scopes, proxy: px, ln: ln, cancel: cancel, engine: eng,
 		hs: &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second}}
 	go d.hs.Serve(ln)
 	return d, nil

@@ -121,6 +121,14 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "Cast-iron teapot") || !strings.Contains(body, "<td>3</td>") || !strings.Contains(body, "<p>staging</p>") {
 		t.Fatalf("staging's front end: %d\n%s\n%s", code, body, up.out)
 	}
+	// The catalog wants the key drover up gave it and web, one in staging, another in
+	// production; without it the catalog refuses.
+	if !strings.Contains(up.out.String(), "CATALOG_API_KEY random value of its own in staging, production") {
+		t.Errorf("drover up does not say it set the shop's secret:\n%s", up.out)
+	}
+	if code, body := page(addr, "catalog", "staging"); code != 401 {
+		t.Errorf("the catalog answered a caller without its key: %d %s", code, body)
+	}
 	if !strings.Contains(up.out.String(), "drover approve web 1") {
 		t.Errorf("drover up does not say how to approve:\n%s", up.out)
 	}
@@ -200,7 +208,7 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 	// Again on the same data: nothing pushed, production comes back.
 	again := startUp(t, append(args[:len(args)-4], "--proxy-listen", "127.0.0.1:"+proxy, "--health-timeout", "30s")...)
 	again.until(regexp.MustCompile(`^The system is up`), 2*time.Minute)
-	if strings.Count(again.out.String(), "already here") != 4 {
+	if strings.Count(again.out.String(), "already here") != 4 || strings.Contains(again.out.String(), "random value") {
 		t.Errorf("a second drover up pushed again:\n%s", again.out)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {

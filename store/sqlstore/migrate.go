@@ -176,6 +176,25 @@ var migrations = []migration{
 		`ALTER TABLE tokens DROP COLUMN approval_roles`,
 		`CREATE INDEX tokens_user ON tokens (user_id)`,
 	}},
+	// Issue 15: secrets, encrypted by the server (package secret); "" is no project
+	// (global) and no environment, so the key is unique without NULLs.
+	{name: "secrets; projects' default branch and branch secrets", stmts: []string{
+		`CREATE TABLE secrets (
+			id ${id},
+			name TEXT NOT NULL,
+			project TEXT NOT NULL DEFAULT '',
+			environment TEXT NOT NULL DEFAULT '',
+			branch TEXT NOT NULL DEFAULT '',
+			version INTEGER NOT NULL,
+			ciphertext ${blob} NOT NULL,
+			key_id TEXT NOT NULL,
+			actor TEXT NOT NULL DEFAULT '',
+			updated ${time} NOT NULL,
+			UNIQUE (name, project, environment)
+		)`,
+		`ALTER TABLE projects ADD COLUMN default_branch TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE projects ADD COLUMN branch_secrets BOOLEAN NOT NULL DEFAULT FALSE`,
+	}},
 }
 
 // usersFromTokens makes each token its own user, with the token's role and approval

@@ -61,6 +61,7 @@ func testProjects(t *testing.T, s store.Store) {
 
 	z := *want["zeta"]
 	z.URL, z.PollInterval, z.WebhookSecret, z.KeepRuns, z.KeepFor = "https://example.com/moved.git", time.Minute, "", 7, 36*time.Hour
+	z.DefaultBranch, z.BranchSecrets = "trunk", true
 	if err := s.UpdateProject(ctx, &z); err != nil {
 		t.Fatalf("UpdateProject(zeta): %v", err)
 	}
@@ -71,6 +72,11 @@ func testProjects(t *testing.T, s store.Store) {
 	checkProject(t, "Project(zeta) after UpdateProject", got, &z)
 	checkProject(t, "Project(alpha) after zeta's UpdateProject", mustGet(t, s, "alpha"), want["alpha"])
 	wantErr(t, "UpdateProject(missing)", s.UpdateProject(ctx, &store.Project{Name: "missing"}), store.ErrNotFound)
+	z.DefaultBranch, z.BranchSecrets = "", false // and back
+	if err := s.UpdateProject(ctx, &z); err != nil {
+		t.Fatalf("UpdateProject(zeta): %v", err)
+	}
+	checkProject(t, "Project(zeta) after clearing its default branch", mustGet(t, s, "zeta"), &z)
 
 	// Names differing only in case are one name to the registry.
 	legacy := &store.Project{Name: "Shop-API"}

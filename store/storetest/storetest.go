@@ -54,6 +54,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Deployments", testDeployments},
 		{"Audit", testAudit},
 		{"Approvals", testApprovals},
+		{"Secrets", testSecrets},
+		{"SecretVersionsConcurrent", testSecretVersionsConcurrent},
+		{"ReplaceSecretCiphertext", testReplaceSecretCiphertext},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,6 +228,14 @@ func testCancelled(t *testing.T, s store.Store) {
 		"RevokeToken": func() error { return s.RevokeToken(ctx, 1) },
 		"TouchToken":  func() error { return s.TouchToken(ctx, 1, t1) },
 		"CountTokens": func() error { _, err := s.CountTokens(ctx); return err },
+		"PutSecret": func() error {
+			return s.PutSecret(ctx, &store.Secret{Name: "X", Version: 1, Ciphertext: []byte("c"), KeyID: "k"})
+		},
+		"Secrets":      func() error { _, err := s.Secrets(ctx, store.SecretFilter{All: true}); return err },
+		"DeleteSecret": func() error { return s.DeleteSecret(ctx, "X", "", "") },
+		"ReplaceSecretCiphertext": func() error {
+			return s.ReplaceSecretCiphertext(ctx, "X", "", "", 1, []byte("c"), "k")
+		},
 	}
 	for name, call := range calls {
 		wantErr(t, fmt.Sprintf("%s with a cancelled context", name), call(), context.Canceled)
@@ -248,5 +259,8 @@ func testCancelled(t *testing.T, s store.Store) {
 	}
 	if us, err := s.Users(t.Context()); err != nil || len(us) != 0 {
 		t.Errorf("after cancelled writes, Users = %d, %v; want 0", len(us), err)
+	}
+	if ss, err := s.Secrets(t.Context(), store.SecretFilter{All: true}); err != nil || len(ss) != 0 {
+		t.Errorf("after cancelled writes, Secrets = %d, %v; want 0", len(ss), err)
 	}
 }
