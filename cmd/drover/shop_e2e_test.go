@@ -123,7 +123,7 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 	}
 	// The catalog wants the key drover up gave it and web, one in staging, another in
 	// production; without it the catalog refuses.
-	if !strings.Contains(up.out.String(), "CATALOG_API_KEY random value of its own in staging, production") {
+	if !strings.Contains(up.out.String(), "CATALOG_API_KEY random value of its own in production, staging") {
 		t.Errorf("drover up does not say it set the shop's secret:\n%s", up.out)
 	}
 	if code, body := page(addr, "catalog", "staging"); code != 401 {
