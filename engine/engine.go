@@ -89,6 +89,9 @@ type Job struct {
 	// asked; an error fails the step before it starts. Their values are masked in every
 	// step's output, note and reason from then on. nil fails steps that ask for secrets.
 	Secrets func(ctx context.Context, req SecretRequest) ([]string, error)
+	// Hidden are values masked in everything the run reports from its start, such as
+	// secrets a caller knows before any step asks for them.
+	Hidden []string
 }
 
 // Run runs the job to the end and returns its outcome. Cancelling ctx stops the running
@@ -117,6 +120,9 @@ func (e *Engine) Run(ctx context.Context, job Job) (*RunResult, error) {
 	}
 	if r.job.ID == "" {
 		r.job.ID = randomID()
+	}
+	if len(job.Hidden) > 0 {
+		r.hide(job.Hidden)
 	}
 	return r.execute(ctx), nil
 }

@@ -32,6 +32,8 @@ type Event struct {
 	Nodes   []*pipeline.Node // RunStarted
 	Result  *StepResult      // StepFinished
 	Run     *RunResult       // RunFinished
+
+	masked bool // Line came through the run's masker already
 }
 
 // Sink receives a run's events. The engine never calls Handle concurrently and calls it in

@@ -15,18 +15,8 @@ import (
 type SecretRequest struct {
 	Step  string   // the step's node name
 	Names []string // the secrets it asks for, as written
-	// Environment is the step's environment: (e.g. "ephemeral") or its deploy:
-	// target; "" for a step that names neither.
+	// Environment is the step's environment: (e.g. "ephemeral"); "" for none.
 	Environment string
-}
-
-// secretEnvironment is the environment whose secrets a step gets: its environment:,
-// else its deploy: target, else none.
-func secretEnvironment(s *pipeline.Step) string {
-	if s.Environment != "" {
-		return s.Environment
-	}
-	return s.Deploy
 }
 
 // secrets resolves the secrets n asks for, as KEY=VALUE, and from then on hides their
@@ -39,7 +29,7 @@ func (r *run) secrets(ctx context.Context, n *pipeline.Node) ([]string, error) {
 	if r.job.Secrets == nil {
 		return nil, fmt.Errorf("step %q asks for secrets (%s), which need a server", n.Name, strings.Join(names, ", "))
 	}
-	vars, err := r.job.Secrets(ctx, SecretRequest{Step: n.Name, Names: names, Environment: secretEnvironment(n.Step)})
+	vars, err := r.job.Secrets(ctx, SecretRequest{Step: n.Name, Names: names, Environment: n.Step.Environment})
 	if err != nil {
 		return nil, err
 	}
@@ -64,24 +54,51 @@ func (r *run) hide(values []string) {
 }
 
 // output is where an attempt's output goes: through a masker of every secret the run
-// has handed out so far (a step may print what another wrote to the workspace), or
-// straight to out when there is none. flush writes what the masker holds back.
+// has handed out so far, also those handed to a step that started after this one (a
+// step may print what another wrote to the workspace). flush writes what the masker
+// holds back; call it once the attempt's output has ended.
 func (r *run) output(out io.Writer) (w io.Writer, flush func()) {
-	r.mu.Lock()
-	m := r.masker
-	r.mu.Unlock()
-	if m.Empty() {
-		return out, func() {}
-	}
-	mw := m.Writer(out)
-	return mw, func() { _ = mw.Flush() }
+	mo := &maskedOutput{r: r, out: out}
+	return mo, func() { mo.flush() }
 }
 
-// maskEvent hides secrets in what ev carries besides a step's output lines, which
-// output masked already. It runs under r.mu.
+// maskedOutput is an attempt's output, masked with the run's masker as it stands at
+// each write.
+type maskedOutput struct {
+	r   *run
+	out io.Writer
+	m   *mask.Masker // the masker mw was made with
+	mw  *mask.Writer // nil while the run hides nothing
+}
+
+func (o *maskedOutput) Write(p []byte) (int, error) {
+	o.r.mu.Lock()
+	m := o.r.masker
+	o.r.mu.Unlock()
+	if m != o.m { // a step was handed secrets since the last write
+		o.flush()
+		o.m, o.mw = m, nil
+		if !m.Empty() {
+			o.mw = m.Writer(o.out)
+		}
+	}
+	if o.mw == nil {
+		return o.out.Write(p)
+	}
+	return o.mw.Write(p)
+}
+
+func (o *maskedOutput) flush() {
+	if o.mw != nil {
+		_ = o.mw.Flush()
+	}
+}
+
+// maskEvent hides secrets in what ev carries, but for a step's output lines that came
+// through output, masked already. It runs under r.mu.
 func (r *run) maskEvent(ev *Event) {
 	m := r.masker
-	if m.Empty() || ev.Type == StepLog {
+	if m.Empty() || ev.masked {
 		return
 	}
 	ev.Line = m.String(ev.Line)

@@ -157,3 +157,31 @@ steps:
 		t.Errorf("failure %+v", f)
 	}
 }
+
+// A step already running when another is handed a secret still has it masked: it may
+// read what the other wrote to the workspace.
+func TestSecretsHandedOutLaterAreMaskedInRunningSteps(t *testing.T) {
+	v := &vault{values: map[string]string{"TOKEN": "sekrit-value-123"}}
+	res, rec := runJob(t, newFake(), 2, `
+steps:
+  - {name: early, needs: [], run: sleep 100ms; echo read sekrit-value-123 from the workspace}
+  - {name: asks, needs: [], secrets: [TOKEN], run: echo hi}
+`, func(j *Job) { j.Secrets = v.resolve })
+	if res.Status != Success {
+		t.Fatal(statuses(res))
+	}
+	if got := rec.logs("early"); !slices.Equal(got, []string{"read *** from the workspace"}) {
+		t.Errorf("early printed %q", got)
+	}
+}
+
+// Values the caller hides from the start (drover run's) are masked in every step.
+func TestHiddenValuesAreMaskedFromTheStart(t *testing.T) {
+	res, rec := runJob(t, newFake(), 1, `
+steps:
+  - {name: a, run: echo known-before-any-step}
+`, func(j *Job) { j.Hidden = []string{"known-before-any-step"} })
+	if res.Status != Success || !slices.Equal(rec.logs("a"), []string{"***"}) {
+		t.Errorf("%s: %q", statuses(res), rec.logs("a"))
+	}
+}

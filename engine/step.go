@@ -31,6 +31,7 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self 
 		if ctx.Err() != nil {
 			res.Status, res.Reason = Cancelled, CancelReason(ctx)
 		}
+		res.Allowed = res.Status == Failure && s.AllowFailure
 		return res
 	}
 	if env != nil {
@@ -40,6 +41,7 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self 
 			if ctx.Err() != nil {
 				res.Status, res.Reason = Cancelled, CancelReason(ctx)
 			}
+			res.Allowed = res.Status == Failure && s.AllowFailure
 			return res
 		}
 		// Torn down whatever happens to the step, cancel included.
@@ -98,7 +100,7 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 	spec.Built = func(image string) { built = image }
 	r.emit(Event{Type: StepStarted, Step: n.Name, Attempt: attempt})
 	lines := &lineWriter{emit: func(line string) {
-		r.emit(Event{Type: StepLog, Step: n.Name, Attempt: attempt, Line: line})
+		r.emit(Event{Type: StepLog, Step: n.Name, Attempt: attempt, Line: line, masked: true})
 	}}
 	out, flushMasked := r.output(lines)
 	code, err := r.e.Backend.Exec(actx, spec, out)

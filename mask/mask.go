@@ -70,9 +70,12 @@ func New(values []string) *Masker {
 		for _, f := range []string{v, strings.TrimRight(v, "\r\n")} {
 			add(f)
 			add(base64.StdEncoding.EncodeToString([]byte(f)))
-			add(base64.RawStdEncoding.EncodeToString([]byte(f)))
 			add(base64.URLEncoding.EncodeToString([]byte(f)))
-			add(base64.RawURLEncoding.EncodeToString([]byte(f)))
+			for _, e := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+				for skew := range 3 {
+					add(inBase64(e, f, skew))
+				}
+			}
 			add(url.QueryEscape(f))
 			add(url.PathEscape(f))
 		}
@@ -106,6 +109,19 @@ func New(values []string) *Masker {
 		}
 	}
 	return m
+}
+
+// inBase64 is the part of the base64 of v, preceded by skew other bytes (0 to 2), that
+// v alone decides: how v shows inside the base64 of a longer text, such as a user:password
+// pair in a Basic authorization header.
+func inBase64(e *base64.Encoding, v string, skew int) string {
+	enc := e.EncodeToString(append(make([]byte, skew), v...))
+	from := (8*skew + 5) / 6      // the first character with no bits of the skew
+	to := 8 * (skew + len(v)) / 6 // past the last character with no bits of what follows
+	if to <= from {
+		return ""
+	}
+	return enc[from:to]
 }
 
 // Empty reports whether m hides nothing.
@@ -154,10 +170,14 @@ func (m *Masker) mask(out io.Writer, p []byte, final bool) (int, error) {
 		}
 		switch {
 		case matched > 0:
+			end, wait := m.overlaps(p, i, i+matched, final)
+			if wait {
+				return i, write(out, p[start:i])
+			}
 			if err := write(out, p[start:i], replacement); err != nil {
 				return 0, err
 			}
-			i += matched
+			i = end
 			start = i
 		case partial:
 			return i, write(out, p[start:i])
@@ -166,6 +186,31 @@ func (m *Masker) mask(out io.Writer, p []byte, final bool) (int, error) {
 		}
 	}
 	return len(p), write(out, p[start:])
+}
+
+// overlaps extends a value hidden at p[i:end] over the values that start inside it and
+// end past it (two secrets that share characters), and returns the hidden span's end.
+// wait reports a value starting inside that may go on past p's end (not when final).
+func (m *Masker) overlaps(p []byte, i, end int, final bool) (int, bool) {
+	for j := i + 1; j < end; j++ {
+		if !m.maybe(p, j) {
+			continue
+		}
+		for _, c := range m.first[p[j]] {
+			n := m.needles[c]
+			if j+len(n) <= end {
+				continue
+			}
+			if !final && len(p)-j < len(n) && bytes.HasPrefix(n, p[j:]) {
+				return 0, true
+			}
+			if bytes.HasPrefix(p[j:], n) {
+				end = j + len(n)
+				break
+			}
+		}
+	}
+	return end, false
 }
 
 // next returns the first position from i on where a needle may start: one whose window

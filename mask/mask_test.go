@@ -143,3 +143,21 @@ func FuzzWriter(f *testing.F) {
 		}
 	})
 }
+
+func TestOverlappingValuesAreHiddenWhole(t *testing.T) {
+	m := New([]string{"user-a1b2", "a1b2-S3cretPassw0rd"})
+	if got := m.String("creds user-a1b2-S3cretPassw0rd ok"); got != "creds *** ok" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestValuesInsideLongerBase64AreHidden(t *testing.T) {
+	m := New([]string{"S3cretPassw0rd"})
+	for _, prefix := range []string{"", "u:", "ab:", "user:"} {
+		header := base64.StdEncoding.EncodeToString([]byte(prefix + "S3cretPassw0rd"))
+		got := m.String("Authorization: Basic " + header)
+		if !strings.Contains(got, "***") {
+			t.Errorf("prefix %q: the value's base64 inside %q is not hidden: %q", prefix, header, got)
+		}
+	}
+}

@@ -88,6 +88,9 @@ func (d *decoder) steps(n *yaml.Node) []*Step {
 		case len(actions) > 1:
 			d.errorf(got[actions[1]], "%s: %s and %s cannot be combined; make them two steps", label, actions[0], actions[1])
 		}
+		if got["secrets"] != nil && got["run"] == nil && len(actions) > 0 {
+			d.errorf(got["secrets"], "%s: secrets go to a run: script as variables, and this step has none (a service's secrets go under service:)", label)
+		}
 		combos := 1
 		for _, axis := range s.Matrix {
 			combos *= len(axis.Values)

@@ -171,7 +171,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 		return Errored, "check out: " + err.Error(), ""
 	}
 	if r.cfg.Isolation != nil {
-		lease, end, err := r.cfg.Isolation.Lease(slot, run.Project, ws, repo)
+		lease, end, err := r.cfg.Isolation.Lease(slot, r.homeOf(rec, run), ws, repo)
 		if err != nil {
 			return Errored, "isolate the steps: " + err.Error(), ""
 		}
@@ -314,6 +314,18 @@ func (r *Runner) environment(run *store.Run, layout *artifact.Store) func(contex
 		}
 		return &engine.EnvLease{Vars: vars, Release: release}, nil
 	}
+}
+
+// homeOf names the home run's steps get (HOME, the Go caches): the project's for runs of
+// its default branch, another for its other branches. What a default-branch run leaves
+// there (a registry login, a build cache) is then neither read nor poisoned by a
+// branch anyone may push, whose runs get fewer secrets.
+func (r *Runner) homeOf(ctx context.Context, run *store.Run) string {
+	p, err := r.cfg.Store.Project(ctx, run.Project)
+	if err != nil || p.DefaultBranch == "" || run.Branch != p.DefaultBranch {
+		return run.Project + "+branches" // no project name has a '+'
+	}
+	return run.Project
 }
 
 // secrets is the engine's Job.Secrets for run; nil when the runner has none.

@@ -243,6 +243,12 @@ func (kr *Keyring) beginRekey() error {
 	if err != nil {
 		return err
 	}
+	kr.mu.Lock()
+	same := keyID(key) == kr.current
+	kr.mu.Unlock()
+	if same { // a 32-bit ID repeated: values would be taken for moved; draw again
+		return kr.beginRekey()
+	}
 	if err := atomicfile.Write(newPath(kr.path), content, 0o600); err != nil {
 		return fmt.Errorf("write the new secret key: %w", err)
 	}

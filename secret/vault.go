@@ -72,10 +72,12 @@ func (v *Vault) Set(ctx context.Context, k Key, value []byte, branch, actor stri
 
 // checkValue says why value cannot be a secret's, or returns nil.
 func checkValue(value []byte) error {
+	// A value printed with its line ending cut is masked as the rest: that must be long enough.
+	trimmed := bytes.TrimRight(value, "\r\n")
 	switch {
-	case len(value) < mask.MinLength:
-		return invalidf("the value is %d bytes: a secret must be %d bytes or more, or it could not be masked in logs "+
-			"(it would hide ordinary text); use a longer value", len(value), mask.MinLength)
+	case len(trimmed) < mask.MinLength:
+		return invalidf("the value is %d bytes without its line ending: a secret must be %d bytes or more, or it could not be masked in logs "+
+			"(it would hide ordinary text); use a longer value", len(trimmed), mask.MinLength)
 	case len(value) > MaxValue:
 		return invalidf("the value is %d bytes: a secret is at most %d KiB; keep larger files elsewhere and a key to them here",
 			len(value), MaxValue>>10)

@@ -159,6 +159,23 @@ steps:
 			t.Errorf("home %s after its run: uid %d, mode %v; want root's, 0700", p, st.Uid, fi.Mode().Perm())
 		}
 	}
+
+	// A branch other than the default gets a home of its own: what main's run left in
+	// its home is not there to read or poison.
+	git(t, probe, "checkout", "-q", "-b", "feature")
+	os.WriteFile(filepath.Join(probe, "drover.yml"), []byte(`
+steps:
+  - name: branch
+    run: |
+      case "$HOME" in */probe+branches) ;; *) echo "HOME=$HOME is main's"; exit 1;; esac
+      if [ -e "$HOME/cache-entry" ]; then echo "main's cache entry is here"; exit 1; fi
+      echo own home
+`), 0o644)
+	git(t, probe, "commit", "-q", "-am", "branch")
+	git(t, probe, "push", "-q", s.pushURL("probe"), "feature")
+	if r := s.waitRun("probe", 2, finished); r.Status != "success" {
+		t.Errorf("the feature branch's run: %+v\n%s", r, s.text("/api/v1/projects/probe/runs/2/steps/branch/log"))
+	}
 }
 
 // Issue 14's second finding: the database, its WAL and the logs were 0644, folders 0755.

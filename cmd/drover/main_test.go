@@ -413,6 +413,7 @@ func TestRunTakesSecretsFromTheShell(t *testing.T) {
 steps:
   - {name: uses, secrets: [DROVER_TEST_SECRET_VALUE], run: 'echo "value: $DROVER_TEST_SECRET_VALUE"'}
   - {name: missing, secrets: [DROVER_TEST_SECRET_UNSET], run: 'echo started'}
+  - {name: asks-not, needs: [], run: 'echo "not asked: ${DROVER_TEST_SECRET_VALUE:-absent}"'}
 `)
 	cmd := exec.Command(droverBin, "run")
 	cmd.Dir = dir
@@ -421,6 +422,9 @@ steps:
 	s := string(out)
 	if strings.Contains(s, "open-sesame-42") || !strings.Contains(s, "value: ***") {
 		t.Errorf("the secret is not masked:\n%s", s)
+	}
+	if !strings.Contains(s, "not asked: absent") {
+		t.Errorf("a step that did not ask got the secret from the shell:\n%s", s)
 	}
 	if !strings.Contains(s, "takes DROVER_TEST_SECRET_VALUE from this shell's environment") {
 		t.Errorf("drover run does not say where the secret comes from:\n%s", s)

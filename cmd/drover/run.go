@@ -21,6 +21,7 @@ import (
 	"github.com/drover-cd/drover/console"
 	"github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/mask"
 	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/runlog"
@@ -142,13 +143,15 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 	backend := &container.Backend{Engine: docker.Lazy("drover run", docker.Registry{}),
 		Local: &process.Backend{Grace: o.grace}, Grace: o.grace}
 	eng := &engine.Engine{Backend: backend, Parallel: o.parallel}
+	base, hidden := withoutSecrets(os.Environ(), g)
 	job := engine.Job{
 		Graph:     g,
 		Workspace: dir,
 		Vars: engine.Vars{Run: rd.Number, Branch: trigger.Branch, Commit: checkout.Commit,
 			Event: o.event, Workspace: dir},
 		Trigger:   trigger,
-		BaseEnv:   os.Environ(),
+		BaseEnv:   base,
+		Hidden:    hidden,
 		Overrides: o.env,
 		Sink:      engine.Sinks{printer, rd},
 		Artifacts: store,
@@ -184,6 +187,26 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 	return exitFor(ctx, res.Status)
 }
 
+// withoutSecrets splits environ: the variables every step gets, without the ones any step
+// asks for as secrets (those go only to the steps that ask), and the values of those, to
+// be masked from the start.
+func withoutSecrets(environ []string, g *pipeline.Graph) (base, hidden []string) {
+	asked := map[string]bool{}
+	for _, n := range g.Nodes {
+		for _, name := range n.Step.Secrets {
+			asked[name] = true
+		}
+	}
+	for _, kv := range environ {
+		if k, v, _ := strings.Cut(kv, "="); asked[k] {
+			hidden = append(hidden, v)
+			continue
+		}
+		base = append(base, kv)
+	}
+	return base, hidden
+}
+
 // shellSecrets is Job.Secrets without a server: each secret a step asks for is the
 // variable of that name in drover run's own environment, and drover run says so.
 func shellSecrets(printer *console.Printer) func(context.Context, engine.SecretRequest) ([]string, error) {
@@ -193,6 +216,9 @@ func shellSecrets(printer *console.Printer) func(context.Context, engine.SecretR
 			v, ok := os.LookupEnv(name)
 			if !ok || v == "" {
 				return nil, fmt.Errorf("step %q asks for the secret %s: without a server it comes from this shell's environment, where it is not set (export %s=...)", req.Step, name, name)
+			}
+			if len(v) < mask.MinLength {
+				return nil, fmt.Errorf("step %q asks for the secret %s: its value in this shell is shorter than %d bytes and could not be masked", req.Step, name, mask.MinLength)
 			}
 			vars = append(vars, name+"="+v)
 		}

@@ -54,6 +54,7 @@ func TestSecretsReachTheStepsThatAskMaskedAndOnlyOnTheirBranches(t *testing.T) {
 			const dbPass, mainOnly = "db-pass-for-app-42", "release-key-only-main"
 			s.mustSetSecret("DB_PASSWORD", dbPass, "--project", "app")
 			s.mustSetSecret("RELEASE_KEY", mainOnly, "--project", "app", "--branch", "main")
+			s.mustSetSecret("PROD_ONLY", "production-only-value", "--project", "app", "--env", "production")
 			b64 := base64.StdEncoding.EncodeToString([]byte(dbPass))
 			repo := gitRepo(t, `
 steps:
@@ -69,6 +70,12 @@ steps:
       cat leaked.txt; echo
   - name: missing
     secrets: [NOT_SET_ANYWHERE]
+    run: echo started
+  - name: unapproved
+    needs: []
+    allow_failure: true
+    environment: production
+    secrets: [PROD_ONLY]
     run: echo started
 `)
 			git(t, repo, "push", "-q", s.pushURL("app"), "main")
@@ -87,6 +94,10 @@ steps:
 			if run.Status != "failure" || st != "failure" || !strings.Contains(reason, "NOT_SET_ANYWHERE") ||
 				!strings.Contains(reason, "missing") || !strings.Contains(reason, "app") || !strings.Contains(reason, "drover secret set") {
 				t.Errorf("the step asking for a missing secret: run %s, step %s: %q", run.Status, st, reason)
+			}
+			// Production's secrets go to a script only after an approval for its role.
+			if st, reason := stepReason(run, "unapproved"); st != "failure" || !strings.Contains(reason, "approval: {role: release-manager}") {
+				t.Errorf("a step asking for production's secrets without an approval: %s %q", st, reason)
 			}
 			if log := s.text("/api/v1/projects/app/runs/1/steps/missing/log"); strings.Contains(log, "started") {
 				t.Errorf("the step with a missing secret ran:\n%s", log)

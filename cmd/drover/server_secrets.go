@@ -25,9 +25,37 @@ func (s *secretScopes) forStep(ctx context.Context, run *store.Run, req engine.S
 	env := req.Environment
 	if env != "" {
 		env = s.manager.StepScope(env, s.ephemeralBase)
+		if err := s.approvedFor(ctx, run, req.Step, env); err != nil {
+			return nil, err
+		}
 	}
 	return s.resolve(ctx, secret.Request{Names: req.Names, Project: run.Project, Environment: env, Branch: run.Branch,
 		For: fmt.Sprintf("step %q of %s #%d", req.Step, run.Project, run.Number)})
+}
+
+// approvedFor refuses a step of run the secrets of env, an environment with approval
+// rules, unless an approval: step of the run asking for that role was approved: a
+// script could print them in a form no masker knows, so they go to a run only once the
+// people who guard env let it through (as deploy: steps there do).
+func (s *secretScopes) approvedFor(ctx context.Context, run *store.Run, step, env string) error {
+	role, _, err := s.manager.ApprovalRole(ctx, env)
+	if err != nil {
+		return fmt.Errorf("the approval role of %s: %w", env, err) // when unsure, give nothing
+	}
+	if role == "" {
+		return nil
+	}
+	approvals, err := s.st.Approvals(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	for _, a := range approvals {
+		if a.Role == role && a.Decision == "approved" {
+			return nil
+		}
+	}
+	return fmt.Errorf("step %q of %s #%d asks for secrets of %s, which has approval rules: they go to a step only after an approval: {role: %s} step of the run was approved; add one before it",
+		step, run.Project, run.Number, env, role)
 }
 
 // forService is deploy.Config.Secrets.

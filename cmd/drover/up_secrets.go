@@ -27,7 +27,7 @@ func (s *upSecrets) add(p *pipeline.Pipeline) {
 		s.inEnvs = append(s.inEnvs, p.Service.Secrets...)
 	}
 	for _, st := range p.Steps {
-		if st.Environment != "" || st.Deploy != "" {
+		if st.Environment != "" {
 			s.inEnvs = append(s.inEnvs, st.Secrets...)
 		} else {
 			s.plain = append(s.plain, st.Secrets...)

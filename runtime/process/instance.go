@@ -10,11 +10,10 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
-
-	"github.com/drover-cd/drover/mask"
 	"syscall"
 	"time"
 
+	"github.com/drover-cd/drover/mask"
 	"github.com/drover-cd/drover/runtime"
 )
 
