@@ -34,9 +34,9 @@ type Masker struct {
 	shift    *[1 << shiftBits]uint8
 }
 
-// shiftBits sizes the skip table: 16 KiB stays in the CPU's first-level cache, which
+// shiftBits sizes the skip table: 32 KiB stays in the CPU's first-level cache, which
 // the skip loop, one dependent load after another, is bound by.
-const shiftBits = 14
+const shiftBits = 15
 
 // hash3 is the skip table's index for the 3 bytes b[0:3].
 func hash3(b []byte) uint32 {
@@ -269,7 +269,8 @@ func write(out io.Writer, parts ...[]byte) error {
 type Writer struct {
 	m       *Masker
 	w       io.Writer
-	pending []byte
+	pending []byte // the end of the last write, held back
+	joined  []byte // pending and the next write, reused: no allocation per write
 }
 
 // Writer returns a Writer to w.
@@ -280,16 +281,37 @@ func (mw *Writer) Write(p []byte) (int, error) {
 	if mw.m.Empty() {
 		return mw.w.Write(p)
 	}
-	buf := p
+	written := len(p)
 	if len(mw.pending) > 0 {
-		buf = append(mw.pending, p...)
+		if len(p) < mw.m.longest {
+			mw.joined = append(append(mw.joined[:0], mw.pending...), p...)
+			return written, mw.maskRest(mw.joined)
+		}
+		// Only the seam is copied: what was held back and as many bytes of p as the
+		// longest value, which decides every value starting in what was held back
+		// (but for values overlapping one that does; then all of p is joined).
+		mw.joined = append(append(mw.joined[:0], mw.pending...), p[:mw.m.longest]...)
+		n, err := mw.m.mask(mw.w, mw.joined, false)
+		if err != nil {
+			return 0, err
+		}
+		if n < len(mw.pending) {
+			return written, mw.maskRest(append(append([]byte(nil), mw.pending[n:]...), p...))
+		}
+		p = p[n-len(mw.pending):]
+		mw.pending = mw.pending[:0]
 	}
+	return written, mw.maskRest(p)
+}
+
+// maskRest masks buf, holding back its end when it may start a value.
+func (mw *Writer) maskRest(buf []byte) error {
 	n, err := mw.m.mask(mw.w, buf, false)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	mw.pending = append(mw.pending[:0:0], buf[n:]...)
-	return len(p), nil
+	mw.pending = append(mw.pending[:0], buf[n:]...) // a few bytes, never all of buf's array
+	return nil
 }
 
 // Flush writes what the Writer holds back, hidden where it is a whole value.

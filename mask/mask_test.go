@@ -161,3 +161,18 @@ func TestValuesInsideLongerBase64AreHidden(t *testing.T) {
 		}
 	}
 }
+
+// The seam between writes: a value begun in one write and ended in a long next one.
+func TestAValueAcrossALongSecondWrite(t *testing.T) {
+	m := New([]string{"S3cretPassw0rd-xyz", "Passw0rd-xyz-and-more"})
+	var out bytes.Buffer
+	w := m.Writer(&out)
+	w.Write([]byte("abc S3cret"))
+	w.Write([]byte("Passw0rd-xyz and then " + strings.Repeat("filler ", 40)))
+	w.Write([]byte("end Passw0"))
+	w.Write([]byte("rd-xyz-and-more" + strings.Repeat(".", 60)))
+	w.Flush()
+	if got := out.String(); strings.Contains(got, "Passw0rd") || strings.Count(got, "***") != 2 {
+		t.Errorf("got %q", got)
+	}
+}
