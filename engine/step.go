@@ -27,22 +27,12 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self 
 	// Secrets first: a missing one fails the step before an environment is made for it.
 	extra, err := r.secrets(ctx, n)
 	if err != nil {
-		res.Status, res.Reason, res.Attempts, res.Finished = Failure, err.Error(), 1, r.now()
-		if ctx.Err() != nil {
-			res.Status, res.Reason = Cancelled, CancelReason(ctx)
-		}
-		res.Allowed = res.Status == Failure && s.AllowFailure
-		return res
+		return r.failedToStart(ctx, n, res, err)
 	}
 	if env != nil {
 		lease, err := r.lease(ctx, n, env)
 		if err != nil {
-			res.Status, res.Reason, res.Attempts, res.Finished = Failure, err.Error(), 1, r.now()
-			if ctx.Err() != nil {
-				res.Status, res.Reason = Cancelled, CancelReason(ctx)
-			}
-			res.Allowed = res.Status == Failure && s.AllowFailure
-			return res
+			return r.failedToStart(ctx, n, res, err)
 		}
 		// Torn down whatever happens to the step, cancel included.
 		defer lease.Release()
@@ -66,6 +56,17 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self 
 		res.Allowed = true
 	}
 	res.Finished = r.now()
+	return res
+}
+
+// failedToStart ends res of a step that could not start because of err: a failure
+// (allowed when the step allows failure), or cancelled when ctx was.
+func (r *run) failedToStart(ctx context.Context, n *pipeline.Node, res *StepResult, err error) *StepResult {
+	res.Status, res.Reason, res.Attempts, res.Finished = Failure, err.Error(), 1, r.now()
+	if ctx.Err() != nil {
+		res.Status, res.Reason = Cancelled, CancelReason(ctx)
+	}
+	res.Allowed = res.Status == Failure && n.Step.AllowFailure
 	return res
 }
 
