@@ -29,9 +29,10 @@ type deployAnswer struct {
 	Error string   `json:"error"`
 }
 
-// deployCall posts a deploy or rollback and prints its log; failures exit 1.
-func (c *clientOptions) deployCall(out io.Writer, path string, in any) error {
-	fmt.Fprintf(out, "%s ...\n", strings.TrimPrefix(path, "/api/v1/"))
+// deployCall posts a deploy, rollback or promotion, saying what (doing, like "deploying
+// web to staging"), and prints its log; failures exit 1.
+func (c *clientOptions) deployCall(out io.Writer, doing, path string, in any) error {
+	fmt.Fprintf(out, "%s ...\n", doing)
 	var ans deployAnswer
 	err := c.callRaw(http.MethodPost, path, in, func(status int, data []byte) error {
 		if jerr := json.Unmarshal(data, &ans); jerr != nil || (ans.Deployment == nil && ans.Error == "" && status >= 300) {
@@ -87,7 +88,7 @@ release-manager unless an environments.yml declares it otherwise.`,
 				return badInput(fmt.Errorf("--env is required: the environment to deploy to"))
 			}
 			project, ref, _ := strings.Cut(args[0], ":")
-			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+env+"/deploy",
+			return c.deployCall(cmd.OutOrStdout(), fmt.Sprintf("deploying %s to %s", args[0], env), "/api/v1/environments/"+env+"/deploy",
 				map[string]any{"project": project, "ref": ref, "strategy": strategy, "force": force})
 		},
 	}
@@ -114,7 +115,7 @@ failed, say) is not gone back to, unless an admin adds --force.`,
 			if env == "" {
 				return badInput(fmt.Errorf("--env is required"))
 			}
-			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+env+"/rollback",
+			return c.deployCall(cmd.OutOrStdout(), fmt.Sprintf("rolling %s in %s back", args[0], env), "/api/v1/environments/"+env+"/rollback",
 				map[string]any{"project": args[0], "force": force})
 		},
 	}
@@ -310,7 +311,7 @@ refused, unless an admin adds --force.`,
 			if from == "" || to == "" {
 				return badInput(fmt.Errorf("--from and --to are required"))
 			}
-			return c.deployCall(cmd.OutOrStdout(), "/api/v1/environments/"+to+"/promote",
+			return c.deployCall(cmd.OutOrStdout(), fmt.Sprintf("promoting %s from %s to %s", args[0], from, to), "/api/v1/environments/"+to+"/promote",
 				map[string]any{"project": args[0], "from": from, "message": message, "force": force})
 		},
 	}

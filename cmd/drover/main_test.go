@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	droverBin = filepath.Join(dir, "drover")
-	build := exec.Command("go", "build", "-o", droverBin, ".")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v0.0.0-test", "-o", droverBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building drover:", err)
@@ -434,5 +434,24 @@ steps:
 	}
 	if cmd.ProcessState.ExitCode() != exitFailed {
 		t.Errorf("exit code %d, want %d", cmd.ProcessState.ExitCode(), exitFailed)
+	}
+}
+
+// The logs' path is given from where drover was started, not from -C's folder.
+func TestRunNamesItsLogsFromTheCallersFolder(t *testing.T) {
+	t.Parallel()
+	dir := workspace(t, "steps:\n  - {name: hi, run: echo hi}\n")
+	r := drover(t, filepath.Dir(dir), "run", "-C", filepath.Base(dir))
+	want := "logs: " + filepath.Join(filepath.Base(dir), ".drover", "runs", "1")
+	if r.code != 0 || !strings.Contains(r.stdout, want+"\n") {
+		t.Fatalf("want %q:\n%s", want, r)
+	}
+}
+
+func TestVersionIsStampedAndAnswersBothWays(t *testing.T) {
+	t.Parallel()
+	a, b := drover(t, "", "version"), drover(t, "", "--version")
+	if a.code != 0 || b.code != 0 || !strings.HasPrefix(a.stdout, "drover v0.0.0-test") || a.stdout != b.stdout {
+		t.Errorf("drover version: %s\ndrover --version: %s", a, b)
 	}
 }

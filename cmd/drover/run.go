@@ -182,9 +182,22 @@ func (o *runOptions) run(stdout, stderr io.Writer) error {
 	if err := errors.Join(rd.Close(), rd.WriteResult(rec)); err != nil {
 		return err
 	}
-	rel, _ := filepath.Rel(dir, rd.Path)
-	fmt.Fprintf(stdout, "logs: %s\n", rel)
+	fmt.Fprintf(stdout, "logs: %s\n", fromHere(rd.Path))
 	return exitFor(ctx, res.Status)
+}
+
+// fromHere is path as the person who started drover names it: relative to the folder
+// they are in (not the workspace -C chose), or absolute when that is shorter to read.
+func fromHere(path string) string {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return path
+	}
+	rel, err := filepath.Rel(cwd, path)
+	if err != nil || strings.HasPrefix(rel, "../..") {
+		return path
+	}
+	return rel
 }
 
 // withoutSecrets splits environ: the variables every step gets, without the ones any step

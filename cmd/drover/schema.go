@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -31,14 +32,50 @@ it, e.g. with a first line in drover.yml:
 func versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print drover's version",
+		Short: "Print drover's version and the commit it was built from (also: drover --version)",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			v := "(devel)"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-				v = bi.Main.Version
-			}
-			cmd.Println("drover", v)
+			cmd.Println("drover", versionString())
 		},
 	}
+}
+
+// version is stamped in at build time:
+//
+//	go build -ldflags "-X main.version=$(git describe --tags --always --dirty)" ./cmd/drover
+var version string
+
+// versionString is the stamped version, else what the Go toolchain recorded (a module
+// version from go install, the commit of a build in a git checkout), else "(devel)".
+func versionString() string {
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" && ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	if !ok {
+		return cmp.Or(v, "(devel)")
+	}
+	commit, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			commit = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if commit == "" {
+		return cmp.Or(v, "(devel)")
+	}
+	if len(commit) > 12 {
+		commit = commit[:12]
+	}
+	if dirty {
+		commit += "-dirty"
+	}
+	if v == "" {
+		return "(devel) commit " + commit
+	}
+	return v + " commit " + commit
 }

@@ -145,8 +145,13 @@ func TestServicesGetTheirEnvironmentsSecrets(t *testing.T) {
 		t.Fatalf("production deployed without a production value:\n%s", res)
 	}
 	s.mustSetSecret("API_KEY", "production-value-456", "--env", "production")
-	if res := s.as(s.Token, "deploy", "svc:1", "--env", "production"); res.code != 0 {
+	res = s.as(s.Token, "deploy", "svc:1", "--env", "production")
+	if res.code != 0 {
 		t.Fatalf("deploy to production: %s", res)
+	}
+	// The deploy says what it does in the user's words, not the API's path.
+	if !strings.HasPrefix(res.stdout, "deploying svc:1 to production ...") || strings.Contains(res.stdout, "environments/") {
+		t.Errorf("deploy's output:\n%s", res.stdout)
 	}
 	if code, body, err := s.viaProxy("svc", "production", "/env?name=API_KEY"); code != 200 || body != "production-value-456" {
 		t.Fatalf("production's instance has API_KEY %q (%d, %v)", body, code, err)

@@ -322,8 +322,14 @@ func (w *watcher) summary(info serverInfo, projects []upProject) {
 	}
 	if len(waiting) > 0 {
 		fmt.Fprintf(w.out, "Waiting for a release manager's approval to go to production:\n")
+		// From this folder with the default address and data folder, the CLI finds the
+		// server and the token by itself.
+		flags := ""
+		if info.URL != "http://127.0.0.1:8080" || filepath.Clean(info.Data) != "drover-data" {
+			flags = fmt.Sprintf(" --server %s --token $(cat %s)", info.URL, filepath.Join(info.Data, "admin-token"))
+		}
 		for _, wt := range waiting {
-			fmt.Fprintf(w.out, "  DROVER_SERVER=%s drover approve %s --token $(cat %s)\n", info.URL, wt, filepath.Join(info.Data, "admin-token"))
+			fmt.Fprintf(w.out, "  drover approve %s%s\n", wt, flags)
 		}
 		fmt.Fprintf(w.out, "  or the Approve buttons on %s/pipeline\n", info.URL)
 	}
