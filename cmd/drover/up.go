@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drover-cd/drover/atomicfile"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/release"
 )
@@ -32,8 +33,9 @@ hosted project (its content as the first commit), run their pipelines and show t
 progress until the system is live, then print where to look and how to approve the
 production release. A folder without a drover.yml stands for its subfolders; one called
 system holds environments.yml and goes first; services whose service.requires name other
-projects go after those reached staging. Running it again reuses --data and pushes
-nothing already there. Ctrl-C stops everything it started.`,
+projects go after those reached staging. Running it again reuses --data: a folder whose
+content differs from its project's main branch (you edited it) is pushed as a new commit
+on top, the others are left as they are. Ctrl-C stops everything it started.`,
 		Example: "  drover up\n  drover up examples/shop --data /tmp/shop",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -180,10 +182,18 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 	for _, wave := range waves(projects) {
 		for _, p := range wave {
 			if slices.ContainsFunc(have, func(h struct{ Name string }) bool { return h.Name == p.name }) {
-				fmt.Fprintf(out, "%-10s already here: not pushed again\n", p.name)
+				changed, err := pushChanges(ctx, p.dir, info.URL, info.Token, p.name, upRecord(o.data, p.name))
+				switch {
+				case err != nil:
+					return err
+				case changed:
+					fmt.Fprintf(out, "%-10s pushed your changes in %s as a new commit\n", p.name, p.dir)
+				default:
+					fmt.Fprintf(out, "%-10s already here: unchanged, not pushed again\n", p.name)
+				}
 				continue
 			}
-			if err := pushFolder(ctx, p.dir, info.URL, info.Token, p.name); err != nil {
+			if err := pushFolder(ctx, p.dir, info.URL, info.Token, p.name, upRecord(o.data, p.name)); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "%-10s pushed from %s\n", p.name, p.dir)
@@ -209,8 +219,30 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 	return err
 }
 
-// pushFolder pushes dir's content, as a new repository's first commit, to project name.
-func pushFolder(ctx context.Context, dir, server, token, name string) error {
+// upRecord is the file where drover up notes the git tree of project name's folder as
+// it last pushed it: a folder that still has that tree was not edited since, whatever
+// others pushed to the project meanwhile.
+func upRecord(data, name string) string { return filepath.Join(data, "up", name+".tree") }
+
+// treeOf is the git tree of what is staged in the repository at dir.
+func treeOf(ctx context.Context, dir string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", "write-tree")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+// record notes tree in the file at path.
+func record(path, tree string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, []byte(tree+"\n"), 0o600)
+}
+
+// pushFolder pushes dir's content, as a new repository's first commit, to project name,
+// and notes its tree at rec.
+func pushFolder(ctx context.Context, dir, server, token, name, rec string) error {
 	tmp, err := os.MkdirTemp("", "drover-up-")
 	if err != nil {
 		return err
@@ -233,7 +265,65 @@ func pushFolder(ctx context.Context, dir, server, token, name string) error {
 			return fmt.Errorf("push %s: git %s: %v: %s", name, args[0], err, strings.ReplaceAll(string(out), token, "TOKEN"))
 		}
 	}
-	return nil
+	tree, err := treeOf(ctx, tmp)
+	if err != nil {
+		return err
+	}
+	return record(rec, tree)
+}
+
+// pushChanges pushes what dir holds to project name's main branch as a new commit on
+// top, when the folder was edited since drover up last pushed it (its tree differs from
+// the one noted at rec; with no note, from the branch's). It reports whether it pushed.
+func pushChanges(ctx context.Context, dir, server, token, name, rec string) (bool, error) {
+	tmp, err := os.MkdirTemp("", "drover-up-")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(tmp)
+	remote := strings.Replace(server, "://", "://drover:"+token+"@", 1) + "/git/" + name + ".git"
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = tmp
+		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("update %s: git %s: %v: %s", name, args[0], err, strings.ReplaceAll(string(out), token, "TOKEN"))
+		}
+		return string(out), nil
+	}
+	if _, err := git("clone", "-q", "--branch", "main", remote, "."); err != nil {
+		return false, err
+	}
+	// The folder's content replaces the branch's: files removed from it go too.
+	if _, err := git("rm", "-r", "-q", "--ignore-unmatch", "."); err != nil {
+		return false, err
+	}
+	if out, err := exec.CommandContext(ctx, "cp", "-R", dir+"/.", tmp).CombinedOutput(); err != nil {
+		return false, fmt.Errorf("copy %s: %v: %s", dir, err, out)
+	}
+	if _, err := git("add", "-A", "."); err != nil {
+		return false, err
+	}
+	tree, err := treeOf(ctx, tmp)
+	if err != nil {
+		return false, err
+	}
+	if last, err := os.ReadFile(rec); err == nil && strings.TrimSpace(string(last)) == tree {
+		return false, nil // not edited since: what others pushed since stays
+	}
+	if out, err := git("status", "--porcelain"); err != nil || strings.TrimSpace(out) == "" {
+		return false, errors.Join(err, record(rec, tree))
+	}
+	for _, args := range [][]string{
+		{"-c", "user.name=drover up", "-c", "user.email=up@drover.invalid", "commit", "-q", "-m", "changes from " + dir},
+		{"push", "-q", "origin", "main"},
+	} {
+		if _, err := git(args...); err != nil {
+			return false, err
+		}
+	}
+	return true, record(rec, tree)
 }
 
 // watcher prints the steps of the projects' newest runs as they change.

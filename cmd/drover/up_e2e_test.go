@@ -1,0 +1,43 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A second drover up pushes a folder edited since the first as a new commit, and leaves
+// an unedited one alone.
+func TestUpPushesEditedFolders(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, "tiny")
+	os.MkdirAll(dir, 0o755)
+	write := func(v string) {
+		os.WriteFile(filepath.Join(dir, "drover.yml"), []byte("steps:\n  - {name: hi, run: echo "+v+"}\n"), 0o644)
+	}
+	write("v1")
+	args := []string{root, "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
+		"--step-uids", "off", "--service-uids", "off"}
+	up := startUp(t, args...)
+	up.until(regexp.MustCompile(`^tiny +#1 +hi +success`), time.Minute)
+	up.until(regexp.MustCompile(`^The system is up`), time.Minute)
+	up.stop()
+
+	write("v2")
+	again := startUp(t, args...)
+	again.until(regexp.MustCompile(`^tiny +pushed your changes in .* as a new commit`), time.Minute)
+	again.until(regexp.MustCompile(`^tiny +#2 +hi +success`), time.Minute)
+	again.until(regexp.MustCompile(`^The system is up`), time.Minute)
+	again.stop()
+
+	third := startUp(t, args...)
+	third.until(regexp.MustCompile(`^The system is up`), time.Minute)
+	third.stop()
+	if out := third.out.String(); !strings.Contains(out, "tiny       already here: unchanged") || strings.Contains(out, "#3") {
+		t.Errorf("an unedited folder was pushed again:\n%s", out)
+	}
+}
