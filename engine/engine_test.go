@@ -470,3 +470,18 @@ func TestAnImagePushedBeforeACancelIsAnnotated(t *testing.T) {
 		t.Errorf("run %s, annotated %q; want cancelled with the pushed image annotated", res.Status, annotated)
 	}
 }
+
+// A script that exits non-zero with failed tests in its report fails for its tests.
+func TestFailedTestsAreTheReason(t *testing.T) {
+	junit := `<testsuite name="pkg"><testcase classname="pkg" name="TestA"><failure message="Failed">    a_test.go:9: got 3, want 4</failure></testcase><testcase classname="pkg" name="TestB"><failure/></testcase></testsuite>`
+	res, _ := runJob(t, newFake(), 1, `
+steps:
+  - name: test
+    run: 'write unit.xml `+junit+`; exit 1'
+    reports: {junit: unit.xml}
+`, nil)
+	s := result(t, res, "test")
+	if s.Reason != "2 tests failed" || s.Reports.Tests.Failures[0].Message != "a_test.go:9: got 3, want 4" {
+		t.Errorf("reason %q, first failure %+v", s.Reason, s.Reports.Tests.Failures[0])
+	}
+}

@@ -174,6 +174,10 @@ func (r *run) readReports(n *pipeline.Node, attempt int, res *StepResult) {
 	}
 	if sum.Tests != nil {
 		r.note(n, attempt, fmt.Sprintf("tests: %d passed, %d failed, %d skipped", sum.Tests.Passed, sum.Tests.Failed, sum.Tests.Skipped))
+		if f := sum.Tests.Failed; f > 0 && res.Status == Failure && strings.HasPrefix(res.Reason, "exit code") {
+			// Say what failed rather than how the script ended.
+			res.Reason = fmt.Sprintf("%d %s failed", f, plural(f, "test", "tests"))
+		}
 	}
 	if sum.Coverage != nil {
 		r.note(n, attempt, fmt.Sprintf("coverage: %.1f%%", sum.Coverage.Percent()))
@@ -186,6 +190,14 @@ func (r *run) readReports(n *pipeline.Node, attempt int, res *StepResult) {
 			res.Status, res.Reason = Failure, msg
 		}
 	}
+}
+
+// plural is one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // pack stores each declared artifact path as a layer.

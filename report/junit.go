@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,14 +25,34 @@ type Tests struct {
 }
 
 // Failure describes one failed or errored test case.
+//
+// Its JSON is snake_case like the rest of the API; encoding/json matches keys without
+// regard to case, so run.json files written with the old keys (Suite, Message...) read.
 type Failure struct {
-	Suite, Class, Name string
-	// Message is the failure/error element's message attribute, or the first
-	// line of its text when the attribute is absent, or its type attribute
-	// when there is neither.
-	Message string
-	Detail  string // the element's text content, trimmed, capped at 64 KiB
-	File    string // the report file it came from (set by Collect)
+	Suite string `json:"suite"`
+	Class string `json:"class"`
+	Name  string `json:"name"`
+	// Message is the assertion a test runner wrote (Go's "file_test.go:12: got 3, want
+	// 4"), else the failure/error element's message attribute, else the first line of
+	// its text, else its type attribute.
+	Message string `json:"message"`
+	Detail  string `json:"detail"` // the element's text content, trimmed, capped at 64 KiB
+	File    string `json:"file"`   // the report file it came from (set by Collect)
+}
+
+// assertion is the first line of detail that a Go test's t.Error or t.Fatal wrote
+// ("    main_test.go:12: got 3, want 4"), trimmed; "" when there is none.
+var assertion = regexp.MustCompile(`(?m)^\s*([\w.-]+_test\.go:\d+: .*\S)\s*$`)
+
+// headline is what a failure's Message should say: the assertion when the runner's
+// message says no more than that the test failed (gotestsum writes "Failed").
+func headline(msg, detail string) string {
+	generic := msg == "" || strings.EqualFold(msg, "failed") || strings.EqualFold(msg, "failure") ||
+		strings.HasPrefix(msg, "=== RUN") || strings.HasPrefix(msg, "--- FAIL")
+	if m := assertion.FindStringSubmatch(detail); m != nil && generic {
+		return m[1]
+	}
+	return msg
 }
 
 // Total returns the number of test cases: passed, failed and skipped.
@@ -165,6 +186,7 @@ func (t *Tests) addCase(tc *testCase) {
 			first, _, _ := strings.Cut(f.Detail, "\n")
 			f.Message = strings.TrimSpace(first)
 		}
+		f.Message = headline(f.Message, f.Detail)
 		if f.Message == "" {
 			f.Message = tc.failType
 		}

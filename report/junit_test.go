@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,9 +26,9 @@ func TestParseJUnitFixtures(t *testing.T) {
 		failures                []wantFailure
 	}{
 		{"go-junit-report.xml", 3, 3, 1, 443 * time.Millisecond, []wantFailure{
-			{goPkg + "engine", goPkg + "engine", "TestRunStep/timeout", "Failed",
+			{goPkg + "engine", goPkg + "engine", "TestRunStep/timeout", "engine_test.go:88: step did not time out after 200ms", // the assertion, not go-junit-report's "Failed"
 				"engine_test.go:88: step did not time out after 200ms\n    engine_test.go:89:", "got exit code 0, want 124"},
-			{goPkg + "pipeline", goPkg + "pipeline", "TestParse/matrix", "Failed",
+			{goPkg + "pipeline", goPkg + "pipeline", "TestParse/matrix", "parse_test.go:51: matrix expanded to 3 jobs, want 4",
 				"parse_test.go:51: matrix", "expanded to 3 jobs, want 4"},
 			{goPkg + "source", goPkg + "source", "[build failed]", "Build error",
 				"source/git.go:14:2: undefined: fetchRef", "source/git.go:14:2: undefined: fetchRef"},
@@ -221,5 +222,18 @@ func TestTestsAdd(t *testing.T) {
 	huge.Add(Tests{Duration: time.Hour})
 	if huge.Duration <= 0 {
 		t.Errorf("Duration overflowed to %v", huge.Duration)
+	}
+}
+
+// run.json files written before the failures' keys were snake_case still read.
+func TestOldFailureKeysRead(t *testing.T) {
+	var f Failure
+	if err := json.Unmarshal([]byte(`{"Suite":"s","Class":"c","Name":"n","Message":"m","Detail":"d","File":"f"}`), &f); err != nil ||
+		f != (Failure{"s", "c", "n", "m", "d", "f"}) {
+		t.Errorf("%+v %v", f, err)
+	}
+	b, _ := json.Marshal(Failure{Name: "TestX", Message: "x_test.go:1: boom"})
+	if !strings.Contains(string(b), `"name":"TestX"`) || !strings.Contains(string(b), `"message":`) {
+		t.Errorf("%s", b)
 	}
 }

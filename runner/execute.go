@@ -380,6 +380,9 @@ func waitingReason(res *engine.RunResult) string {
 func firstReason(res *engine.RunResult) string {
 	for _, s := range res.Steps {
 		if (s.Status == engine.Failure && !s.Allowed) || s.Status == engine.Errored {
+			if s.Reports != nil && s.Reports.Tests != nil && s.Reports.Tests.Failed > 0 && strings.HasSuffix(s.Reason, " failed") {
+				return fmt.Sprintf("%s in step %s", s.Reason, s.Name) // "2 tests failed in step test"
+			}
 			return fmt.Sprintf("step %s: %s", s.Name, s.Reason)
 		}
 	}
