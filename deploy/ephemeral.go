@@ -97,7 +97,13 @@ func (m *Manager) Ephemeral(ctx context.Context, name, base, project, digest str
 		t1.service = &one
 		d := &store.Deployment{Environment: name, Service: t.name, Project: t.rel.Project, Digest: t.rel.Digest.String(),
 			Tag: t.rel.Tag, Run: t.rel.Run, Strategy: BlueGreen, Trigger: "ephemeral"}
-		wg.Go(func() { errs[i] = svcs[i].deploy(ctx, &t1, d, func(string) {}) })
+		// The step hears how the wait for health goes, not the switch's details.
+		progress := func(line string) {
+			if strings.HasPrefix(line, "waiting for ") {
+				log(line)
+			}
+		}
+		wg.Go(func() { errs[i] = svcs[i].deploy(ctx, &t1, d, progress) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -238,7 +238,7 @@ func (s *service) replace(t *target, gen, restarts int) {
 		if !s.generation(gen) {
 			return
 		}
-		inst, err := s.start(s.m.ctx, t, restarts)
+		inst, err := s.start(s.m.ctx, t, restarts, func(string) {})
 		if err == nil {
 			s.mu.Lock()
 			if s.gen != gen || s.gone {

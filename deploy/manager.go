@@ -91,6 +91,9 @@ type Config struct {
 	HealthTimeout  time.Duration // new instances get this long to become healthy; default 60s
 	RollbackWindow time.Duration // a release unhealthy this soon after its switch is rolled back; default 5m
 	DrainTimeout   time.Duration // in-flight requests on replaced instances get this long; default 30s
+	// ProgressInterval is how often a deploy waiting for an instance's health says how
+	// long it has waited and what the last probe said; default 5s.
+	ProgressInterval time.Duration
 }
 
 // Manager deploys releases and keeps them running. Create it with New.

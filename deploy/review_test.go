@@ -601,3 +601,31 @@ func TestEphemeralEnvironmentRunsWhereItsBaseRuns(t *testing.T) {
 		t.Errorf("after the lease, %s runs on %q, want the default", name, got)
 	}
 }
+
+// A deploy waiting for an instance that is not healthy yet says so as it goes: how long,
+// and what the last probe said.
+func TestWaitingForHealthShowsProgress(t *testing.T) {
+	m, mk := liveSetup(t)
+	m.cfg.HealthTimeout, m.cfg.ProgressInterval = 1500*time.Millisecond, 300*time.Millisecond
+	s := m.service("dev", "web")
+	v1 := mk("v1")
+	os.WriteFile(filepath.Join(v1.dir, "dist", "unhealthy"), nil, 0o644)
+	var mu sync.Mutex
+	var lines []string
+	err := s.deploy(context.Background(), v1, &store.Deployment{ID: 1, Strategy: BlueGreen}, func(l string) {
+		mu.Lock()
+		lines = append(lines, l)
+		mu.Unlock()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	progress := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "waiting for web in dev to become healthy: ") && strings.Contains(l, "last probe: ") {
+			progress++
+		}
+	}
+	if err == nil || progress < 2 {
+		t.Errorf("deploy error %v; %d progress lines in %q", err, progress, lines)
+	}
+}

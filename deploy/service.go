@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,7 +150,7 @@ func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment,
 	errs := make([]error, replicas)
 	var wg sync.WaitGroup
 	for i := range replicas {
-		wg.Go(func() { fresh[i], errs[i] = s.start(ctx, t, 0) })
+		wg.Go(func() { fresh[i], errs[i] = s.start(ctx, t, 0, log) })
 	}
 	wg.Wait()
 	stopFresh := func() {
@@ -191,7 +192,7 @@ func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, r
 	s.mu.Unlock()
 	gen := 0 // this deploy's generation, once it took traffic
 	for i := range replicas {
-		inst, err := s.start(ctx, t, 0)
+		inst, err := s.start(ctx, t, 0, log)
 		s.mu.Lock()
 		if err == nil && s.gone {
 			s.mu.Unlock()
@@ -367,7 +368,10 @@ func (s *service) stopAll(ctx context.Context) {
 // start starts one instance of t and waits until it is healthy. The instance lives on
 // the server's context, not the request's: a deploy request that ends does not stop
 // what it started.
-func (s *service) start(ctx context.Context, t *target, restarts int) (*instance, error) {
+//
+// While it waits, log hears every Config.ProgressInterval how long it has waited and what the
+// last health probe said.
+func (s *service) start(ctx context.Context, t *target, restarts int, log func(string)) (*instance, error) {
 	docker := s.m.runtimeOf(s.env) == RuntimeDocker
 	env, err := s.environ(t, docker)
 	if err != nil {
@@ -415,10 +419,22 @@ func (s *service) start(ctx context.Context, t *target, restarts int) (*instance
 	defer context.AfterFunc(s.ctx, cancel)() // the service forgotten meanwhile
 	healthy := make(chan error, 1)
 	go func() { healthy <- health.WaitHealthy(wctx, checker) }()
-	select {
-	case err = <-healthy:
-	case <-rt.Done():
-		err = fmt.Errorf("exited: %v", rt.Err())
+	tick := time.NewTicker(cmp.Or(s.m.cfg.ProgressInterval, 5*time.Second))
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case err = <-healthy:
+			waiting = false
+		case <-rt.Done():
+			err, waiting = fmt.Errorf("exited: %v", rt.Err()), false
+		case <-tick.C:
+			probe := "none failed yet"
+			if last := checker.LastError(); last != "" {
+				probe = last
+			}
+			log(fmt.Sprintf("waiting for %s in %s to become healthy: %s, last probe: %s", s.name, s.env,
+				time.Since(inst.started).Round(time.Second), probe))
+		}
 	}
 	if err != nil {
 		s.stop(inst)

@@ -364,7 +364,8 @@ func (w *watcher) poll(projects []upProject) map[string]upRun {
 			w.seen[key] = s.Status
 			line := fmt.Sprintf("%-10s #%-3d %-12s %s", p.name, run.Number, s.Name, s.Status)
 			if s.Reason != "" && s.Status != "success" {
-				line += ": " + firstLine(s.Reason)
+				// Whole: a health check's failure ends with the instance's last output.
+				line += ": " + strings.ReplaceAll(strings.TrimSpace(s.Reason), "\n", "\n      ")
 			}
 			fmt.Fprintln(w.out, line)
 		}
