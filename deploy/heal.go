@@ -271,12 +271,15 @@ func (s *service) generation(gen int) bool {
 
 // ServiceStatus is what runs of a service in an environment.
 type ServiceStatus struct {
-	Env        string           `json:"env"`
-	Service    string           `json:"service"`
-	Project    string           `json:"project"`
-	Tag        string           `json:"tag"`
-	Digest     string           `json:"digest"`
-	Run        int              `json:"run"`
+	Env     string `json:"env"`
+	Service string `json:"service"`
+	Project string `json:"project"`
+	Tag     string `json:"tag"` // what it was deployed as: r12, or 12 before its run passed
+	Digest  string `json:"digest"`
+	Run     int    `json:"run"`
+	// Release is the run's release tag (r12) once the run passed, whatever it was
+	// deployed as; "" before. Filled in by the server, which knows the runs.
+	Release    string           `json:"release,omitempty"`
 	Deployment int64            `json:"deployment"`
 	Strategy   string           `json:"strategy"`
 	Switched   time.Time        `json:"switched,omitzero"`

@@ -17,9 +17,11 @@
 // Requests are forwarded by net/http/httputil.ReverseProxy. Plain HTTP/1.1 requests go
 // over a lean transport of its own (pooled keep-alive connections, the request written
 // and the answer read on the request's goroutine); upgrades and the rare request it does
-// not handle go over one shared, tuned http.Transport. The backend sees its own address as Host and the original one in
-// X-Forwarded-Host (with X-Forwarded-For and -Proto). WebSocket upgrades and streaming
-// responses (server-sent events, chunked bodies) pass through unbuffered.
+// not handle go over one shared, tuned http.Transport. The backend sees the client's Host
+// header unchanged, as behind Traefik or kamal-proxy, so it can build absolute URLs and
+// route by host; the proxy also sets X-Forwarded-Host (the same Host), X-Forwarded-Proto
+// and X-Forwarded-For, replacing whatever the client sent in them. WebSocket upgrades
+// and streaming responses (server-sent events, chunked bodies) pass through unbuffered.
 package proxy
 
 import (
@@ -131,7 +133,8 @@ func rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.Out.Context().Value(exchangeKey{}).(*exchange)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = ex.backend.Addr
-	pr.Out.Host = "" // the backend's own address; the user's Host goes in X-Forwarded-Host
+	// pr.Out.Host stays the client's Host (Out is a clone of In): the instance sees the
+	// name it was reached by, as behind any other reverse proxy.
 	pr.SetXForwarded()
 }
 

@@ -209,8 +209,59 @@ func TestForwardedHeaders(t *testing.T) {
 			t.Errorf("%s = %q, want %q", name, v, want)
 		}
 	}
-	if gotHost != b.Addr {
-		t.Errorf("backend saw Host %q, want its own address %q", gotHost, b.Addr)
+	if gotHost != "catalog.staging.localhost:8443" {
+		t.Errorf("backend saw Host %q, want the client's %q", gotHost, "catalog.staging.localhost:8443")
+	}
+}
+
+// TestInstanceSeesClientHost checks that the client's Host reaches the instance
+// unchanged on every path: the fast path, the fallback (an upload too large for the
+// fast path) and a retry on another backend after a refused connection.
+func TestInstanceSeesClientHost(t *testing.T) {
+	type seen struct{ host, fwdHost, proto, path string }
+	got := make(chan seen, 1)
+	h := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- seen{r.Host, r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"), r.URL.Path}
+	}
+	p := New(nil)
+	b, _ := startBackend(t, "b", h)
+	p.Set(Key("web", "prod"), []Backend{b})
+	p.Set(Key("web", "retry"), []Backend{{ID: "dead", Addr: deadAddr(t)}, b})
+	url := startProxy(t, p)
+
+	for _, tc := range []struct {
+		name, host string
+		bodySize   int // a POST of this many bytes; 0 for a GET
+		times      int
+	}{
+		{"fast path", "Web.Prod.localhost:8080", 0, 1},
+		{"fallback", "web.prod.localhost", maxBufferedBody + 1, 1},
+		// Twice: one of the two turns picks the dead backend first and retries.
+		{"retry", "web.retry.localhost:80", 0, 2},
+	} {
+		for range tc.times {
+			method, body := http.MethodGet, io.Reader(nil)
+			if tc.bodySize > 0 {
+				method, body = http.MethodPost, bytes.NewReader(make([]byte, tc.bodySize))
+			}
+			req, _ := http.NewRequest(method, url+"/p", body)
+			req.Host = tc.host
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("%s: status %d", tc.name, res.StatusCode)
+			}
+			want := seen{tc.host, tc.host, "http", "/p"}
+			if s := <-got; s != want {
+				t.Errorf("%s: instance saw Host %q, X-Forwarded-Host %q, -Proto %q, path %q; want %+v",
+					tc.name, s.host, s.fwdHost, s.proto, s.path, want)
+			}
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type deploymentJSON struct {
 	Tag         string    `json:"tag"`
 	Digest      string    `json:"digest"`
 	Run         int       `json:"run"`
+	Release     string    `json:"release,omitempty"` // r12 once run 12 passed, also when deployed before
 	Strategy    string    `json:"strategy"`
 	Status      string    `json:"status"`
 	Reason      string    `json:"reason,omitempty"`
@@ -60,18 +62,57 @@ type envJSON struct {
 }
 
 func (s *Server) envDetail(r *http.Request, e *store.Environment, history int) (envJSON, error) {
-	out := envJSON{Name: e.Name, Strategy: e.Strategy, Created: e.Created, Services: s.cfg.Deploys.Status(e.Name)}
+	out := envJSON{Name: e.Name, Strategy: e.Strategy, Created: e.Created, Services: s.withReleases(r.Context(), s.cfg.Deploys.Status(e.Name))}
 	if history > 0 {
 		ds, err := s.cfg.Store.Deployments(r.Context(), store.DeploymentFilter{Environment: e.Name, Limit: history})
 		if err != nil {
 			return out, err
 		}
 		out.Deployments = []deploymentJSON{}
+		releases := releaseNames{s: s}
 		for _, d := range ds {
-			out.Deployments = append(out.Deployments, toDeploymentJSON(d))
+			dj := toDeploymentJSON(d)
+			dj.Release = releases.of(r.Context(), d.Project, d.Run, d.Tag)
+			out.Deployments = append(out.Deployments, dj)
 		}
 	}
 	return out, nil
+}
+
+// withReleases fills in each service's Release.
+func (s *Server) withReleases(ctx context.Context, services []deploy.ServiceStatus) []deploy.ServiceStatus {
+	releases := releaseNames{s: s}
+	for i := range services {
+		services[i].Release = releases.of(ctx, services[i].Project, services[i].Run, services[i].Tag)
+	}
+	return services
+}
+
+// releaseNames says which runs are releases, asking the store once per run. A run
+// deployed by a deploy: step before it passed is named by its number (tag "12"); once
+// it passes it is release r12 there as everywhere.
+type releaseNames struct {
+	s    *Server
+	seen map[string]string
+}
+
+func (n *releaseNames) of(ctx context.Context, project string, run int, tag string) string {
+	if strings.HasPrefix(tag, "r") || run == 0 {
+		return tag
+	}
+	key := project + "#" + strconv.Itoa(run)
+	if rel, ok := n.seen[key]; ok {
+		return rel
+	}
+	rel := ""
+	if r, err := n.s.cfg.Store.Run(ctx, project, run); err == nil && r.Status == "success" {
+		rel = "r" + strconv.Itoa(run)
+	}
+	if n.seen == nil {
+		n.seen = map[string]string{}
+	}
+	n.seen[key] = rel
+	return rel
 }
 
 func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) {

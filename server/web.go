@@ -108,9 +108,16 @@ func (w *web) render(rw http.ResponseWriter, r *http.Request, status int, page, 
 }
 
 // page guards a page: a visitor without role is sent to sign in, instead of the API's
-// JSON 401 or 403.
+// JSON 401 or 403. A client that sends its own credentials (an Authorization header,
+// Bearer or Basic: a script, curl, a monitor) is authenticated as by the API instead:
+// with a token that has role it gets the page, otherwise the API's 401 or 403, since
+// a sign-in form is no use to it.
 func (w *web) page(role string, next http.HandlerFunc) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" && !principal(r).Can(role) {
+			w.s.require(role, next)(rw, r)
+			return
+		}
 		if p := principal(r); p.Machine != "" {
 			w.fail(rw, r, http.StatusForbidden, errors.New(machineRefusal(p, r)))
 			return

@@ -113,7 +113,7 @@ func (w *web) pipelineOverview(rw http.ResponseWriter, r *http.Request) {
 	status := map[string]map[string]*deploy.ServiceStatus{} // env -> project -> service
 	for _, e := range envs {
 		status[e.Name] = map[string]*deploy.ServiceStatus{}
-		for _, st := range w.s.cfg.Deploys.Status(e.Name) {
+		for _, st := range w.s.withReleases(r.Context(), w.s.cfg.Deploys.Status(e.Name)) {
 			status[e.Name][st.Project] = &st
 		}
 	}
