@@ -102,14 +102,26 @@ func (w *web) pipelineOverview(rw http.ResponseWriter, r *http.Request) {
 		w.failErr(rw, r, err)
 		return
 	}
-	// Permanent environments, the tracking ones (usually integration) first.
+	// Permanent environments along the promotion path: the tracking ones (usually
+	// integration) first, then those anyone may deploy to (staging), then those guarded
+	// by an approval role (production).
 	var envs []*store.Environment
+	stage := map[string]int{}
 	for _, e := range all {
-		if e.IdleTimeout == 0 {
-			envs = append(envs, e)
+		if e.IdleTimeout != 0 {
+			continue
+		}
+		envs = append(envs, e)
+		switch role, _, _ := w.s.cfg.Deploys.ApprovalRole(ctx, e.Name); {
+		case e.Track != "":
+			stage[e.Name] = 0
+		case role == "":
+			stage[e.Name] = 1
+		default:
+			stage[e.Name] = 2
 		}
 	}
-	sort.SliceStable(envs, func(i, j int) bool { return envs[i].Track != "" && envs[j].Track == "" })
+	sort.SliceStable(envs, func(i, j int) bool { return stage[envs[i].Name] < stage[envs[j].Name] })
 	status := map[string]map[string]*deploy.ServiceStatus{} // env -> project -> service
 	for _, e := range envs {
 		status[e.Name] = map[string]*deploy.ServiceStatus{}

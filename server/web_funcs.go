@@ -12,6 +12,12 @@ import (
 // funcs are the helpers the templates call.
 func (w *web) funcs() template.FuncMap {
 	return template.FuncMap{
+		"plural": func(n int, one, many string) string {
+			if n == 1 {
+				return one
+			}
+			return many
+		},
 		"asset":         w.assetURL,
 		"icon":          statusIcon,
 		"active":        activeStatus,
