@@ -40,7 +40,7 @@ func Compile(p *Pipeline) (*Graph, error) {
 			nodes, ok := expanded[name]
 			if !ok {
 				// Parse rejects unknown names; this guards a Pipeline built by hand.
-				return nil, fmt.Errorf("step %q needs %q, which is not a step: %w", s.Name, name, ErrInvalid)
+				return nil, invalidf("step %q needs %q, which is not a step", s.Name, name)
 			}
 			deps = append(deps, nodes...)
 		}
@@ -51,8 +51,8 @@ func Compile(p *Pipeline) (*Graph, error) {
 	seen := map[string]bool{}
 	for _, n := range g.Nodes {
 		if seen[n.Name] {
-			return nil, &Error{File: p.File, Line: n.Step.Pos.Line, Col: n.Step.Pos.Col,
-				Msg: fmt.Sprintf("step name %q is used twice once matrices are expanded", n.Name)}
+			return nil, ErrorList{{File: p.File, Line: n.Step.Pos.Line, Col: n.Step.Pos.Col,
+				Msg: fmt.Sprintf("step name %q is used twice once matrices are expanded", n.Name)}}
 		}
 		seen[n.Name] = true
 	}
@@ -79,7 +79,7 @@ func ordered(g *Graph) error {
 			}
 		}
 		if !progress {
-			return fmt.Errorf("the steps' needs form a cycle: %w", ErrInvalid)
+			return invalidf("the steps' needs form a cycle")
 		}
 	}
 	g.Nodes = out
@@ -131,7 +131,7 @@ func (g *Graph) Select(names []string) error {
 			}
 		}
 		if !found {
-			return fmt.Errorf("no step is named %q%s: %w", name, suggestion(name, all), ErrInvalid)
+			return invalidf("no step is named %q%s", name, suggestion(name, all))
 		}
 	}
 	var out []*Node

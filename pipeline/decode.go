@@ -26,7 +26,14 @@ type field[T any] struct {
 type decoder struct {
 	file      string
 	errs      ErrorList
-	suggested int // did-you-mean work done, see suggestion
+	suggested int        // did-you-mean work done, see suggestion
+	stepMeta  []stepMeta // one for each step decoded, as Pipeline.Steps
+
+	// unnamedSteps counts the items of steps: that other steps cannot be known to
+	// name: not a mapping, or a mapping whose name: is missing or failed to parse.
+	unnamedSteps int
+	nameFailed   bool     // the name: of the step being decoded is not a string
+	meant        []string // the fields did-you-means named, for steps to see what a typo was
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
@@ -47,7 +54,11 @@ func (d *decoder) suggestion(s string, candidates []string) string {
 	if d.suggested += work; d.suggested > suggestWork {
 		return ""
 	}
-	return suggestion(s, candidates)
+	if m := didYouMean(s, candidates); m != "" {
+		d.meant = append(d.meant, m)
+		return fmt.Sprintf("; did you mean %q?", m)
+	}
+	return ""
 }
 
 // suggestWork bounds the did-you-mean work for one file, in cells of editDistance's

@@ -10,6 +10,16 @@ import (
 // ErrInvalid is what every error of a malformed pipeline file matches with errors.Is.
 var ErrInvalid = errors.New("invalid pipeline")
 
+// invalid is an ErrInvalid without a position, whose text is only its message.
+type invalid struct{ msg string }
+
+func (e *invalid) Error() string        { return e.msg }
+func (e *invalid) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &invalid{msg: fmt.Sprintf(format, args...)}
+}
+
 // Error is one problem in a pipeline file, at the position where it was found.
 type Error struct {
 	File string

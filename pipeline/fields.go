@@ -35,7 +35,11 @@ func pipelineFields() []field[Pipeline] {
 func stepFields() []field[Step] {
 	return []field[Step]{
 		{"name", "The step's name, unique in the pipeline. Required.", stringSchema,
-			func(d *decoder, n *yaml.Node, s *Step) { s.Name = d.str(n, "name") }},
+			func(d *decoder, n *yaml.Node, s *Step) {
+				before := len(d.errs)
+				s.Name = d.str(n, "name")
+				d.nameFailed = len(d.errs) > before
+			}},
 		{"run", "Shell script run with `sh -e` in the workspace.", stringSchema,
 			func(d *decoder, n *yaml.Node, s *Step) { s.Run = d.str(n, "run") }},
 		{"needs", "Steps that must finish first. Default: the step written above; [] starts at once.", stringListSchema,

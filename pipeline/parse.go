@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v4"
@@ -25,9 +26,9 @@ func Parse(file string, data []byte) (*Pipeline, error) {
 	if root.Kind == yaml.MappingNode && got["steps"] == nil {
 		d.errorf(root, "the pipeline has no steps: add a steps: list")
 	}
-	if len(d.errs) == 0 {
-		d.validate(p)
-	}
+	// The checks across steps run whatever else is wrong, so one pass reports every
+	// problem; validate leaves out what a step that failed to parse would make up.
+	d.validate(p)
 	if len(d.errs) > 0 {
 		return p, d.errs.report()
 	}
@@ -58,31 +59,38 @@ func (d *decoder) steps(n *yaml.Node) []*Step {
 		d.errorf(n, "steps is empty; a pipeline needs at least one step")
 	}
 	out := make([]*Step, 0, len(n.Content))
-	expanded := 0 // steps so far, each matrix counted as its combinations
+	d.stepMeta, d.unnamedSteps = make([]stepMeta, 0, len(n.Content)), 0
+	expanded := 0     // steps so far, each matrix counted as its combinations
+	afterGap := false // the item above was not a step
 	for i, item := range n.Content {
 		item = resolve(item)
 		if item.Kind != yaml.MappingNode {
 			d.errorf(item, "step %d must be a mapping with name: and run:, not %s", i+1, kindName(item))
+			afterGap = true
+			d.unnamedSteps++
 			continue
 		}
 		s := &Step{Pos: pos(item)}
+		d.nameFailed, d.meant = false, d.meant[:0]
 		got := decodeMapping(d, item, "step", stepFields(), s)
 		label := fmt.Sprintf("step %d", i+1)
-		if got["name"] == nil {
+		if got["name"] == nil && !slices.Contains(d.meant, "name") {
 			d.errorf(item, "%s has no name: every step needs name:", label)
 		} else if s.Name != "" {
 			label = fmt.Sprintf("step %q", s.Name)
 		}
-		if strings.TrimSpace(s.Name) == "" && got["name"] != nil {
+		if strings.TrimSpace(s.Name) == "" && got["name"] != nil && !d.nameFailed {
 			d.errorf(got["name"], "%s: name must not be empty", label)
 		}
 		var actions []string
-		for _, a := range []string{"run", "deploy", "approval", "build"} {
+		for _, a := range stepActions {
 			if got[a] != nil {
 				actions = append(actions, a)
 			}
 		}
 		switch {
+		case len(actions) == 0 && slices.ContainsFunc(d.meant, isAction):
+			// A mistyped run: and the like is reported as such; nothing to add.
 		case len(actions) == 0:
 			d.errorf(item, "%s has nothing to do: give it run:, deploy:, approval: or build:", label)
 		case len(actions) > 1:
@@ -99,8 +107,30 @@ func (d *decoder) steps(n *yaml.Node) []*Step {
 			d.errorf(item, "%s: the pipeline has more than the limit of %d steps once matrices are expanded", label, maxSteps)
 		}
 		out = append(out, s)
+		named := got["name"] != nil && strings.TrimSpace(s.Name) != ""
+		if !named {
+			d.unnamedSteps++
+		}
+		d.stepMeta = append(d.stepMeta, stepMeta{
+			named:    named,
+			label:    label,
+			afterGap: afterGap || i == 0,
+		})
+		afterGap = false
 	}
 	return out
+}
+
+// stepActions are the fields that say what a step does; a step has exactly one.
+var stepActions = []string{"run", "deploy", "approval", "build"}
+
+func isAction(field string) bool { return slices.Contains(stepActions, field) }
+
+// stepMeta is what validate needs to know of a step beyond the Step itself.
+type stepMeta struct {
+	named    bool   // its name parsed: other steps can refer to it
+	label    string // how messages name it: step "test", or step 3 when it has no name
+	afterGap bool   // no step is written right above it: the first, or after an item that is not a step
 }
 
 // maxSteps bounds a pipeline's steps once matrices are expanded. Each becomes a stored

@@ -40,13 +40,16 @@ func artifactListCommand() *cobra.Command {
 				fmt.Fprintf(out, "%s has no releases yet: a run that passes every step and gate publishes one\n", args[0])
 				return nil
 			}
-			fmt.Fprintf(out, "%-8s %-12s %-10s %-10s %s\n", "TAG", "COMMIT", "SIZE", "TESTS", "DIGEST")
+			fmt.Fprintf(out, "%-8s %-12s %-10s %-10s %-9s %s\n", "TAG", "COMMIT", "SIZE", "TESTS", "COVERAGE", "DIGEST")
 			for _, r := range rels {
-				tests := "-"
+				tests, coverage := "-", "-"
 				if r.Tests != nil {
 					tests = fmt.Sprintf("%d/%d", r.Tests.Passed, r.Tests.Passed+r.Tests.Failed)
 				}
-				fmt.Fprintf(out, "%-8s %-12s %-10s %-10s %s\n", r.Tag, shortCommit(r.Commit), humanBytes(r.Size), tests, r.Digest)
+				if r.Coverage != nil {
+					coverage = fmt.Sprintf("%.1f%%", *r.Coverage)
+				}
+				fmt.Fprintf(out, "%-8s %-12s %-10s %-10s %-9s %s\n", r.Tag, shortCommit(r.Commit), humanBytes(r.Size), tests, coverage, r.Digest)
 			}
 			return nil
 		},

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -47,13 +48,7 @@ func (c *clientOptions) bearer() (string, error) {
 func (c *clientOptions) call(method, path string, in, out any) error {
 	return c.callRaw(method, path, in, func(status int, data []byte) error {
 		if status >= 300 {
-			var e struct {
-				Error string `json:"error"`
-			}
-			if json.Unmarshal(data, &e) == nil && e.Error != "" {
-				return fmt.Errorf("server: %s (HTTP %d)", e.Error, status)
-			}
-			return fmt.Errorf("server: HTTP %d: %s", status, bytes.TrimSpace(data))
+			return answerError(status, data)
 		}
 		if out != nil {
 			return json.Unmarshal(data, out)
@@ -69,17 +64,71 @@ func (c *clientOptions) callBody(method, path string, body []byte, out any) erro
 		if status < 300 || status == http.StatusUnprocessableEntity {
 			return json.Unmarshal(data, out)
 		}
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			if status == http.StatusBadRequest {
-				return badInput(fmt.Errorf("server: %s", e.Error))
-			}
-			return fmt.Errorf("server: %s (HTTP %d)", e.Error, status)
-		}
-		return fmt.Errorf("server: HTTP %d: %s", status, bytes.TrimSpace(data))
+		return answerError(status, data)
 	})
+}
+
+// apiError is the server's refusal of a request: its HTTP status and what it said.
+type apiError struct {
+	status int
+	msg    string
+}
+
+// Error is what the server said, as a person reads it: the server's words for a
+// refusal (4xx), with the status when it is about the token (401, 403: a proxy in
+// between may be the one refusing), and for a failure of the server itself (5xx).
+func (e *apiError) Error() string {
+	msg := serverText(e.msg)
+	switch {
+	case e.status >= 500:
+		return fmt.Sprintf("the server failed (HTTP %d): %s", e.status, msg)
+	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
+		return fmt.Sprintf("%s (HTTP %d)", msg, e.status)
+	}
+	return msg
+}
+
+// answerError turns an answer of status >= 300 into an apiError.
+func answerError(status int, data []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(data, &e) != nil || e.Error == "" {
+		e.Error = fmt.Sprintf("HTTP %d: %s", status, bytes.TrimSpace(data))
+		if status < 500 {
+			e.Error = "the server answered " + e.Error
+		}
+	}
+	return &apiError{status: status, msg: e.Error}
+}
+
+// storeNotFound matches the store's words for a missing thing, like
+// `store: environment "prod": not found` or `store: update project "shop": not found`.
+var storeNotFound = regexp.MustCompile(`^store: (?:[a-z ]+: )?(?:[a-z]+ )?(environment|project|user) ("[^"]*"): not found$`)
+
+// notFoundHints name the command that lists the things of a kind.
+var notFoundHints = map[string]string{
+	"environment": " (drover env ls lists them)",
+	"user":        " (drover user ls lists them)",
+}
+
+// serverText rewrites what a server said into words for the person at the terminal: the
+// names of the server's internals ("store: ", a sentinel error's text after the message)
+// go, and a missing environment, project or user is said plainly with where to look.
+func serverText(msg string) string {
+	if m := storeNotFound.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%s %s not found%s", m[1], m[2], notFoundHints[m[1]])
+	}
+	store := strings.HasPrefix(msg, "store: ")
+	msg = strings.TrimPrefix(msg, "store: ")
+	switch {
+	case store && strings.HasSuffix(msg, ": not found"):
+		msg = strings.TrimSuffix(msg, ": not found") + " not found"
+	case strings.HasSuffix(msg, ": not found"), strings.HasSuffix(msg, ": already exists"), strings.HasSuffix(msg, ": bad deploy request"):
+		// The server's own sentence, which says it already, with the sentinel's text appended.
+		msg = msg[:strings.LastIndex(msg, ": ")]
+	}
+	return msg
 }
 
 // callRaw sends a JSON request to the server's API and hands the answer's status and

@@ -130,17 +130,18 @@ type envStatus struct {
 	Name     string `json:"name"`
 	Strategy string `json:"strategy"`
 	Services []struct {
-		Service, Project, Tag, Digest, URL string
-		Run                                int
-		Instances                          []struct {
+		Service, Project, Tag, Digest, URL, Release string
+		Run                                         int
+		Instances                                   []struct {
 			Name, Addr, Health string
 			Pid, Restarts      int
 		}
 	} `json:"services"`
 	Deployments []struct {
-		ID                                    int64
-		Service, Tag, Status, Reason, Trigger string
-		Created                               time.Time
+		ID                                             int64
+		Service, Tag, Status, Reason, Trigger, Release string
+		Run                                            int
+		Created                                        time.Time
 	} `json:"deployments"`
 }
 
@@ -162,13 +163,13 @@ func envCommand() *cobra.Command {
 			fmt.Fprintln(out, "no environments yet: drover deploy PROJECT --env staging creates one")
 			return nil
 		}
-		fmt.Fprintf(out, "%-14s %-12s %-16s %-8s %s\n", "ENV", "STRATEGY", "SERVICE", "RELEASE", "INSTANCES")
+		fmt.Fprintf(out, "%-14s %-12s %-16s %-14s %s\n", "ENV", "STRATEGY", "SERVICE", "RUN", "INSTANCES")
 		for _, e := range envs {
 			if len(e.Services) == 0 {
-				fmt.Fprintf(out, "%-14s %-12s %-16s %-8s %s\n", e.Name, e.Strategy, "-", "-", "-")
+				fmt.Fprintf(out, "%-14s %-12s %-16s %-14s %s\n", e.Name, e.Strategy, "-", "-", "-")
 			}
 			for _, s := range e.Services {
-				fmt.Fprintf(out, "%-14s %-12s %-16s %-8s %s\n", e.Name, e.Strategy, s.Service, s.Tag, healthSummary(s.Instances))
+				fmt.Fprintf(out, "%-14s %-12s %-16s %-14s %s\n", e.Name, e.Strategy, s.Service, runName(s.Run, s.Tag, s.Release), healthSummary(s.Instances))
 			}
 		}
 		return nil
@@ -189,15 +190,15 @@ func envCommand() *cobra.Command {
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "environment %s (%s)\n", e.Name, e.Strategy)
 		for _, s := range e.Services {
-			fmt.Fprintf(out, "\n%s  %s:%s  run #%d  %s\n  reach it at %s\n", s.Service, s.Project, s.Tag, s.Run, s.Digest, s.URL)
+			fmt.Fprintf(out, "\n%s  %s %s  %s\n  reach it at %s\n", s.Service, s.Project, runName(s.Run, s.Tag, s.Release), s.Digest, s.URL)
 			for _, i := range s.Instances {
 				fmt.Fprintf(out, "  %-40s %-10s %-21s pid %-7d restarts %d\n", i.Name, i.Health, i.Addr, i.Pid, i.Restarts)
 			}
 		}
 		fmt.Fprintf(out, "\nhistory:\n")
 		for _, d := range e.Deployments {
-			fmt.Fprintf(out, "  #%-4d %s  %-12s %-6s %-11s by %s %s\n", d.ID, d.Created.Local().Format("2006-01-02 15:04:05"),
-				d.Service, d.Tag, d.Status, d.Trigger, firstLine(d.Reason))
+			fmt.Fprintf(out, "  %-5s %s  %-12s %-14s %-11s by %s %s\n", fmt.Sprintf("d%d", d.ID), d.Created.Local().Format("2006-01-02 15:04:05"),
+				d.Service, runName(d.Run, d.Tag, d.Release), d.Status, d.Trigger, firstLine(d.Reason))
 		}
 		return nil
 	}
@@ -265,6 +266,18 @@ project named system, a passing run applies its environments.yml the same way.`
 	}
 	c.flags(cmd)
 	return cmd
+}
+
+// runName names what a deployment runs as people see it everywhere: the run, "#12",
+// and "#12 (r12)" once it is a release, whatever it was deployed as.
+func runName(run int, tag, release string) string {
+	if run == 0 {
+		return tag
+	}
+	if release != "" {
+		return fmt.Sprintf("#%d (%s)", run, release)
+	}
+	return fmt.Sprintf("#%d", run)
 }
 
 // healthSummary is "2 healthy" or "1 healthy, 1 starting".

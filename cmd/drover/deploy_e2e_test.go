@@ -256,7 +256,7 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 	}
 	s.waitBody("web", "staging", "v1 staging")
 	show := drover(t, "", "env", "show", "staging", "--server", s.URL, "--token", s.Token)
-	if show.code != 0 || !strings.Contains(show.stdout, "web  web:1") || !strings.Contains(show.stdout, "api  api:1") {
+	if show.code != 0 || !strings.Contains(show.stdout, "web  web #1 (r1)") || !strings.Contains(show.stdout, "api  api #1 (r1)") {
 		t.Errorf("env show: %s", show)
 	}
 

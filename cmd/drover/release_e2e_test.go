@@ -70,6 +70,9 @@ func TestRunsPublishReleasesToTheRegistry(t *testing.T) {
 		r1.Tests == nil || r1.Tests.Passed != 2 || r1.Tests.Skipped != 1 || !strings.HasPrefix(r1.Digest, "sha256:") {
 		t.Errorf("release: %+v", r1)
 	}
+	if ls := s.as(s.Token, "artifact", "list", "shop"); ls.code != 0 || !strings.Contains(ls.stdout, "COVERAGE") || !strings.Contains(ls.stdout, "r1 ") {
+		t.Errorf("drover artifact list:\n%s", ls)
+	}
 	var full apiRelease
 	s.api("GET", "/api/v1/projects/shop/releases/r1", "", nil, &full)
 	if len(full.Files) != 2 || full.Files[0].Path != "dist/NOTES.md" || full.Files[1].URL != "/artifacts/shop/1/dist/app.txt" {

@@ -156,6 +156,16 @@ func TestServicesGetTheirEnvironmentsSecrets(t *testing.T) {
 	if code, body, err := s.viaProxy("svc", "production", "/env?name=API_KEY"); code != 200 || body != "production-value-456" {
 		t.Fatalf("production's instance has API_KEY %q (%d, %v)", body, code, err)
 	}
+	// One release has one name: staging got run 1 from its deploy: step before the run
+	// passed, production got release r1; both read "#1 (r1)".
+	if ls := s.as(s.Token, "env", "ls"); strings.Count(ls.stdout, "#1 (r1)") != 2 {
+		t.Errorf("drover env ls:\n%s", ls)
+	}
+	// The pipeline page follows the promotion path: staging, then production.
+	if page := s.text("/pipeline"); strings.Index(page, `href="/env/staging"`) < 0 ||
+		strings.Index(page, `href="/env/staging"`) > strings.Index(page, `href="/env/production"`) {
+		t.Errorf("the pipeline page lists production before staging:\n%s", page)
+	}
 	// The instance printed its key at start: the log the server keeps shows it masked.
 	logs, _ := filepath.Glob(filepath.Join(s.Data, "deploy", "logs", "*", "svc", "*.log"))
 	if len(logs) == 0 {

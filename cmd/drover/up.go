@@ -143,6 +143,8 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 	out := cmd.OutOrStdout()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	_, statErr := os.Stat(o.data)
+	fresh := os.IsNotExist(statErr) // made here: removed again if the server cannot start
 	if err := os.MkdirAll(o.data, 0o711); err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	}
@@ -158,6 +160,10 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 	select {
 	case info = <-readyc:
 	case err := <-errc:
+		if fresh { // a port taken, say: leave no half-made data folder behind
+			logFile.Close()
+			os.RemoveAll(o.data)
+		}
 		return err
 	}
 	fmt.Fprintf(out, "drover server on %s (data in %s, log in %s)\n", info.URL, info.Data, logFile.Name())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -39,5 +40,26 @@ func TestUpPushesEditedFolders(t *testing.T) {
 	third.stop()
 	if out := third.out.String(); !strings.Contains(out, "tiny       already here: unchanged") || strings.Contains(out, "#3") {
 		t.Errorf("an unedited folder was pushed again:\n%s", out)
+	}
+}
+
+// A drover up whose server cannot start (its port is taken) leaves no data folder.
+func TestUpThatCannotStartLeavesNoDataFolder(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	folder := filepath.Join(t.TempDir(), "tiny")
+	os.MkdirAll(folder, 0o755)
+	os.WriteFile(filepath.Join(folder, "drover.yml"), []byte("steps:\n  - {name: hi, run: echo hi}\n"), 0o644)
+	res := drover(t, "", "up", folder, "--data", data, "--listen", ln.Addr().String(), "--step-uids", "off", "--service-uids", "off")
+	if res.code == 0 || !strings.Contains(res.stderr, ln.Addr().String()) {
+		t.Errorf("drover up on a taken port: %s", res)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("the data folder is left behind (%v)", err)
 	}
 }
