@@ -218,9 +218,13 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	fmt.Fprintln(out, "\nStopping: runs still going end as the server stops, and the services it started stop too (Ctrl-C again to quit at once) ...")
 	err = <-errc
 	if errors.Is(err, context.Canceled) {
 		err = nil
+	}
+	if err == nil {
+		fmt.Fprintf(out, "Stopped. drover up again picks up where this left off (data in %s).\n", o.data)
 	}
 	return err
 }

@@ -27,6 +27,10 @@ func TestUpPushesEditedFolders(t *testing.T) {
 	up.until(regexp.MustCompile(`^tiny +#1 +hi +success`), time.Minute)
 	up.until(regexp.MustCompile(`^The system is up`), time.Minute)
 	up.stop()
+	// Ctrl-C says what it does and when it is done.
+	if out := up.out.String(); !strings.Contains(out, "Stopping: ") || !strings.Contains(out, "Stopped. drover up again picks up") {
+		t.Errorf("drover up's Ctrl-C said nothing:\n%s", out)
+	}
 
 	write("v2")
 	again := startUp(t, args...)
