@@ -44,11 +44,7 @@ func (s *service) containerSpec(spec *runtime.Spec, t *target) error {
 // runtimeOf is where env's services run: its runtime: from environments.yml (an
 // ephemeral environment's is its base's), else the server's default.
 func (m *Manager) runtimeOf(env string) string {
-	m.mu.Lock()
-	if base, ok := m.ephemeral[env]; ok && base != "" {
-		env = base
-	}
-	m.mu.Unlock()
+	env = m.scopeOf(env)
 	if m.cfg.Store != nil { // unit tests of the deploy mechanics run without one
 		if e, err := m.cfg.Store.Environment(m.ctx, env); err == nil && e.Runtime != "" {
 			return e.Runtime

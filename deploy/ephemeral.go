@@ -211,6 +211,32 @@ func (m *Manager) claim(name, from string) bool {
 	return true
 }
 
+// scopeOf is the environment whose secrets and settings (runtime:) env's instances take:
+// an ephemeral environment's base, else env itself.
+func (m *Manager) scopeOf(env string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if base, ok := m.ephemeral[env]; ok && base != "" {
+		return base
+	}
+	return env
+}
+
+// StepScope is the environment whose secrets an environment: step naming name gets:
+// for "ephemeral" the environment ephemeral ones copy (environments.yml's, else def),
+// for any other name that environment.
+func (m *Manager) StepScope(name, def string) string {
+	if name != "ephemeral" {
+		return name
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ephemeralBase != "" {
+		return m.ephemeralBase
+	}
+	return def
+}
+
 // ForStep is the environment an environment: step of run number n of project runs
 // against: for "ephemeral", a complete environment of its own made from base with this
 // run's artifact digest, named EphemeralName(project, n) or, when another step of the
@@ -220,11 +246,7 @@ func (m *Manager) ForStep(ctx context.Context, project string, n int, name, base
 	if name != "ephemeral" {
 		return m.Lend(name)
 	}
-	m.mu.Lock()
-	if m.ephemeralBase != "" {
-		base = m.ephemeralBase // environments.yml's ephemeral: {base: ...}
-	}
-	m.mu.Unlock()
+	base = m.StepScope(name, base) // environments.yml's ephemeral: {base: ...}, else base
 	if digest == "" {
 		return nil, fmt.Errorf("an ephemeral environment runs this run's release, and no step before this one published artifacts: %w", ErrBadRequest)
 	}

@@ -19,32 +19,6 @@ type SecretsRequest struct {
 	For    string // "service web in staging", for error messages
 }
 
-// scopeOf is the environment whose secrets and settings env's instances take: an
-// ephemeral environment's base, else env itself.
-func (m *Manager) scopeOf(env string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if base, ok := m.ephemeral[env]; ok && base != "" {
-		return base
-	}
-	return env
-}
-
-// StepScope is the environment whose secrets an environment: step naming name gets:
-// for "ephemeral" the environment ephemeral ones copy (environments.yml's, else def),
-// for any other name that environment.
-func (m *Manager) StepScope(name, def string) string {
-	if name != "ephemeral" {
-		return name
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.ephemeralBase != "" {
-		return m.ephemeralBase
-	}
-	return def
-}
-
 // secrets resolves the secrets s's instances of t ask for: their KEY=VALUE lines and a
 // masker of their values for the instances' output. No secrets: nil, nil.
 func (s *service) secrets(ctx context.Context, t *target) ([]string, *mask.Masker, error) {

@@ -147,6 +147,12 @@ func (e *webEnv) do(method, path, token string, body io.Reader) (*http.Response,
 	if token != "" {
 		req.AddCookie(&http.Cookie{Name: TokenCookie, Value: token})
 	}
+	return e.send(req)
+}
+
+// send sends req without following redirects and returns the answer and its body.
+func (e *webEnv) send(req *http.Request) (*http.Response, string) {
+	e.t.Helper()
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,14 +22,7 @@ func TestWebLogin(t *testing.T) {
 		if origin != "" {
 			req.Header.Set("Origin", origin)
 		}
-		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return e.send(req)
 	}
 	if resp, _ := post(url.Values{"token": {"drover_wrong"}, "next": {"/p/shop"}}, ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("a wrong token: %d, want 401", resp.StatusCode)

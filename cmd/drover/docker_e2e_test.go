@@ -54,6 +54,17 @@ steps:
 `, name, requiresField(requires), bin, version, version, version)
 }
 
+// pushImageRepo makes a repository of yml and imageDockerfile and pushes it to project.
+func (s *testServer) pushImageRepo(project, yml string) string {
+	s.t.Helper()
+	repo := gitRepo(s.t, yml)
+	os.WriteFile(filepath.Join(repo, "Dockerfile"), []byte(imageDockerfile), 0o644)
+	git(s.t, repo, "add", ".")
+	git(s.t, repo, "commit", "-q", "-m", "image")
+	git(s.t, repo, "push", "-q", s.pushURL(project), "main")
+	return repo
+}
+
 const imageDockerfile = "FROM " + dockertest.Busybox + "\nCOPY dist /app/dist\nWORKDIR /app\nENTRYPOINT [\"/app/dist/websvc\"]\n"
 
 func TestDockerBuildTestAndDeployTheSameImage(t *testing.T) {
@@ -63,14 +74,7 @@ func TestDockerBuildTestAndDeployTheSameImage(t *testing.T) {
 	s := startServer(t, t.TempDir(), "", "--runtime", "docker", "--health-timeout", "20s")
 	dockertest.RemoveImagesOf(t, e, strings.TrimPrefix(s.URL, "http://"))
 
-	push := func(project, yml string) string {
-		repo := gitRepo(t, yml)
-		os.WriteFile(filepath.Join(repo, "Dockerfile"), []byte(imageDockerfile), 0o644)
-		git(t, repo, "add", ".")
-		git(t, repo, "commit", "-q", "-m", "image")
-		git(t, repo, "push", "-q", s.pushURL(project), "main")
-		return repo
-	}
+	push := s.pushImageRepo
 	push("api", imagePipeline(bin, "api", "api-v1", ""))
 	if run := s.waitRun("api", 1, finished); run.Status != "success" {
 		t.Fatalf("api run: %+v\n%s", run, s.log)
@@ -200,11 +204,7 @@ steps:
     needs: [e2e]
     deploy: staging
 `, bin)
-	repo := gitRepo(t, yml)
-	os.WriteFile(filepath.Join(repo, "Dockerfile"), []byte(imageDockerfile), 0o644)
-	git(t, repo, "add", ".")
-	git(t, repo, "commit", "-q", "-m", "image")
-	git(t, repo, "push", "-q", s.pushURL("api"), "main")
+	s.pushImageRepo("api", yml)
 	if run := s.waitRun("api", 1, finished); run.Status != "success" {
 		t.Fatalf("api run: %+v\n%s", run, s.log)
 	}

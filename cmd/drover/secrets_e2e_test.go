@@ -191,11 +191,7 @@ func TestSecretsInContainers(t *testing.T) {
 	s.mustSetSecret("API_KEY", "container-step-321", "--project", "box") // steps with no environment
 	yml := strings.Replace(imagePipeline(bin, "box", "v1", ""), "  replicas: 2", "  replicas: 1\n  secrets: [API_KEY]", 1)
 	yml = strings.Replace(yml, "    image: self\n    run: ", "    image: self\n    secrets: [API_KEY]\n    run: echo in-the-container=$API_KEY && ", 1)
-	repo := gitRepo(t, yml)
-	os.WriteFile(filepath.Join(repo, "Dockerfile"), []byte(imageDockerfile), 0o644)
-	git(t, repo, "add", ".")
-	git(t, repo, "commit", "-q", "-m", "image")
-	git(t, repo, "push", "-q", s.pushURL("box"), "main")
+	s.pushImageRepo("box", yml)
 	if run := s.waitRun("box", 1, finished); run.Status != "success" {
 		t.Fatalf("run: %+v\n%s", run, s.log)
 	}

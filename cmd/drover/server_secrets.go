@@ -25,26 +25,25 @@ func (s *secretScopes) forStep(ctx context.Context, run *store.Run, req engine.S
 	env := req.Environment
 	if env != "" {
 		env = s.manager.StepScope(env, s.ephemeralBase)
-		if err := s.approvedFor(ctx, run, req.Step, env); err != nil {
+	}
+	role, err := s.approvalRole(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if role != "" {
+		if err := s.approved(ctx, run, req.Step, env, role); err != nil {
 			return nil, err
 		}
 	}
-	return s.resolve(ctx, secret.Request{Names: req.Names, Project: run.Project, Environment: env, Branch: run.Branch,
-		For: fmt.Sprintf("step %q of %s #%d", req.Step, run.Project, run.Number)})
+	return s.resolve(ctx, secret.Request{Names: req.Names, Project: run.Project, Environment: env, Approval: role,
+		Branch: run.Branch, For: fmt.Sprintf("step %q of %s #%d", req.Step, run.Project, run.Number)})
 }
 
-// approvedFor refuses a step of run the secrets of env, an environment with approval
-// rules, unless an approval: step of the run asking for that role was approved: a
-// script could print them in a form no masker knows, so they go to a run only once the
-// people who guard env let it through (as deploy: steps there do).
-func (s *secretScopes) approvedFor(ctx context.Context, run *store.Run, step, env string) error {
-	role, _, err := s.manager.ApprovalRole(ctx, env)
-	if err != nil {
-		return fmt.Errorf("the approval role of %s: %w", env, err) // when unsure, give nothing
-	}
-	if role == "" {
-		return nil
-	}
+// approved refuses a step of run the secrets of env, whose approval role is role,
+// unless an approval: step of the run asking for that role was approved: a script could
+// print them in a form no masker knows, so they go to a run only once the people who
+// guard env let it through (as deploy: steps there do).
+func (s *secretScopes) approved(ctx context.Context, run *store.Run, step, env, role string) error {
 	approvals, err := s.st.Approvals(ctx, run.ID)
 	if err != nil {
 		return err
@@ -60,20 +59,33 @@ func (s *secretScopes) approvedFor(ctx context.Context, run *store.Run, step, en
 
 // forService is deploy.Config.Secrets.
 func (s *secretScopes) forService(ctx context.Context, req deploy.SecretsRequest) ([]string, error) {
-	return s.resolve(ctx, secret.Request{Names: req.Names, Project: req.Project, Environment: req.Env, Branch: req.Branch, For: req.For})
+	role, err := s.approvalRole(ctx, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	return s.resolve(ctx, secret.Request{Names: req.Names, Project: req.Project, Environment: req.Env, Approval: role,
+		Branch: req.Branch, For: req.For})
 }
 
-// resolve completes req with what the store and the deployments know, then resolves it.
+// approvalRole is the approval role deploys to env need; "" for none, and for no
+// environment.
+func (s *secretScopes) approvalRole(ctx context.Context, env string) (string, error) {
+	if env == "" {
+		return "", nil
+	}
+	role, _, err := s.manager.ApprovalRole(ctx, env)
+	if err != nil {
+		return "", fmt.Errorf("the approval role of %s: %w", env, err) // when unsure, give nothing
+	}
+	return role, nil
+}
+
+// resolve completes req with what the store knows of its project, then resolves it.
 func (s *secretScopes) resolve(ctx context.Context, req secret.Request) ([]string, error) {
 	p, err := s.st.Project(ctx, req.Project)
 	if err != nil {
 		return nil, fmt.Errorf("secrets of %s: %w", req.Project, err)
 	}
 	req.DefaultBranch, req.External, req.BranchSecrets = p.DefaultBranch, p.URL != "", p.BranchSecrets
-	if req.Environment != "" {
-		if req.Approval, _, err = s.manager.ApprovalRole(ctx, req.Environment); err != nil {
-			return nil, fmt.Errorf("the approval role of %s: %w", req.Environment, err) // when unsure, give nothing
-		}
-	}
 	return s.vault.Resolve(ctx, req)
 }

@@ -234,14 +234,6 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 // others pushed to the project meanwhile.
 func upRecord(data, name string) string { return filepath.Join(data, "up", name+".tree") }
 
-// treeOf is the git tree of what is staged in the repository at dir.
-func treeOf(ctx context.Context, dir string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", "write-tree")
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	return strings.TrimSpace(string(out)), err
-}
-
 // record notes tree in the file at path.
 func record(path, tree string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -250,32 +242,85 @@ func record(path, tree string) error {
 	return atomicfile.Write(path, []byte(tree+"\n"), 0o600)
 }
 
+// scratchRepo is a temporary git repository drover up pushes a folder from.
+type scratchRepo struct {
+	ctx         context.Context
+	dir         string
+	token, what string // what: "push shop", for errors, which never show the token
+}
+
+// newScratchRepo makes an empty scratch repository; remove its dir when done.
+func newScratchRepo(ctx context.Context, token, what string) (*scratchRepo, error) {
+	dir, err := os.MkdirTemp("", "drover-up-")
+	if err != nil {
+		return nil, err
+	}
+	return &scratchRepo{ctx: ctx, dir: dir, token: token, what: what}, nil
+}
+
+// git runs git there and returns its output.
+func (r *scratchRepo) git(args ...string) (string, error) {
+	cmd := exec.CommandContext(r.ctx, "git", args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s: git %s: %v: %s", r.what, args[0], err, strings.ReplaceAll(string(out), r.token, "TOKEN"))
+	}
+	return string(out), nil
+}
+
+// gits runs git with each args in turn, stopping at the first failure.
+func (r *scratchRepo) gits(args ...[]string) error {
+	for _, a := range args {
+		if _, err := r.git(a...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyIn copies folder's content in, over what is there.
+func (r *scratchRepo) copyIn(folder string) error {
+	if out, err := exec.CommandContext(r.ctx, "cp", "-R", folder+"/.", r.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %v: %s", folder, err, out)
+	}
+	return nil
+}
+
+// tree is the git tree of what is staged.
+func (r *scratchRepo) tree() (string, error) {
+	out, err := r.git("write-tree")
+	return strings.TrimSpace(out), err
+}
+
+// remoteOf is project name's hosted repository, with the token as its password.
+func remoteOf(server, token, name string) string {
+	return strings.Replace(server, "://", "://drover:"+token+"@", 1) + "/git/" + name + ".git"
+}
+
+// commitAs is git's arguments for drover up's commits.
+func commitAs(message string) []string {
+	return []string{"-c", "user.name=drover up", "-c", "user.email=up@drover.invalid", "commit", "-q", "-m", message}
+}
+
 // pushFolder pushes dir's content, as a new repository's first commit, to project name,
 // and notes its tree at rec.
 func pushFolder(ctx context.Context, dir, server, token, name, rec string) error {
-	tmp, err := os.MkdirTemp("", "drover-up-")
+	r, err := newScratchRepo(ctx, token, "push "+name)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	if out, err := exec.CommandContext(ctx, "cp", "-R", dir+"/.", tmp).CombinedOutput(); err != nil {
-		return fmt.Errorf("copy %s: %v: %s", dir, err, out)
+	defer os.RemoveAll(r.dir)
+	if err := r.copyIn(dir); err != nil {
+		return err
 	}
-	remote := strings.Replace(server, "://", "://drover:"+token+"@", 1) + "/git/" + name + ".git"
-	for _, args := range [][]string{
-		{"init", "-q", "-b", "main"},
-		{"add", "."},
-		{"-c", "user.name=drover up", "-c", "user.email=up@drover.invalid", "commit", "-q", "-m", "import " + name},
-		{"push", "-q", remote, "main"},
-	} {
-		git := exec.CommandContext(ctx, "git", args...)
-		git.Dir = tmp
-		git.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
-		if out, err := git.CombinedOutput(); err != nil {
-			return fmt.Errorf("push %s: git %s: %v: %s", name, args[0], err, strings.ReplaceAll(string(out), token, "TOKEN"))
-		}
+	err = r.gits([]string{"init", "-q", "-b", "main"}, []string{"add", "."}, commitAs("import "+name),
+		[]string{"push", "-q", remoteOf(server, token, name), "main"})
+	if err != nil {
+		return err
 	}
-	tree, err := treeOf(ctx, tmp)
+	tree, err := r.tree()
 	if err != nil {
 		return err
 	}
@@ -286,52 +331,35 @@ func pushFolder(ctx context.Context, dir, server, token, name, rec string) error
 // top, when the folder was edited since drover up last pushed it (its tree differs from
 // the one noted at rec; with no note, from the branch's). It reports whether it pushed.
 func pushChanges(ctx context.Context, dir, server, token, name, rec string) (bool, error) {
-	tmp, err := os.MkdirTemp("", "drover-up-")
+	r, err := newScratchRepo(ctx, token, "update "+name)
 	if err != nil {
 		return false, err
 	}
-	defer os.RemoveAll(tmp)
-	remote := strings.Replace(server, "://", "://drover:"+token+"@", 1) + "/git/" + name + ".git"
-	git := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = tmp
-		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("update %s: git %s: %v: %s", name, args[0], err, strings.ReplaceAll(string(out), token, "TOKEN"))
-		}
-		return string(out), nil
-	}
-	if _, err := git("clone", "-q", "--branch", "main", remote, "."); err != nil {
-		return false, err
-	}
+	defer os.RemoveAll(r.dir)
 	// The folder's content replaces the branch's: files removed from it go too.
-	if _, err := git("rm", "-r", "-q", "--ignore-unmatch", "."); err != nil {
+	err = r.gits([]string{"clone", "-q", "--branch", "main", remoteOf(server, token, name), "."},
+		[]string{"rm", "-r", "-q", "--ignore-unmatch", "."})
+	if err != nil {
 		return false, err
 	}
-	if out, err := exec.CommandContext(ctx, "cp", "-R", dir+"/.", tmp).CombinedOutput(); err != nil {
-		return false, fmt.Errorf("copy %s: %v: %s", dir, err, out)
-	}
-	if _, err := git("add", "-A", "."); err != nil {
+	if err := r.copyIn(dir); err != nil {
 		return false, err
 	}
-	tree, err := treeOf(ctx, tmp)
+	if _, err := r.git("add", "-A", "."); err != nil {
+		return false, err
+	}
+	tree, err := r.tree()
 	if err != nil {
 		return false, err
 	}
 	if last, err := os.ReadFile(rec); err == nil && strings.TrimSpace(string(last)) == tree {
 		return false, nil // not edited since: what others pushed since stays
 	}
-	if out, err := git("status", "--porcelain"); err != nil || strings.TrimSpace(out) == "" {
+	if out, err := r.git("status", "--porcelain"); err != nil || strings.TrimSpace(out) == "" {
 		return false, errors.Join(err, record(rec, tree))
 	}
-	for _, args := range [][]string{
-		{"-c", "user.name=drover up", "-c", "user.email=up@drover.invalid", "commit", "-q", "-m", "changes from " + dir},
-		{"push", "-q", "origin", "main"},
-	} {
-		if _, err := git(args...); err != nil {
-			return false, err
-		}
+	if err := r.gits(commitAs("changes from "+dir), []string{"push", "-q", "origin", "main"}); err != nil {
+		return false, err
 	}
 	return true, record(rec, tree)
 }
