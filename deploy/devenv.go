@@ -97,7 +97,7 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 	)
 	for project, ref := range wants {
 		wg.Go(func() {
-			d, err := m.Deploy(ctx, Request{Env: req.Name, Project: project, Ref: ref, Trigger: upTrigger + req.Trigger,
+			d, err := m.Deploy(ctx, Request{Env: req.Name, Project: project, Ref: ref, together: true, Trigger: upTrigger + req.Trigger,
 				Message: "env up from " + orNone(req.From), Log: func(l string) { req.Log(project + ": " + l) },
 				RequirePassed: given[project], Force: req.Force})
 			mu.Lock()

@@ -279,7 +279,9 @@ type ServiceStatus struct {
 	Run     int    `json:"run"`
 	// Release is the run's release tag (r12) once the run passed, whatever it was
 	// deployed as; "" before. Filled in by the server, which knows the runs.
-	Release    string           `json:"release,omitempty"`
+	Release string `json:"release,omitempty"`
+	// Requires is what the live release's service: section requires.
+	Requires   []string         `json:"requires,omitempty"`
 	Deployment int64            `json:"deployment"`
 	Strategy   string           `json:"strategy"`
 	Switched   time.Time        `json:"switched,omitzero"`
@@ -324,6 +326,9 @@ func (s *service) status() ServiceStatus {
 		Events: slices.Clone(s.events)}
 	if d := s.current; d != nil {
 		st.Project, st.Tag, st.Digest, st.Run, st.Deployment, st.Strategy = d.Project, d.Tag, d.Digest, d.Run, d.ID, d.Strategy
+	}
+	if s.target != nil {
+		st.Requires = slices.Clone(s.target.service.Requires)
 	}
 	for _, inst := range s.instances {
 		st.Instances = append(st.Instances, InstanceStatus{Name: inst.rt.Name(), Addr: inst.rt.Addr(), Pid: inst.rt.Pid(),

@@ -153,6 +153,12 @@ type Request struct {
 	// Force lets such a release through anyway, saying so in the log and the audit
 	// log. Only admins may (the server checks).
 	Force bool
+	// WithoutRequires deploys even when services the release requires run nowhere in
+	// the environment, saying so; otherwise that is refused with a *RequiresError.
+	WithoutRequires bool
+	// together marks a deploy of a set coming up at once (env up, env apply, a tracking
+	// branch): what it requires is not checked, as it may be on its way.
+	together bool
 }
 
 // Deploy runs the release in the environment, creating the environment on first use,
@@ -191,6 +197,18 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 		return nil, err
 	}
 	t = withReplicas(t, env.Replicas)
+	switch {
+	case req.together:
+	case req.WithoutRequires:
+		if missing := m.Missing(req.Env, t.service.Requires); len(missing) > 0 {
+			req.Log(fmt.Sprintf("without %s, which %s requires: its calls to them fail until they run in %s",
+				andList(missing), t.name, req.Env))
+		}
+	default:
+		if err := m.checkRequires(ctx, req.Env, t.name, t.service.Requires, req.Log); err != nil {
+			return nil, err
+		}
+	}
 	d := &store.Deployment{Environment: req.Env, Service: t.name, Project: req.Project, Digest: t.rel.Digest.String(),
 		Tag: t.rel.Tag, Run: t.rel.Run, Strategy: strategy, Status: StatusRunning, Trigger: req.Trigger}
 	if err := m.cfg.Store.CreateDeployment(ctx, d); err != nil {
@@ -243,7 +261,10 @@ type PromoteRequest struct {
 	Trigger string // who asks, for the history
 	Message string // why, for the audit log
 	Force   bool   // promote a release whose run has not passed: see Request.Force
-	Log     func(line string)
+	// WithoutRequires promotes although services it requires run nowhere in To: see
+	// Request.WithoutRequires.
+	WithoutRequires bool
+	Log             func(line string)
 }
 
 // Promote deploys to req.To exactly the digest of req.Project that runs in req.From. It
@@ -267,7 +288,7 @@ func (m *Manager) Promote(ctx context.Context, req PromoteRequest) (*store.Deplo
 	// (a later step's report or layer); what counts is that the run passed, which
 	// RequirePassed checks.
 	d, err := m.Deploy(ctx, Request{Env: req.To, Project: req.Project, Ref: src.Digest, Trigger: req.Trigger, Action: "promote",
-		Message: message, Log: req.Log, RequirePassed: true, Force: req.Force})
+		Message: message, Log: req.Log, RequirePassed: true, Force: req.Force, WithoutRequires: req.WithoutRequires})
 	if errors.Is(err, ErrNotPassed) {
 		return nil, fmt.Errorf("%s runs %s:%s: %w", req.From, req.Project, src.Tag, err)
 	}

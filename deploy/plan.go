@@ -191,7 +191,7 @@ func (m *Manager) applyOne(ctx context.Context, c Change, actor string, log func
 		}
 		audit("success", "deleted: "+c.Detail)
 	case "deploy", "scale":
-		_, err := m.Deploy(ctx, Request{Env: c.Env, Project: c.project, Ref: c.ref, Trigger: actor,
+		_, err := m.Deploy(ctx, Request{Env: c.Env, Project: c.project, Ref: c.ref, together: true, Trigger: actor,
 			Message: pipeline.EnvironmentsFile + ": " + c.Detail, Log: func(l string) { log("  " + l) }})
 		return err
 	}
@@ -298,7 +298,7 @@ func (m *Manager) Track(ctx context.Context, project, branch string, n int) {
 		if err != nil || !m.hasService(ctx, project, rel) {
 			return
 		}
-		_, err = m.Deploy(ctx, Request{Env: e.Name, Project: project, Ref: rel.Tag, Trigger: "track " + branch,
+		_, err = m.Deploy(ctx, Request{Env: e.Name, Project: project, Ref: rel.Tag, together: true, Trigger: "track " + branch,
 			Message: fmt.Sprintf("%s tracks %s", e.Name, branch)})
 		if err != nil {
 			m.cfg.Log.Warn("a tracking environment did not take the new release", "env", e.Name, "project", project,

@@ -47,9 +47,12 @@ type service struct {
 	// instances are healed rather than rolled back again.
 	rollbackFailed int64
 	pending        map[int]int // replacements under way, by the generation they serve
-	gone           bool        // forgotten (its environment went away): nothing starts here again
-	seq            int         // numbers instance names
-	events         []Event
+	// deploying counts deploys to this service under way, waiting their turn included:
+	// a deploy of a service requiring this one waits for them (requires.go).
+	deploying int
+	gone      bool // forgotten (its environment went away): nothing starts here again
+	seq       int  // numbers instance names
+	events    []Event
 }
 
 // errGone is why a deploy to a service whose environment was taken down meanwhile fails.
@@ -88,6 +91,14 @@ func (s *service) event(format string, args ...any) {
 
 // deploy replaces the live set with instances of t by d's strategy.
 func (s *service) deploy(ctx context.Context, t *target, d *store.Deployment, log func(string)) error {
+	s.mu.Lock()
+	s.deploying++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.deploying--
+		s.mu.Unlock()
+	}()
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
 	return s.run(ctx, t, d, log, false)

@@ -183,7 +183,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 		files, err := source.ChangedFiles(ctx, repo, "", run.Commit)
 		trigger.Changed, trigger.ChangedKnown = files, err == nil
 	}
-	sink := &sink{r: r, run: run, rec: rec, positions: map[string]int{}, needs: map[string][]string{},
+	sink := &sink{r: r, run: run, rec: rec, server: serverCtx, positions: map[string]int{}, needs: map[string][]string{},
 		logs: map[string]*steplog.Writer{}}
 	for i, n := range g.Nodes {
 		sink.positions[n.Name] = i

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -114,8 +113,9 @@ func New(cfg Config) *Runner {
 }
 
 // Start recovers from a previous stop and starts the workers, which run until ctx ends.
-// Runs that were executing when the server stopped are marked error with the reason;
-// queued runs are run, and so are waiting runs whose approvals were all decided.
+// Runs that were executing when the server stopped are queued again when nothing they
+// did reached outside their workspace, and end in error otherwise (recover.go); queued
+// runs are run, and so are waiting runs whose approvals were all decided.
 func (r *Runner) Start(ctx context.Context) error {
 	if err := r.recover(ctx); err != nil {
 		return err
@@ -145,33 +145,6 @@ func (r *Runner) kick() {
 	case r.wake <- struct{}{}:
 	default:
 	}
-}
-
-// errServerStopped ends runs that were executing when the server went away.
-const errServerStopped = "the server stopped while this run was executing; re-run it"
-
-func (r *Runner) recover(ctx context.Context) error {
-	runs, err := r.cfg.Store.Runs(ctx, store.RunFilter{Status: []string{Running}, Limit: 10000})
-	if err != nil {
-		return fmt.Errorf("find interrupted runs: %w", err)
-	}
-	for _, run := range runs {
-		if _, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Running}, Errored, errServerStopped); err != nil {
-			return fmt.Errorf("mark run %s #%d: %w", run.Project, run.Number, err)
-		}
-		run.Status, run.Reason, run.Finished = Errored, errServerStopped, time.Now()
-		if err := r.cfg.Store.UpdateRun(ctx, run); err != nil {
-			return err
-		}
-		if err := r.endSteps(ctx, run.ID, Errored, errServerStopped); err != nil {
-			return err
-		}
-		_ = os.RemoveAll(r.workspace(run.ID))
-		_ = os.RemoveAll(r.workspace(run.ID) + ".artifacts")
-		r.cfg.Log.Warn("run interrupted by a server stop", "project", run.Project, "run", run.Number)
-		r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
-	}
-	return nil
 }
 
 // endSteps gives the steps still pending, running or waiting (approvals) a final status.

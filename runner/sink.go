@@ -15,9 +15,12 @@ var _ engine.Sink = (*sink)(nil)
 // sink records a run's events: step states in the store, lines in the step logs, and a
 // notification for watchers. The engine calls it from one goroutine at a time.
 type sink struct {
-	r         *Runner
-	run       *store.Run
-	rec       context.Context
+	r   *Runner
+	run *store.Run
+	rec context.Context
+	// server ends when the server stops: a step cancelled by that was interrupted,
+	// not cancelled by anyone.
+	server    context.Context
 	positions map[string]int
 	needs     map[string][]string
 	logs      map[string]*steplog.Writer
@@ -47,6 +50,9 @@ func (s *sink) Handle(e engine.Event) {
 		res := e.Result
 		st := &store.Step{Name: res.Name, Status: string(res.Status), Allowed: res.Allowed, Reason: res.Reason,
 			ExitCode: res.ExitCode, Attempts: res.Attempts, Started: res.Started, Finished: res.Finished}
+		if res.Status == engine.Cancelled && s.server != nil && s.server.Err() != nil {
+			st.Status, st.Reason = Errored, stepInterrupted
+		}
 		if res.Reports != nil {
 			st.Reports, _ = json.Marshal(res.Reports)
 		}

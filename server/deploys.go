@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,15 +168,17 @@ func (l *lineLog) add(line string) {
 }
 
 // deployTo is POST /api/v1/environments/{env}/deploy {"project", "ref", "strategy",
-// "force"}. It answers once the release takes the traffic (200) or has failed without
-// taking any (422). A release whose run has not passed is refused (409) unless an admin
-// sends "force": true.
+// "force", "without_requires"}. It answers once the release takes the traffic (200) or
+// has failed without taking any (422). A release whose run has not passed is refused
+// (409) unless an admin sends "force": true; one requiring services that do not run in
+// the environment is refused (400) unless "without_requires" is true.
 func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Project  string `json:"project"`
-		Ref      string `json:"ref"`
-		Strategy string `json:"strategy"`
-		Force    bool   `json:"force"`
+		Project         string `json:"project"`
+		Ref             string `json:"ref"`
+		Strategy        string `json:"strategy"`
+		Force           bool   `json:"force"`
+		WithoutRequires bool   `json:"without_requires"`
 	}
 	if !s.decode(w, r, &req) || !s.mayForce(w, r, req.Force) {
 		return
@@ -193,7 +196,8 @@ func (s *Server) deployTo(w http.ResponseWriter, r *http.Request) {
 	}
 	log := &lineLog{}
 	d, err := s.cfg.Deploys.Deploy(r.Context(), deploy.Request{Env: r.PathValue("env"), Project: req.Project, Ref: req.Ref,
-		Strategy: req.Strategy, Trigger: principal(r).Name, Log: log.add, RequirePassed: true, Force: req.Force})
+		Strategy: req.Strategy, Trigger: principal(r).Name, Log: log.add, RequirePassed: true, Force: req.Force,
+		WithoutRequires: req.WithoutRequires})
 	s.deployAnswer(w, r, d, log, err)
 }
 
@@ -254,13 +258,15 @@ func (s *Server) deployAnswer(w http.ResponseWriter, r *http.Request, d *store.D
 }
 
 // promoteTo is POST /api/v1/environments/{env}/promote {"project", "from", "message",
-// "force"}. A release whose run has not passed is refused (409) unless an admin forces it.
+// "force", "without_requires"}. A release whose run has not passed is refused (409)
+// unless an admin forces it; requires are checked as by deployTo.
 func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Project string `json:"project"`
-		From    string `json:"from"`
-		Message string `json:"message"`
-		Force   bool   `json:"force"`
+		Project         string `json:"project"`
+		From            string `json:"from"`
+		Message         string `json:"message"`
+		Force           bool   `json:"force"`
+		WithoutRequires bool   `json:"without_requires"`
 	}
 	if !s.decode(w, r, &req) || !s.mayForce(w, r, req.Force) {
 		return
@@ -277,7 +283,7 @@ func (s *Server) promoteTo(w http.ResponseWriter, r *http.Request) {
 	}
 	log := &lineLog{}
 	d, err := s.cfg.Deploys.Promote(r.Context(), deploy.PromoteRequest{Project: req.Project, From: req.From, To: r.PathValue("env"),
-		Trigger: principal(r).Name, Message: req.Message, Force: req.Force, Log: log.add})
+		Trigger: principal(r).Name, Message: req.Message, Force: req.Force, WithoutRequires: req.WithoutRequires, Log: log.add})
 	s.deployAnswer(w, r, d, log, err)
 }
 
@@ -594,11 +600,7 @@ func (s *Server) separated(ctx context.Context, run *store.Run) (string, error) 
 	if s.cfg.Hosting == nil {
 		return "", nil
 	}
-	data, err := source.ReadFileLimit(ctx, s.cfg.Hosting.RepoPath(run.Project), run.Commit, runner.PipelineFile, pipeline.MaxFileSize)
-	if err != nil {
-		return "", err
-	}
-	p, err := pipeline.Parse(runner.PipelineFile, data)
+	p, err := s.runPipeline(ctx, run)
 	if err != nil {
 		return "", err
 	}
@@ -618,4 +620,54 @@ func (s *Server) separated(ctx context.Context, run *store.Run) (string, error) 
 		}
 	}
 	return "", nil
+}
+
+// runPipeline is the drover.yml a hosted project's run was made from.
+func (s *Server) runPipeline(ctx context.Context, run *store.Run) (*pipeline.Pipeline, error) {
+	data, err := source.ReadFileLimit(ctx, s.cfg.Hosting.RepoPath(run.Project), run.Commit, runner.PipelineFile, pipeline.MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.Parse(runner.PipelineFile, data)
+}
+
+// envMissing is an environment a waiting run's deploy: steps go to, and the services its
+// release requires that run nowhere there: as things stand, its deploy there is refused.
+type envMissing struct {
+	Env     string
+	Missing []string
+}
+
+// List is "a", "a and b", "a, b and c".
+func (e envMissing) List() string {
+	if n := len(e.Missing); n > 1 {
+		return strings.Join(e.Missing[:n-1], ", ") + " and " + e.Missing[n-1]
+	}
+	return strings.Join(e.Missing, "")
+}
+
+// missingRequires is, for each environment the run's deploy: steps that have not run yet
+// go to, what its service requires and that environment lacks.
+func (s *Server) missingRequires(ctx context.Context, run *store.Run, steps []stepJSON) ([]envMissing, error) {
+	if s.cfg.Hosting == nil || s.cfg.Deploys == nil {
+		return nil, nil
+	}
+	p, err := s.runPipeline(ctx, run)
+	if err != nil || p.Service == nil || len(p.Service.Requires) == 0 {
+		return nil, err
+	}
+	pending := map[string]bool{}
+	for _, st := range steps {
+		pending[st.Name] = st.Status == "pending"
+	}
+	var out []envMissing
+	for _, st := range p.Steps {
+		if st.Deploy == "" || !pending[st.Name] || slices.ContainsFunc(out, func(e envMissing) bool { return e.Env == st.Deploy }) {
+			continue
+		}
+		if missing := s.cfg.Deploys.Missing(st.Deploy, p.Service.Requires); len(missing) > 0 {
+			out = append(out, envMissing{Env: st.Deploy, Missing: missing})
+		}
+	}
+	return out, nil
 }

@@ -65,7 +65,7 @@ const forceUsage = "admins only: go ahead although the release's run has not pas
 func deployCommand() *cobra.Command {
 	c := &clientOptions{}
 	var env, strategy string
-	var force bool
+	var force, withoutRequires bool
 	cmd := &cobra.Command{
 		Use:   "deploy PROJECT[:REF] --env ENV",
 		Short: "Run a release of a project in an environment",
@@ -80,7 +80,10 @@ release. The environment is created on first use.
 Only a release whose run passed goes out: one whose run failed, or still waits at an
 approval (or runs), is refused, unless an admin adds --force. An environment with an
 approval role takes deploys only from its holders and admins; production asks for
-release-manager unless an environments.yml declares it otherwise.`,
+release-manager unless an environments.yml declares it otherwise.
+
+A service whose service: section requires others is refused while one of them runs nowhere
+in the environment (its calls to them would fail), unless --without-requires is given.`,
 		Example: "  drover deploy shop --env staging\n  drover deploy shop:r12 --env production --strategy rolling",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -89,12 +92,13 @@ release-manager unless an environments.yml declares it otherwise.`,
 			}
 			project, ref, _ := strings.Cut(args[0], ":")
 			return c.deployCall(cmd.OutOrStdout(), fmt.Sprintf("deploying %s to %s", args[0], env), "/api/v1/environments/"+env+"/deploy",
-				map[string]any{"project": project, "ref": ref, "strategy": strategy, "force": force})
+				map[string]any{"project": project, "ref": ref, "strategy": strategy, "force": force, "without_requires": withoutRequires})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment to deploy to, e.g. staging")
 	cmd.Flags().StringVar(&strategy, "strategy", "", "blue-green or rolling (default: the environment's)")
 	cmd.Flags().BoolVar(&force, "force", false, forceUsage)
+	cmd.Flags().BoolVar(&withoutRequires, "without-requires", false, withoutRequiresUsage)
 	c.flags(cmd)
 	return cmd
 }
@@ -127,22 +131,27 @@ failed, say) is not gone back to, unless an admin adds --force.`,
 
 // envStatus is an environment as GET /api/v1/environments/{env} answers.
 type envStatus struct {
-	Name     string `json:"name"`
-	Strategy string `json:"strategy"`
-	Services []struct {
-		Service, Project, Tag, Digest, URL, Release string
-		Run                                         int
-		Instances                                   []struct {
-			Name, Addr, Health string
-			Pid, Restarts      int
-		}
-	} `json:"services"`
+	Name        string       `json:"name"`
+	Strategy    string       `json:"strategy"`
+	Services    []envService `json:"services"`
 	Deployments []struct {
 		ID                                             int64
 		Service, Tag, Status, Reason, Trigger, Release string
 		Run                                            int
 		Created                                        time.Time
 	} `json:"deployments"`
+}
+
+// envService is what runs of a service in an environment, as GET /api/v1/environments/ENV
+// says.
+type envService struct {
+	Service, Project, Tag, Digest, URL, Release string
+	Run                                         int
+	Requires                                    []string
+	Instances                                   []struct {
+		Name, Addr, Health string
+		Pid, Restarts      int
+	}
 }
 
 func envCommand() *cobra.Command {
@@ -306,34 +315,6 @@ func healthSummary(insts []struct {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
-}
-
-func promoteCommand() *cobra.Command {
-	c := &clientOptions{}
-	var from, to, message string
-	var force bool
-	cmd := &cobra.Command{
-		Use:   "promote PROJECT --from ENV --to ENV",
-		Short: "Deploy to one environment exactly the release running in another",
-		Long: `Promote: deploy to --to the digest of PROJECT that runs in --from, nothing rebuilt. A
-release whose run did not pass its pipeline (it failed, or still waits at an approval) is
-refused, unless an admin adds --force.`,
-		Example: "  drover promote shop --from staging --to production -m \"QA signed off\"",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if from == "" || to == "" {
-				return badInput(fmt.Errorf("--from and --to are required"))
-			}
-			return c.deployCall(cmd.OutOrStdout(), fmt.Sprintf("promoting %s from %s to %s", args[0], from, to), "/api/v1/environments/"+to+"/promote",
-				map[string]any{"project": args[0], "from": from, "message": message, "force": force})
-		},
-	}
-	cmd.Flags().StringVar(&from, "from", "", "environment whose release is promoted, e.g. staging")
-	cmd.Flags().StringVar(&to, "to", "", "environment to deploy it to, e.g. production")
-	cmd.Flags().StringVarP(&message, "message", "m", "", "why, for the audit log")
-	cmd.Flags().BoolVar(&force, "force", false, forceUsage)
-	c.flags(cmd)
-	return cmd
 }
 
 func auditCommand() *cobra.Command {

@@ -290,12 +290,34 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 		t.Errorf("after a restart, web reaching api: %d %q", code, body)
 	}
 
-	// Promotion: the digest running in staging goes to production as it is.
-	res = drover(t, "", "promote", "web", "--from", "staging", "--to", "production", "-m", "QA signed off", "--server", s.URL, "--token", s.Token)
-	if res.code != 0 {
-		t.Fatalf("promote: %s", res)
+	// Promotion: the digest running in staging goes to production as it is. web alone
+	// is refused while api, which it requires, runs nowhere in production; --all takes
+	// api first, then web.
+	res = drover(t, "", "promote", "web", "--from", "staging", "--to", "production", "--server", s.URL, "--token", s.Token)
+	if res.code != 2 || !strings.Contains(res.stderr, "web requires api, which does not run in production") ||
+		!strings.Contains(res.stderr, "--without-requires") {
+		t.Errorf("promoting web before api: %s", res)
+	}
+	if code, _, err := s.viaProxy("web", "production", "/"); err != nil || code != http.StatusBadGateway {
+		t.Errorf("a refused promotion started web in production: %d %v", code, err)
+	}
+	res = drover(t, "", "promote", "--all", "--from", "staging", "--to", "production", "-m", "QA signed off", "--server", s.URL, "--token", s.Token)
+	if res.code != 0 || !strings.Contains(res.stdout, "in this order: api, web") {
+		t.Fatalf("promote --all: %s", res)
 	}
 	s.waitBody("web", "production", "v1 production")
+	if code, body, _ := s.viaProxy("web", "production", "/up"); code != 200 || body != "api-v1 production" {
+		t.Errorf("after promote --all, web reaching api in production: %d %q", code, body)
+	}
+	if res = drover(t, "", "promote", "--all", "--from", "staging", "--to", "production", "--server", s.URL, "--token", s.Token); res.code != 0 ||
+		!strings.Contains(res.stdout, "api: production runs #1 (r1) already") || strings.Contains(res.stdout, "promoting web") {
+		t.Errorf("promote --all again: %s", res)
+	}
+	// --without-requires goes ahead, saying what is missing.
+	res = drover(t, "", "deploy", "web:1", "--env", "qa", "--without-requires", "--server", s.URL, "--token", s.Token)
+	if res.code != 0 || !strings.Contains(res.stdout, "without api, which web requires") {
+		t.Errorf("deploy --without-requires: %s", res)
+	}
 	// A release that did not pass its pipeline is not promoted, though it runs in staging.
 	s.commitPipeline(web, "web", servicePipeline(bin, "web", "v5", "api", "")+"  - {name: smoke, run: exit 1}\n")
 	if run := s.waitRun("web", 5, finished); run.Status != "failure" {
@@ -307,6 +329,12 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 		t.Errorf("promoting a failed run's release: %s", res)
 	}
 	s.waitBody("web", "production", "v1 production")
+	// A deploy: step is refused the same way, and its run fails saying why.
+	s.commitPipeline(web, "web", servicePipeline(bin, "web", "v6", "api", "")+"  - {name: demo, deploy: demo}\n")
+	if run := s.waitRun("web", 6, finished); run.Status != "failure" || len(run.Steps) != 3 ||
+		!strings.Contains(run.Steps[2].Reason, "web requires api, which does not run in demo") {
+		t.Errorf("run 6, deploying to an environment without api: %+v", run)
+	}
 
 	// The audit log has it all: who, what, where, why.
 	audit := drover(t, "", "audit", "--server", s.URL, "--token", s.Token)

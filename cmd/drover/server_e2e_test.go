@@ -135,20 +135,51 @@ steps:
 		syscall.Kill(-shellPid, syscall.SIGKILL)
 		t.Errorf("the step the killed server left running (group %d) still runs after the restart", shellPid)
 	}
-	first := s.waitRun("app", 1, finished)
-	if first.Status != "error" || !strings.Contains(first.Reason, "server stopped") {
-		t.Errorf("interrupted run: %+v", first)
-	}
-	if got := s.text("/api/v1/projects/app/runs/1/steps/long/log"); !strings.Contains(got, "acknowledged line") {
-		t.Errorf("the acknowledged log line is gone: %q", got)
-	}
-	// The queued run runs after the restart (and is cancelled here to end the test).
+	// Nothing run 1 did reached outside its workspace: it is queued again and starts
+	// over, ahead of run 2; its log keeps the first attempt's lines and says why.
 	waitForFile(t, marker)
-	if code := s.api("POST", "/api/v1/projects/app/runs/2/cancel", "", nil, nil); code != http.StatusAccepted {
-		t.Fatalf("cancel: %d", code)
+	first := s.waitRun("app", 1, func(r apiRun) bool { return r.Status == "running" })
+	if got := s.text("/api/v1/projects/app/runs/1/steps/long/log"); !strings.Contains(got, "acknowledged line") ||
+		!strings.Contains(got, "interrupted: the server stopped while this step ran; the run was queued again") {
+		t.Errorf("the re-queued run's log: %q", got)
 	}
-	if second := s.waitRun("app", 2, finished); second.Status != "cancelled" {
-		t.Errorf("second run: %+v", second)
+	if second := s.waitRun("app", 2, func(apiRun) bool { return true }); second.Status != "pending" {
+		t.Errorf("run 2 overtook the re-queued run 1: %+v %+v", first, second)
+	}
+	for n := 1; n <= 2; n++ {
+		if code := s.api("POST", fmt.Sprintf("/api/v1/projects/app/runs/%d/cancel", n), "", nil, nil); code != http.StatusAccepted {
+			t.Fatalf("cancel run %d: %d", n, code)
+		}
+		if run := s.waitRun("app", n, finished); run.Status != "cancelled" {
+			t.Errorf("run %d: %+v", n, run)
+		}
+	}
+}
+
+// A run stopped while it deploys has reached outside its workspace: after the restart it
+// ends in error saying what it had started and to re-run it, and its step says it was
+// interrupted, not cancelled, on every view.
+func TestStopMidDeployEndsTheRun(t *testing.T) {
+	t.Parallel()
+	bin, err := websvcBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, t.TempDir(), "")
+	// Its instances never become healthy: the deploy waits for them until the stop.
+	repo := gitRepo(t, servicePipeline(bin, "app", "v1", "", "&& touch dist/unhealthy"))
+	git(t, repo, "push", "-q", s.pushURL("app"), "main")
+	s.waitRun("app", 1, func(r apiRun) bool { return len(r.Steps) == 2 && r.Steps[1].Status == "running" })
+	time.Sleep(300 * time.Millisecond)
+	s.stop(syscall.SIGTERM)
+	s.start()
+	run := s.waitRun("app", 1, finished)
+	want := "interrupted: the server stopped while it ran, after its step staging had started deploying to staging; re-run it"
+	if run.Status != "error" || !strings.Contains(run.Reason, want) {
+		t.Errorf("run stopped mid-deploy: %+v", run)
+	}
+	if st := run.Steps[1]; st.Status != "error" || st.Reason != "interrupted: the server stopped while this step ran" {
+		t.Errorf("its deploy step: %+v", st)
 	}
 }
 

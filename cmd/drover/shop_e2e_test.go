@@ -139,6 +139,10 @@ func TestDroverUpDeliversTheExampleShop(t *testing.T) {
 			t.Fatalf("approve %s: %s", svc, res)
 		}
 	}
+	// web requires both: its production deploy would be refused before they run there.
+	for _, svc := range []string{"catalog", "stock"} {
+		up.until(regexp.MustCompile(`^`+svc+` +#1 +production +success`), 2*time.Minute)
+	}
 	// The web front end's release is approved in the browser, on the pipeline page.
 	ctx := browsertest.New(t)
 	approve := `tr[data-project="web"] [data-waiting="1"] button[value="approve"]`

@@ -218,7 +218,8 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	fmt.Fprintln(out, "\nStopping: runs still going end as the server stops, and the services it started stop too (Ctrl-C again to quit at once) ...")
+	fmt.Fprintln(out, "\nStopping: the services it started stop too; runs still going are queued again at the next start "+
+		"when nothing they did reached outside their workspace, else they end in error (Ctrl-C again to quit at once) ...")
 	err = <-errc
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -437,16 +438,25 @@ func (w *watcher) summary(info serverInfo, projects []upProject) {
 	proxyPort := info.Proxy[strings.LastIndexByte(info.Proxy, ':'):]
 	fmt.Fprintf(w.out, "\nThe system is up.\n  web UI:    %s/pipeline  (sign in with the token in %s)\n",
 		info.URL, filepath.Join(info.Data, "admin-token"))
-	runs := w.poll(projects)
+	w.poll(projects)
 	for _, p := range projects {
 		if p.name != SystemProject {
 			fmt.Fprintf(w.out, "  %-10s http://%s.staging.localhost%s/\n", p.name, p.name, proxyPort)
 		}
 	}
+	// Every run that waits, not only the newest: after a restart, or a newer run that
+	// failed, older ones may still wait for their approval.
 	var waiting []string
+	waits := map[string]bool{}
 	for _, p := range projects {
-		if r := runs[p.name]; r.Status == "waiting" {
+		var list []upRun
+		if err := w.c.call(http.MethodGet, "/api/v1/projects/"+p.name+"/runs?status=waiting&limit=20", nil, &list); err != nil {
+			continue
+		}
+		slices.SortFunc(list, func(a, b upRun) int { return a.Number - b.Number })
+		for _, r := range list {
 			waiting = append(waiting, fmt.Sprintf("%s %d", p.name, r.Number))
+			waits[p.name] = true
 		}
 	}
 	if len(waiting) > 0 {
@@ -461,5 +471,11 @@ func (w *watcher) summary(info serverInfo, projects []upProject) {
 			fmt.Fprintf(w.out, "  drover approve %s%s\n", wt, flags)
 		}
 		fmt.Fprintf(w.out, "  or the Approve buttons on %s/pipeline\n", info.URL)
+		for _, p := range projects {
+			if waits[p.name] && len(p.requires) > 0 {
+				fmt.Fprintf(w.out, "  %s requires %s: approve it once they run in production (its deploy is refused before)\n",
+					p.name, strings.Join(p.requires, " and "))
+			}
+		}
 	}
 }

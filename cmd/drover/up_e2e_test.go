@@ -67,3 +67,28 @@ func TestUpThatCannotStartLeavesNoDataFolder(t *testing.T) {
 		t.Errorf("the data folder is left behind (%v)", err)
 	}
 }
+
+// After a restart, drover up lists every run still waiting for an approval, also one a
+// newer, failed run of its project hides.
+func TestUpListsEveryWaitingRun(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, "gated")
+	os.MkdirAll(dir, 0o755)
+	write := func(check string) {
+		os.WriteFile(filepath.Join(dir, "drover.yml"), []byte("steps:\n  - {name: check, run: "+check+"}\n"+
+			"  - {name: go-live, approval: {role: release-manager}}\n"), 0o644)
+	}
+	write("'true'")
+	args := []string{root, "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
+		"--step-uids", "off", "--service-uids", "off"}
+	up := startUp(t, args...)
+	up.until(regexp.MustCompile(`^  drover approve gated 1`), time.Minute)
+	up.stop()
+
+	write("'false'")
+	again := startUp(t, args...)
+	again.until(regexp.MustCompile(`^gated +#2 +check +failure`), time.Minute)
+	again.until(regexp.MustCompile(`^  drover approve gated 1`), time.Minute)
+	again.stop()
+}
