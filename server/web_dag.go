@@ -24,9 +24,11 @@ type dagNode struct {
 	Layer  int    // column: the longest path from a root
 	Row    int    // place in its column
 	X, Y   int    // top-left corner
-	TextX  int    // where its text starts
+	TextX  int    // where its name and status icon start
+	StateX int    // where its status's word starts, right of the icon
 	NameY  int    // baseline of the name
 	StateY int    // baseline of the status line
+	IconY  int    // top of the status icon
 }
 
 // dagEdge is a need: a curve from the needed step to the step that needs it.
@@ -125,6 +127,7 @@ func layoutDAG(steps []stepJSON, url func(step string) string) dagGraph {
 			n := dagNode{Step: s, Label: shorten(s.Name, dagMaxLbl), URL: url(s.Name), Layer: l, Row: r,
 				X: dagPad + l*(dagNodeW+dagGapX), Y: dagPad + offset + r*(dagNodeH+dagGapY)}
 			n.TextX, n.NameY, n.StateY = n.X+12, n.Y+21, n.Y+40
+			n.StateX, n.IconY = n.TextX+16, n.StateY-10
 			g.Nodes = append(g.Nodes, n)
 			at[s.Name] = n
 		}

@@ -20,8 +20,12 @@ func (w *web) funcs() template.FuncMap {
 		},
 		"asset":         w.assetURL,
 		"icon":          statusIcon,
+		"iconID":        iconID,
+		"iconSprite":    iconSprite,
 		"active":        activeStatus,
 		"dur":           formatDuration,
+		"waitOf":        waitOf,
+		"clock":         func(t time.Time) string { return clockTime(t, time.Now()) },
 		"ago":           ago,
 		"when":          func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 		"iso":           func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
@@ -56,30 +60,6 @@ func deployClass(s string) string {
 		return "cancelled"
 	}
 	return s
-}
-
-// statusIcon is a symbol for a status, shown next to its name: status never shows by
-// colour alone.
-func statusIcon(status string) string {
-	switch status {
-	case "success":
-		return "✓"
-	case "failure":
-		return "✗"
-	case "running":
-		return "▶"
-	case "pending":
-		return "○"
-	case "waiting":
-		return "⏸"
-	case "cancelled":
-		return "⊘"
-	case "error":
-		return "!"
-	case "skipped":
-		return "↷"
-	}
-	return "·"
 }
 
 // activeStatus reports whether a run or step in status may still change.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -85,7 +86,16 @@ func (w *web) projectRuns(r *http.Request, project string, before int) ([]runJSO
 	}
 	out := make([]runJSON, 0, len(runs))
 	for _, run := range runs {
-		out = append(out, toRunJSON(run))
+		if run.Status != runner.Waiting {
+			out = append(out, toRunJSON(run))
+			continue
+		}
+		// A waiting run shows how long it ran before it stopped, which its steps tell.
+		detail, err := w.s.runDetail(r.Context(), run)
+		if err != nil {
+			return nil, fmt.Errorf("steps of %s #%d: %w", project, run.Number, err)
+		}
+		out = append(out, detail)
 	}
 	return out, nil
 }

@@ -22,6 +22,9 @@ type runPage struct {
 	Failed    []string  // failed steps, for "Re-run from this step"
 	Published *runFiles // the files of the run's published artifact; nil when none
 	Approvals []approvalView
+	// Missing is what the run's release requires and the environments it deploys to
+	// next lack, while it waits for an approval.
+	Missing []envMissing
 	// Unisolated says how steps on this server are not isolated; "" when they are.
 	Unisolated string
 }
@@ -88,6 +91,9 @@ func (w *web) run(rw http.ResponseWriter, r *http.Request) {
 				page.Approvals = append(page.Approvals, approvalView{Step: a.Step, Role: a.Role, Deadline: a.Deadline,
 					CanDecide: principal(r).CanApprove(a.Role)})
 			}
+		}
+		if page.Missing, err = w.s.missingRequires(r.Context(), run, detail.Steps); err != nil {
+			w.s.cfg.Log.Warn("what a waiting run's release requires", "project", run.Project, "run", run.Number, "err", err)
 		}
 	}
 	page.Unisolated = w.s.cfg.IsolationWarning

@@ -55,7 +55,7 @@ func TestWebRunPage(t *testing.T) {
 		// header
 		`<h1>#1 <span class="msg">Add &lt;b&gt;checkout&lt;/b&gt;</span></h1>`, `class="badge st-failure"`,
 		"step test failed", `<span class="branch">main</span>`, ">0123456</code>", "push by push", "1m 30s",
-		`<code class="digest">sha256:abab`,
+		`<code class="digest" title="sha256:abab`,
 		// the graph: nodes that link to their logs, coloured and named by status, and edges
 		`<svg class="dag"`, `<a class="node st-failure" data-step="test" href="/p/shop/runs/1/steps/test">`,
 		`<a class="node st-success" data-step="package" href="/p/shop/runs/1/steps/package">`,
@@ -63,7 +63,7 @@ func TestWebRunPage(t *testing.T) {
 		`data-from="lint" data-to="package"`,
 		// tests: totals, then the failures with their messages
 		`2 failed</span> · <span class="t-passed">40 passed</span> · <span class="t-skipped">1 skipped`,
-		"✗ cart.TestTotal", "total = 3, want &lt;4&gt;", "cart_test.go:12: total = 3", "panic: nil map",
+		`<use href="#i-failure"/></svg> cart.TestTotal`, "total = 3, want &lt;4&gt;", "cart_test.go:12: total = 3", "panic: nil map",
 		// coverage, artifacts
 		"83.3%", `value="0.8333"`, "<code>dist/</code>", "1.5 KiB", "sha256:cdcd",
 		// actions

@@ -5,7 +5,9 @@
   'use strict';
 
   var STATUSES = ['pending', 'running', 'waiting', 'success', 'failure', 'cancelled', 'error', 'skipped', 'none'];
-  var ICONS = { success: '✓', failure: '✗', running: '▶', pending: '○', waiting: '⏸', cancelled: '⊘', error: '!', skipped: '↷' };
+  // ICONS are the statuses with an icon of their own in the page's sprite (iconStatuses in
+  // web_icons.go); others show #i-none.
+  var ICONS = ['success', 'failure', 'running', 'pending', 'waiting', 'cancelled', 'error', 'skipped'];
 
   function active(status) { return status === 'pending' || status === 'running' || status === 'waiting'; }
 
@@ -76,18 +78,34 @@
       t.classList.add('st-' + status);
     });
     el.querySelectorAll('.status-text').forEach(function (t) { t.textContent = status; });
-    el.querySelectorAll('.icon').forEach(function (t) { t.textContent = ICONS[status] || '·'; });
-    var title = el.querySelector('title');
+    el.querySelectorAll('.icon').forEach(function (t) { setIcon(t, status); });
+    var title = el.querySelector(':scope > title');
     if (title) title.textContent = el.getAttribute('data-step') + ': ' + status;
   }
 
-  // setDuration shows a duration and keeps it ticking while it runs.
+  // setIcon points an icon (an SVG, or an element that holds one) at status's symbol and
+  // names it after status, as statusIcon in web_icons.go draws it.
+  function setIcon(t, status) {
+    var svg = t.tagName.toLowerCase() === 'svg' ? t : t.querySelector('svg');
+    if (!svg) return;
+    var use = svg.querySelector('use');
+    if (use) use.setAttribute('href', '#i-' + (ICONS.indexOf(status) >= 0 ? status : 'none'));
+    if (svg.hasAttribute('aria-label')) svg.setAttribute('aria-label', status);
+    var title = svg.querySelector('title');
+    if (title) title.textContent = status;
+  }
+
+  // setDuration shows a duration and keeps it ticking while it runs. A run waiting for an
+  // approval does not tick: the page shows how long it ran before it stopped and since
+  // when it waits, which the server renders (the "rundur" template).
   function setDuration(el, item) {
+    var waiting = item.status === 'waiting' && !item.finished;
     el.querySelectorAll('.dur').forEach(function (d) {
-      if (item.started && !item.finished) d.setAttribute('data-started', item.started);
+      if (item.started && !item.finished && !waiting) d.setAttribute('data-started', item.started);
       else d.removeAttribute('data-started');
-      d.textContent = item.duration_ms ? formatDuration(item.duration_ms) : (d.tagName === 'tspan' ? '' : '—');
+      if (!waiting) d.textContent = item.duration_ms ? formatDuration(item.duration_ms) : (d.tagName === 'tspan' ? '' : '—');
     });
+    if (!waiting) el.querySelectorAll('.wait-since').forEach(function (w) { w.remove(); });
   }
 
   function tick() {
@@ -95,6 +113,26 @@
       var t = Date.parse(d.getAttribute('data-started'));
       if (!isNaN(t)) d.textContent = formatDuration(Date.now() - t);
     });
+  }
+
+  // showOverflow shades the edges of a scrolling graph where it goes on beyond its box, so a
+  // wide graph never just looks cut off, scroll bar or not.
+  function showOverflow(box) {
+    var wrap = box.parentElement;
+    var left = box.scrollLeft > 1;
+    var right = box.scrollLeft + box.clientWidth < box.scrollWidth - 1;
+    wrap.classList.toggle('more-left', left);
+    wrap.classList.toggle('more-right', right);
+    if (left || right) box.setAttribute('tabindex', '0'); // scrollable by keyboard
+    else box.removeAttribute('tabindex');
+  }
+
+  function followGraph() {
+    var box = document.querySelector('.graph-wrap > .graph-box');
+    if (!box || box.hasAttribute('data-follows')) return;
+    box.setAttribute('data-follows', '');
+    box.addEventListener('scroll', function () { showOverflow(box); }, { passive: true });
+    showOverflow(box);
   }
 
   function byAttr(attr, value) {
@@ -111,13 +149,14 @@
       var fresh = new DOMParser().parseFromString(html, 'text/html').getElementById(id);
       var cur = document.getElementById(id);
       if (fresh && cur) cur.replaceWith(document.adoptNode(fresh));
+      followGraph();
     }).catch(function () { /* keep what is shown */ });
   }
 
   // A run's page and a step's page follow the run's events.
   function followRun(body) {
     var es = new EventSource(body.getAttribute('data-events'));
-    var finishedSteps = -1, last = null;
+    var finishedSteps = -1, last = null, status = body.getAttribute('data-status');
     var isRunPage = body.id === 'run-body';
     function reload() {
       // Re-apply the newest event: the fetched HTML may be older than it.
@@ -126,10 +165,13 @@
     es.addEventListener('run', function (ev) {
       var run = last = JSON.parse(ev.data);
       var done = apply(run);
+      // A run that stops to wait brings its approvals, and how long it ran.
+      var stopped = run.status === 'waiting' && status !== 'waiting';
+      status = run.status;
       if (!active(run.status)) {
         es.close();
         if (isRunPage) reload();
-      } else if (isRunPage && finishedSteps >= 0 && done !== finishedSteps) {
+      } else if (isRunPage && (stopped || (finishedSteps >= 0 && done !== finishedSteps))) {
         reload(); // finished steps bring tests, coverage and artifacts
       }
       finishedSteps = done;
@@ -158,6 +200,8 @@
       JSON.parse(ev.data).forEach(function (run) {
         var row = document.querySelector('tr[data-run="' + run.number + '"]');
         if (!row) { stale = true; return; }
+        // A run that stops to wait shows how long it ran, which the server renders.
+        if (run.status === 'waiting' && !row.querySelector('.wait-since')) stale = true;
         setStatus(row.querySelector('[data-status]'), run.status);
         setDuration(row, run);
       });
@@ -266,6 +310,11 @@
   }
 
   function init() {
+    followGraph();
+    window.addEventListener('resize', function () {
+      var box = document.querySelector('.graph-wrap > .graph-box');
+      if (box) showOverflow(box);
+    });
     var runBody = document.getElementById('run-body') || document.getElementById('step-body');
     if (runBody && window.EventSource && active(runBody.getAttribute('data-status'))) followRun(runBody);
     var runs = document.getElementById('runs');
