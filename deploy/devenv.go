@@ -47,19 +47,15 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 	}
 	wants := map[string]string{} // project -> ref
 	if req.From != "" {
-		live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: req.From, Status: []string{StatusSuccess}, Limit: 1000})
+		live, err := m.live(ctx, req.From)
 		if err != nil {
 			return nil, err
 		}
 		if len(live) == 0 {
 			return nil, fmt.Errorf("%s runs nothing to copy: %w", req.From, ErrBadRequest)
 		}
-		seen := map[string]bool{}
 		for _, d := range live {
-			if !seen[d.Service] {
-				seen[d.Service] = true
-				wants[d.Project] = d.Digest
-			}
+			wants[d.Project] = d.Digest
 		}
 	}
 	given := map[string]bool{} // projects With names: a person chose their releases

@@ -41,16 +41,14 @@ func (m *Manager) Ephemeral(ctx context.Context, name, base, project, digest str
 		log = func(string) {}
 	}
 	started := time.Now()
-	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: base, Status: []string{StatusSuccess}, Limit: 1000})
+	live, err := m.live(ctx, base)
 	if err != nil {
 		return nil, err
 	}
 	type want struct{ project, ref string }
 	wants := map[string]want{} // by service name
 	for _, d := range live {
-		if _, ok := wants[d.Service]; !ok {
-			wants[d.Service] = want{d.Project, d.Digest}
-		}
+		wants[d.Service] = want{d.Project, d.Digest}
 	}
 	own, err := m.resolve(ctx, project, digest)
 	if err != nil {

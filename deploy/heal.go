@@ -3,7 +3,6 @@ package deploy
 import (
 	"errors"
 	"fmt"
-	"os/exec"
 	"slices"
 	"syscall"
 	"time"
@@ -74,7 +73,9 @@ func (s *service) supervise(inst *instance) {
 // blamed on the release. A command run through sh whose child was killed exits with
 // 128+signal: 137 (SIGKILL) and 143 (SIGTERM) count as signalled too.
 func signalled(err error) bool {
-	var ee *exec.ExitError
+	// *exec.ExitError, and the exit of an instance that outlived the server that started
+	// it (process.ExitError): both carry the leader's wait status.
+	var ee interface{ Sys() any }
 	if !errors.As(err, &ee) {
 		return false
 	}

@@ -13,9 +13,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drover-cd/drover/proxy"
@@ -38,6 +39,9 @@ const (
 	StatusSuccess    = "success"
 	StatusFailure    = "failure"
 	StatusRolledBack = "rolled-back"
+	// StatusStopped records that a person stopped the service (drover env stop): a
+	// restarted server does not start it again; the next deploy of it does.
+	StatusStopped = "stopped"
 )
 
 // The runtimes an environment's instances run on.
@@ -87,6 +91,18 @@ type Config struct {
 	Secrets func(ctx context.Context, req SecretsRequest) ([]string, error)
 	// Notify is told the environment's name whenever what runs there changes.
 	Notify func(env string)
+	// ExternalDiscovery: a standalone proxy on this machine (drover proxy --discovery)
+	// listens on the addresses <NAME>_URL names, so discovery goes on while the server
+	// is down; the server only records them and publishes them in the route table.
+	ExternalDiscovery bool
+	// Inherited are route listeners a previous server handed over (see Listeners), by
+	// name: each route takes its own instead of listening anew. The manager owns them.
+	Inherited map[string]net.Listener
+	// Switched, when set, is called after a deploy switched a route and before it
+	// retires the instances it replaced, with the route table's version then: it waits
+	// until standalone proxies serve that version (or gives up with an error, which is
+	// logged).
+	Switched func(ctx context.Context, version string) error
 
 	HealthTimeout  time.Duration // new instances get this long to become healthy; default 60s
 	RollbackWindow time.Duration // a release unhealthy this soon after its switch is rolled back; default 5m
@@ -105,14 +121,11 @@ type Manager struct {
 	ephemeralBase string              // from environments.yml; "" for the caller's default
 	services      map[string]*service // by proxy key (service.env.localhost)
 	uids          map[string]int      // the user each environment's instances run as (users.go)
-	routes        map[string]*route   // by proxy key: the key's own listener
+	routes        map[string]*route   // by proxy key: the key's own listener (discovery.go)
+	addrs         *addressBook        // the address each key's listener had, kept across restarts
+	epoch         int64               // when the manager started, in ns: the route table's versions start with it
+	routesVersion atomic.Uint64       // bumped by every change of a route's backends
 	ephemeral     map[string]string   // ephemeral environments lent out, to the one each copies
-}
-
-// route is a proxy route's own loopback listener, the address instances reach it at.
-type route struct {
-	url string
-	srv *http.Server
 }
 
 // New returns a Manager whose instances and supervisors live until ctx ends.
@@ -133,7 +146,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.DrainTimeout = 30 * time.Second
 	}
 	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, uids: map[string]int{}, routes: map[string]*route{},
-		ephemeral: map[string]string{}}
+		ephemeral: map[string]string{}, addrs: openAddressBook(bookPath(cfg.Dir), cfg.Log), epoch: time.Now().UnixNano()}
 }
 
 // Request asks for a release of a project to run in an environment.
@@ -270,15 +283,15 @@ type PromoteRequest struct {
 // Promote deploys to req.To exactly the digest of req.Project that runs in req.From. It
 // refuses, unless forced, a release whose run did not pass its pipeline.
 func (m *Manager) Promote(ctx context.Context, req PromoteRequest) (*store.Deployment, error) {
-	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: req.From, Project: req.Project,
-		Status: []string{StatusSuccess}, Limit: 1})
+	live, err := m.live(ctx, req.From)
 	if err != nil {
 		return nil, err
 	}
-	if len(live) == 0 {
+	i := slices.IndexFunc(live, func(d *store.Deployment) bool { return d.Project == req.Project })
+	if i < 0 {
 		return nil, fmt.Errorf("%s runs nothing of %s to promote: %w", req.From, req.Project, ErrBadRequest)
 	}
-	src := live[0]
+	src := live[i]
 	message := "promoted from " + req.From
 	if req.Message != "" {
 		message += ": " + req.Message
@@ -433,8 +446,7 @@ func (m *Manager) rollback(ctx context.Context, s *service, current, previous *s
 
 // Reconcile brings every environment back to what the store says it runs: it marks
 // deployments a stopped server left running as failed and starts the live release of
-// every service. Instances a crashed server left behind are the runtime's to kill
-// before this runs. A service a deploy reached since the server started is left alone,
+// every service that Adopt did not find running. A service a deploy reached since the server started is left alone,
 // and a restored release keeps the switch time it had (when its deployment finished):
 // a restart does not open a new rollback window.
 func (m *Manager) Reconcile(ctx context.Context) error {
@@ -458,16 +470,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		wg   sync.WaitGroup
 	)
 	for _, env := range envs {
-		live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: env.Name, Status: []string{StatusSuccess}, Limit: 1000})
+		live, err := m.live(ctx, env.Name)
 		if err != nil {
 			return err
 		}
-		seen := map[string]bool{}
 		for _, d := range live {
-			if seen[d.Service] {
-				continue
-			}
-			seen[d.Service] = true
 			// All at once: services find each other through the proxy, so none waits
 			// for another to start.
 			wg.Go(func() {
@@ -477,7 +484,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 					restored, err = m.service(env.Name, d.Service).restore(ctx, withReplicas(t, env.Replicas), d)
 				}
 				if err == nil && !restored {
-					m.cfg.Log.Info("a deploy since the server started got there first; not restarting the older release",
+					m.cfg.Log.Info("already running: adopted, or deployed since the server started",
 						"env", env.Name, "service", d.Service, "release", d.Tag)
 					return
 				}
@@ -493,26 +500,6 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// Shutdown stops every instance; the server calls it when it stops.
-func (m *Manager) Shutdown(ctx context.Context) {
-	m.mu.Lock()
-	svcs := make([]*service, 0, len(m.services))
-	for _, s := range m.services {
-		svcs = append(svcs, s)
-	}
-	routes := m.routes
-	m.routes = map[string]*route{}
-	m.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range svcs {
-		wg.Go(func() { s.stopAll(ctx) })
-	}
-	wg.Wait()
-	for _, rt := range routes {
-		rt.srv.Close()
-	}
 }
 
 // forget stops a service's instances and drops it and its route listener. A deploy
@@ -535,25 +522,7 @@ func (m *Manager) forget(ctx context.Context, s *service) {
 	delete(m.routes, s.key)
 	m.mu.Unlock()
 	if rt != nil {
-		rt.srv.Close()
-	}
-}
-
-// closeRoutes closes the route listeners of every key in env, also those of services
-// that were required there but never ran.
-func (m *Manager) closeRoutes(env string) {
-	suffix := "." + env + ".localhost"
-	m.mu.Lock()
-	var rts []*route
-	for key, rt := range m.routes {
-		if strings.HasSuffix(key, suffix) {
-			rts = append(rts, rt)
-			delete(m.routes, key)
-		}
-	}
-	m.mu.Unlock()
-	for _, rt := range rts {
-		rt.srv.Close()
+		rt.close()
 	}
 }
 
@@ -570,30 +539,6 @@ func (m *Manager) service(env, name string) *service {
 		m.services[key] = s
 	}
 	return s
-}
-
-// URL returns the address instances reach service name of env at: a loopback port of
-// its own on the proxy, so clients need not send a Host header (names under .localhost
-// do not resolve everywhere).
-func (m *Manager) URL(env, name string) (string, error) {
-	key := proxy.Key(name, env)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rt, ok := m.routes[key]; ok {
-		return rt.url, nil
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("listen for %s: %w", key, err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Host = key
-		m.cfg.Proxy.ServeHTTP(w, r)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	rt := &route{url: "http://" + ln.Addr().String(), srv: srv}
-	m.routes[key] = rt
-	return rt.url, nil
 }
 
 // withReplicas is t with n instances, when an environment sets n.

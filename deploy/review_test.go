@@ -58,7 +58,7 @@ func liveSetup(t *testing.T) (*Manager, func(version string) *target) {
 	t.Cleanup(cancel)
 	m := New(ctx, Config{Runtime: &process.Runtime{}, Proxy: proxy.New(nil), Dir: t.TempDir(),
 		HealthTimeout: 5 * time.Second, DrainTimeout: time.Second})
-	t.Cleanup(func() { m.Shutdown(context.Background()) })
+	t.Cleanup(func() { m.Shutdown(context.Background(), false) })
 	mk := func(version string) *target {
 		dir := t.TempDir()
 		os.MkdirAll(filepath.Join(dir, "dist"), 0o755)
@@ -517,7 +517,7 @@ func TestDownTakesDownOnlyDeveloperEnvironments(t *testing.T) {
 func TestTearDownClosesRoutesOfServicesThatNeverRan(t *testing.T) {
 	ctx := context.Background()
 	m := New(ctx, Config{Proxy: proxy.New(nil)})
-	t.Cleanup(func() { m.Shutdown(ctx) })
+	t.Cleanup(func() { m.Shutdown(ctx, false) })
 	u, err := m.URL("eph-shop-1", "db")
 	if err != nil {
 		t.Fatal(err)

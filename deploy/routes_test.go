@@ -17,7 +17,7 @@ func TestRouteListenerSendsRouteHost(t *testing.T) {
 	ctx := context.Background()
 	p := proxy.New(nil)
 	m := New(ctx, Config{Proxy: p})
-	t.Cleanup(func() { m.Shutdown(ctx) })
+	t.Cleanup(func() { m.Shutdown(ctx, false) })
 
 	type seen struct{ host, fwdHost string }
 	got := make(chan seen, 1)

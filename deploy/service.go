@@ -182,6 +182,7 @@ func (s *service) blueGreen(ctx context.Context, t *target, d *store.Deployment,
 		stopFresh()
 		return err
 	}
+	s.m.switched(ctx)
 	log(fmt.Sprintf("switched %s in %s to %s after %s", s.name, s.env, t.rel.Tag, time.Since(started).Round(time.Millisecond)))
 	s.event("%s took the traffic (%d instances, %s)", t.rel.Tag, replicas, d.Strategy)
 	s.retire(ctx, old, log)
@@ -236,6 +237,7 @@ func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, r
 		s.publish()
 		s.mu.Unlock()
 		go s.supervise(inst)
+		s.m.switched(ctx)
 		log(fmt.Sprintf("instance %d of %d of %s is serving", i+1, replicas, t.rel.Tag))
 		if out != nil {
 			s.retire(ctx, []*instance{out}, log)
@@ -253,6 +255,9 @@ func (s *service) rolling(ctx context.Context, t *target, d *store.Deployment, r
 	})
 	s.publish()
 	s.mu.Unlock()
+	if len(extra) > 0 {
+		s.m.switched(ctx)
+	}
 	s.retire(ctx, extra, log)
 	s.event("%s took the traffic (%d instances, rolling)", t.rel.Tag, replicas)
 	return nil
@@ -324,6 +329,7 @@ func (s *service) publish() {
 		backends = append(backends, proxy.Backend{ID: inst.rt.Name(), Addr: inst.rt.Addr()})
 	}
 	s.m.cfg.Proxy.Set(s.key, backends)
+	s.m.routesChanged()
 	s.m.cfg.Notify(s.env)
 }
 
@@ -368,6 +374,7 @@ func (s *service) stopAll(ctx context.Context) {
 	s.instances = nil
 	s.gen++
 	s.m.cfg.Proxy.Set(s.key, nil)
+	s.m.routesChanged()
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, inst := range old {
@@ -398,7 +405,8 @@ func (s *service) start(ctx context.Context, t *target, restarts int, log func(s
 	name := fmt.Sprintf("%s.%s.%s.%d", s.name, s.env, short(t.rel.Digest.String())[:8], s.seq)
 	s.mu.Unlock()
 	spec := runtime.Spec{Name: name, Dir: t.dir, Command: t.service.Command, Env: env, StopTimeout: t.service.StopTimeout,
-		LogFile: filepath.Join(s.m.cfg.Dir, "logs", s.env, s.name, name+".log"), Masker: masker}
+		LogFile: filepath.Join(s.m.cfg.Dir, "logs", s.env, s.name, name+".log"), Masker: masker,
+		Labels: s.labels(t)}
 	if spec.UID, err = s.m.instanceUID(ctx, s.env); err != nil {
 		return nil, err
 	}
@@ -421,10 +429,9 @@ func (s *service) start(ctx context.Context, t *target, restarts int, log func(s
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	h := t.service.Health
-	checker := health.Start(s.m.ctx, rt.Addr(), health.Config{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout,
-		HealthyThreshold: h.HealthyThreshold, UnhealthyThreshold: h.UnhealthyThreshold, StartPeriod: s.m.cfg.HealthTimeout})
-	inst := &instance{rt: rt, checker: checker, started: time.Now(), restarts: restarts, retired: make(chan struct{})}
+	inst := s.watch(rt, t, time.Now(), s.m.cfg.HealthTimeout)
+	inst.restarts = restarts
+	checker := inst.checker
 	wctx, cancel := context.WithTimeout(ctx, s.m.cfg.HealthTimeout)
 	defer cancel()
 	defer context.AfterFunc(s.ctx, cancel)() // the service forgotten meanwhile

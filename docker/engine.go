@@ -163,11 +163,16 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string) error {
 }
 
 // RemoveLeftovers removes the containers and networks this Engine's owner created that
-// carry every label in match (nil: all of them), and returns how many containers it
-// removed. A restarted server calls it for what a crash left behind.
+// carry every label in match (nil: all of them; a label with the value "": whatever its
+// value), and returns how many containers it removed. A restarted server calls it for
+// what a crash left behind.
 func (e *Engine) RemoveLeftovers(ctx context.Context, match map[string]string) (int, error) {
 	args := filters.NewArgs(filters.Arg("label", LabelOwner+"="+e.owner))
 	for k, v := range match {
+		if v == "" {
+			args.Add("label", k)
+			continue
+		}
 		args.Add("label", k+"="+v)
 	}
 	n, err := e.removeContainers(ctx, args)

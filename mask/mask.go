@@ -22,6 +22,7 @@ const MinLength = 4
 
 // Masker knows the values to hide. It is safe for concurrent use; New makes it.
 type Masker struct {
+	values  []string       // the values New was given, for Values
 	needles [][]byte       // every form of every value, longest first
 	first   [256][]int     // indexes into needles by first byte
 	second  [256][4]uint64 // second bytes of the needles, a bit set by first byte
@@ -85,7 +86,7 @@ func New(values []string) *Masker {
 	}
 	// Longest first: where two forms start at one place, the longer is hidden whole.
 	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
-	m := &Masker{}
+	m := &Masker{values: slices.Clone(values)}
 	for i, f := range forms {
 		m.needles = append(m.needles, []byte(f))
 		m.first[f[0]] = append(m.first[f[0]], i)
@@ -122,6 +123,15 @@ func inBase64(e *base64.Encoding, v string, skew int) string {
 		return ""
 	}
 	return enc[from:to]
+}
+
+// Values returns the values m was made from, so that m can be made again elsewhere
+// (in another process: an instance's supervisor) with New. A nil m has none.
+func (m *Masker) Values() []string {
+	if m == nil {
+		return nil
+	}
+	return slices.Clone(m.values)
 }
 
 // Empty reports whether m hides nothing.

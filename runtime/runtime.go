@@ -54,6 +54,12 @@ type Spec struct {
 	// `drover sandbox exec --ro RELEASE ... --`. Process runtimes only.
 	Launcher []string
 
+	// Labels say whose the instance is (service, environment, deployment, generation).
+	// A runtime whose instances outlive the server (an Adopter) records them with the
+	// instance, so a restarted server knows what it adopts. Keys and values are short
+	// printable text.
+	Labels map[string]string
+
 	// Container runtimes only (runtime/container).
 	// Image runs the instance as a container of this image; Dir is then unused and
 	// Command, when set, replaces the image's command (run with sh -c).
@@ -103,6 +109,26 @@ func (s Spec) Timeout() time.Duration {
 // Start is safe for concurrent use.
 type Runtime interface {
 	Start(ctx context.Context, spec Spec) (Instance, error)
+}
+
+// Adopter is a Runtime whose instances outlive the server that started them: the data
+// plane does not depend on the control plane. For an Adopter, Start's ctx bounds only
+// the start itself; the instance runs until it exits or Stop is called, also after the
+// server is gone.
+//
+// Adopt is called once when a server starts: it returns the instances a previous server
+// started that still run, with the Labels they were started with, and forgets the
+// records of those that are gone. What the caller does not want of them it stops.
+type Adopter interface {
+	Runtime
+	Adopt(ctx context.Context) ([]Adopted, error)
+}
+
+// Adopted is an instance a previous server started.
+type Adopted struct {
+	Instance Instance
+	Labels   map[string]string
+	Started  time.Time // when the instance started
 }
 
 // Instance is one started instance. All its methods are safe for concurrent use.

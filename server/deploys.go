@@ -578,6 +578,33 @@ func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// stopEnv is POST /api/v1/environments/{env}/stop {"message"}: stop every service of
+// an environment, audited; they stay stopped across restarts until deployed again. It
+// answers the services it stopped.
+func (s *Server) stopEnv(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Message string `json:"message"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {
+		return
+	}
+	stopped, err := s.cfg.Deploys.StopEnv(r.Context(), r.PathValue("env"), principal(r).Name, req.Message)
+	switch {
+	case errors.Is(err, deploy.ErrBadRequest):
+		s.errorJSON(w, http.StatusNotFound, err.Error())
+	case err != nil:
+		s.fail(w, r, err)
+	default:
+		if stopped == nil {
+			stopped = []string{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"stopped": stopped})
+	}
+}
+
 // envDown is DELETE /api/v1/environments/{env}: stop a developer environment.
 func (s *Server) envDown(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {

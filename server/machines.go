@@ -1,10 +1,13 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
+	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/registry"
 )
 
@@ -74,6 +77,7 @@ type routeJSON struct {
 	Service     string         `json:"service"`
 	Environment string         `json:"environment"`
 	Instances   []instanceAddr `json:"instances"`
+	Discovery   string         `json:"discovery,omitempty"` // 127.0.0.1:PORT, what <SERVICE>_URL names
 }
 
 // instanceAddr is an instance the proxy sends a host's requests to.
@@ -82,17 +86,79 @@ type instanceAddr struct {
 	Addr string `json:"addr"` // host:port, plain HTTP/1.1
 }
 
+// RoutesKey is the notify.Hub key of the route table: notify it whenever a route's
+// instances change, so that the follow requests of standalone proxies answer at once.
+const RoutesKey = "routes"
+
+// routesRecheck is how often a follow request looks at the table's version on its own,
+// in case a change came without a notification on RoutesKey.
+const routesRecheck = time.Second
+
 // listRoutes is GET /api/v1/routes: the route table the embedded proxy follows, as
-// the deploy manager set it: which host goes to which instance addresses. Proxy tokens
-// and admins read it; a standalone proxy follows it. Hosts come sorted.
+// the deploy manager set it: which host goes to which instance addresses, and the
+// table's version. Proxy tokens and admins read it; a standalone proxy follows it.
+// Hosts come sorted.
+//
+// A standalone proxy follows it with ?wait=VERSION&proxy=NAME (see package edge):
+// VERSION is the table it serves now, so the request is also its acknowledgement,
+// which the Tracker records. The answer comes at once when the table's version is not
+// VERSION, else when it changes or after s.routesWait with the same table.
 func (s *Server) listRoutes(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name, wait := q.Get("proxy"), q.Get("wait")
+	_, waiting := q["wait"]
+	if name != "" && s.cfg.Proxies != nil {
+		s.cfg.Proxies.Report(name, wait)
+	}
+	version, routes := s.cfg.Deploys.RouteTable()
+	if waiting && version == wait {
+		version, routes = s.awaitRoutes(r.Context(), wait)
+		if r.Context().Err() != nil {
+			if name != "" && s.cfg.Proxies != nil {
+				s.cfg.Proxies.Gone(name) // it hung up: not waited for until it follows again
+			}
+			return
+		}
+	}
 	out := []routeJSON{}
-	for _, rt := range s.cfg.Deploys.Routes() {
-		j := routeJSON{Host: rt.Host, Service: rt.Service, Environment: rt.Environment, Instances: []instanceAddr{}}
+	for _, rt := range routes {
+		j := routeJSON{Host: rt.Host, Service: rt.Service, Environment: rt.Environment, Instances: []instanceAddr{},
+			Discovery: rt.Discovery}
 		for _, b := range rt.Backends {
 			j.Instances = append(j.Instances, instanceAddr{ID: b.ID, Addr: b.Addr})
 		}
 		out = append(out, j)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"routes": out})
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"version": version, "routes": out})
+}
+
+// awaitRoutes waits until the route table's version is not have, or s.routesWait
+// passes, or ctx ends, and returns the table then.
+func (s *Server) awaitRoutes(ctx context.Context, have string) (string, []deploy.Route) {
+	var changed <-chan struct{}
+	if s.cfg.Hub != nil {
+		ch, stop := s.cfg.Hub.Subscribe(RoutesKey)
+		defer stop()
+		changed = ch
+	}
+	timeout := time.NewTimer(s.routesWait)
+	defer timeout.Stop()
+	tick := time.NewTicker(routesRecheck)
+	defer tick.Stop()
+	for {
+		// Subscribed before this look: a change from here on wakes the loop.
+		version, routes := s.cfg.Deploys.RouteTable()
+		if version != have {
+			return version, routes
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-timeout.C:
+			return version, routes
+		case <-ctx.Done():
+			return version, routes
+		}
+	}
 }

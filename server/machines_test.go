@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/edge"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/release"
@@ -81,6 +82,7 @@ var everyRoute = map[string]routeCase{
 	"POST /api/v1/environments/{env}/deploy":   {},
 	"POST /api/v1/environments/{env}/rollback": {},
 	"POST /api/v1/environments/{env}/promote":  {},
+	"POST /api/v1/environments/{env}/stop":     {},
 	"GET /api/v1/audit":                        {},
 	"POST /api/v1/environments/plan":           {},
 	"POST /api/v1/environments/{env}/up":       {},
@@ -263,5 +265,85 @@ func TestEveryRouteRefusesMachineTokens(t *testing.T) {
 		if code, body := send("GET /auth/token?scope=repository:shop/image:pull", tokens[MachinePull]); code != 200 || !strings.Contains(body, tokens[MachinePull]) {
 			t.Errorf("GET /auth/token with a pull token: %d %s", code, body)
 		}
+	}
+}
+
+// Issue 17: a standalone proxy follows the route table with ?wait=VERSION&proxy=NAME: a
+// long poll that answers at once when its table is old, else after the wait, and that
+// records which version the proxy serves. The query opens nothing else to its token.
+func TestRoutesFollowRequests(t *testing.T) {
+	srv, st := fullServer(t, false)
+	tracker := &edge.Tracker{}
+	srv.cfg.Proxies = tracker
+	srv.routesWait = 300 * time.Millisecond
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	tok := machineToken(t, st, MachineProxy)
+	get := func(ctx context.Context, target string) (int, edge.Table, string) {
+		t.Helper()
+		r, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+target, nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return 0, edge.Table{}, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var tbl edge.Table
+		if resp.StatusCode == 200 {
+			if err := json.Unmarshal(body, &tbl); err != nil {
+				t.Fatalf("%s: %v %s", target, err, body)
+			}
+		}
+		return resp.StatusCode, tbl, string(body)
+	}
+
+	// Without wait: the table and its version at once, as before.
+	code, first, body := get(context.Background(), "/api/v1/routes")
+	if code != 200 || first.Version == "" || first.Routes == nil {
+		t.Fatalf("GET /api/v1/routes: %d %s", code, body)
+	}
+	// A proxy serving another version gets the table at once, and is recorded.
+	started := time.Now()
+	code, tbl, body := get(context.Background(), "/api/v1/routes?wait=1.0&proxy=edge-a")
+	if code != 200 || tbl.Version != first.Version || time.Since(started) > 200*time.Millisecond {
+		t.Fatalf("an old version: %d after %s: %s", code, time.Since(started), body)
+	}
+	if ps := tracker.Proxies(); len(ps) != 1 || ps[0].Name != "edge-a" || ps[0].Version != "1.0" {
+		t.Errorf("tracked after the first follow request: %+v", ps)
+	}
+	// One serving the current version waits for a change, then gets the same table.
+	started = time.Now()
+	code, tbl, body = get(context.Background(), "/api/v1/routes?wait="+first.Version+"&proxy=edge-a")
+	if waited := time.Since(started); code != 200 || tbl.Version != first.Version || waited < 250*time.Millisecond {
+		t.Fatalf("the current version: %d after %s: %s", code, waited, body)
+	}
+	if err := tracker.Wait(context.Background(), first.Version); err != nil {
+		t.Errorf("edge-a acknowledged %s: %v", first.Version, err)
+	}
+	// A notification that changes nothing does not end the wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(ctx, "/api/v1/routes?wait="+first.Version+"&proxy=edge-b")
+	}()
+	for len(tracker.Proxies()) < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	srv.cfg.Hub.Notify(RoutesKey)
+	// A proxy that hangs up is not waited for.
+	cancel()
+	<-done
+	deadline := time.Now().Add(2 * time.Second)
+	for len(tracker.Proxies()) != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ps := tracker.Proxies(); len(ps) != 1 || ps[0].Name != "edge-a" {
+		t.Errorf("after edge-b hung up: %+v", ps)
+	}
+	// The query opens no other route to a proxy token.
+	if code, _, body := get(context.Background(), "/api/v1/environments?wait=1.0&proxy=edge-a"); code != http.StatusForbidden {
+		t.Errorf("GET /api/v1/environments?wait=...&proxy=... with a proxy token: %d %s", code, body)
 	}
 }

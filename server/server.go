@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/edge"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
@@ -37,6 +38,10 @@ type Config struct {
 	Retention Retention
 	// Deploys runs releases in environments; nil serves no deploy API.
 	Deploys *deploy.Manager
+	// Proxies records the standalone proxies that follow the route table (GET
+	// /api/v1/routes?proxy=NAME&wait=VERSION) and the version each serves; pass its
+	// Wait as deploy.Config.Switched. nil tracks none.
+	Proxies *edge.Tracker
 	// Secrets keeps secrets, encrypted; nil answers the secrets API with 503.
 	Secrets *secret.Vault
 	// ProxyHost is ":PORT" of the proxy's listener, for links to deployed services.
@@ -59,6 +64,9 @@ type Server struct {
 	mux     *http.ServeMux
 	polling sync.Map // project name -> *sync.Mutex held while fetching it
 	usage   usage    // when tokens were last used
+	// routesWait is how long a follow request of the route table waits for a change
+	// before it answers with the same table: edge.PollTimeout.
+	routesWait time.Duration
 	// patterns lists every route registered, in order: the test of who may call what
 	// (TestEveryRouteRefusesMachineTokens) checks that its table names them all.
 	patterns []string
@@ -82,7 +90,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), routesWait: edge.PollTimeout}
 	s.routes()
 	return s
 }
@@ -135,6 +143,7 @@ func (s *Server) routes() {
 		m.HandleFunc("POST /api/v1/environments/{env}/deploy", s.require(RoleDeveloper, s.deployTo))
 		m.HandleFunc("POST /api/v1/environments/{env}/rollback", s.require(RoleDeveloper, s.rollbackIn))
 		m.HandleFunc("POST /api/v1/environments/{env}/promote", s.require(RoleDeveloper, s.promoteTo))
+		m.HandleFunc("POST /api/v1/environments/{env}/stop", s.require(RoleDeveloper, s.stopEnv))
 		m.HandleFunc("GET /api/v1/audit", s.require(RoleViewer, s.listAudit))
 		m.HandleFunc("POST /api/v1/environments/plan", s.require(RoleViewer, s.planEnvironments))
 		m.HandleFunc("POST /api/v1/environments/{env}/up", s.require(RoleDeveloper, s.envUp))

@@ -212,7 +212,7 @@ func envCommand() *cobra.Command {
 		return nil
 	}
 	sc.flags(show)
-	cmd.AddCommand(ls, show, envFileCommand("plan"), envFileCommand("apply"), envUpCommand(), envDownCommand())
+	cmd.AddCommand(ls, show, envFileCommand("plan"), envFileCommand("apply"), envUpCommand(), envDownCommand(), envStopCommand())
 	return cmd
 }
 

@@ -152,9 +152,13 @@ func TestDockerBuildTestAndDeployTheSameImage(t *testing.T) {
 	stopLeavingNoContainers(t, s)
 }
 
-// stopLeavingNoContainers stops the server and checks that it removed its containers.
+// stopLeavingNoContainers stops every environment and the server, and checks that no
+// container of it is left: the server's stop alone leaves the services serving.
 func stopLeavingNoContainers(t *testing.T, s *testServer) {
 	t.Helper()
+	if res := s.as(s.Token, "env", "stop", "--all"); res.code != 0 {
+		t.Errorf("env stop --all: %s", res)
+	}
 	s.stop(syscall.SIGTERM)
 	probe, err := dockerengine.Connect(context.Background(), dockerengine.Owner(s.Data), dockerengine.Registry{})
 	if err != nil {

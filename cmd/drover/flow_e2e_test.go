@@ -52,6 +52,12 @@ steps:
 	}
 	s.waitBody("shop", "staging", "shop-v1 staging")
 
+	// shop requires users and stock: they go to production first (an admin may).
+	for _, p := range []string{"users", "stock"} {
+		if res := s.as(s.Token, "promote", p, "--from", "staging", "--to", "production"); res.code != 0 {
+			t.Fatalf("promote %s: %s", p, res)
+		}
+	}
 	// Refused without the role, approved through the API with it.
 	dev := strings.TrimSpace(drover(t, "", "token", "create", "--role", "developer", "--server", s.URL, "--token", s.Token).stdout)
 	rm := strings.TrimSpace(drover(t, "", "token", "create", "--role", "viewer", "--approves", "release-manager",

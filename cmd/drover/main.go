@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/runtime/process"
 )
 
 // Exit codes, as documented in the README.
@@ -35,6 +36,11 @@ func (e *exitError) Unwrap() error { return e.err }
 func badInput(err error) error { return &exitError{code: exitBadInput, err: err} }
 
 func main() {
+	// The supervisor of a detached instance (runtime/process) is this binary, run by the
+	// server with this hidden argument: not a command of the CLI.
+	if len(os.Args) == 2 && os.Args[1] == process.ShimCommand {
+		os.Exit(process.RunShim(os.Stdin, os.Stdout))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -161,7 +167,7 @@ Exit codes: 0 success, 1 a step or gate failed, 2 invalid input, 130 interrupted
 	root.SetErr(stderr)
 	root.AddCommand(runCommand(), validateCommand(), schemaCommand(), versionCommand(), serverCommand(), userCommand(), tokenCommand(), projectCommand(), artifactCommand(), registryCommand(),
 		deployCommand(), rollbackCommand(), promoteCommand(), envCommand(), auditCommand(), approveCommand(), upCommand(), sandboxCommand(),
-		secretCommand())
+		secretCommand(), proxyCommand())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{cmd: cmd, err: err} })
 	root.InitDefaultCompletionCmd() // now, so that checkUsage sees it too
 	checkUsage(root)

@@ -24,6 +24,7 @@ import (
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/docker"
+	"github.com/drover-cd/drover/edge"
 	"github.com/drover-cd/drover/internal/datadir"
 	"github.com/drover-cd/drover/internal/duration"
 	"github.com/drover-cd/drover/notify"
@@ -48,15 +49,21 @@ type serverOptions struct {
 	grace     time.Duration
 	retention server.Retention
 
-	stepUIDs       string
-	hide           []string // sockets confined steps and instances must not reach
-	reach          string   // where workspaces, homes and unpacked releases live (reachable)
-	serviceUIDs    string
-	runtime        string
-	proxyListen    string
-	ephemeralBase  string
-	healthTimeout  time.Duration
-	rollbackWindow time.Duration
+	stepUIDs    string
+	hide        []string // sockets confined steps and instances must not reach
+	reach       string   // where workspaces, homes and unpacked releases live (reachable)
+	serviceUIDs string
+	runtime     string
+	proxyListen string
+	// externalDiscovery: drover proxy --discovery serves <NAME>_URL addresses.
+	externalDiscovery bool
+	ephemeralBase     string
+	healthTimeout     time.Duration
+	rollbackWindow    time.Duration
+
+	// keepServices leaves deployed services serving when the server stops, for the next
+	// one to adopt: drover server always, drover up with --keep-services.
+	keepServices bool
 
 	secretKeyFile string        // --secret-key-file; "" for DATA/secret.key
 	vault         *secret.Vault // the server's secrets, once serve opened them
@@ -85,6 +92,7 @@ is finished at the next start.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	o.flags(cmd)
+	o.keepServices = true // SIGTERM stops the server, not production: drover env stop does that
 	return cmd
 }
 
@@ -105,6 +113,8 @@ func (o *serverOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.serviceUIDs, "service-uids", "21000-21999", "as root: each environment's service instances run as its own unprivileged uid from this range (off: as the server's user)")
 	f.StringVar(&o.runtime, "runtime", deploy.RuntimeProcess, "where deployed services run: process (from the unpacked release) or docker (containers of the release's image)")
 	f.StringVar(&o.proxyListen, "proxy-listen", "127.0.0.1:8000", "address of the proxy in front of deployed services (http://SERVICE.ENV.localhost:PORT/)")
+	f.BoolVar(&o.externalDiscovery, "external-discovery", false,
+		"a standalone proxy on this machine (drover proxy --discovery) serves the <NAME>_URL addresses instances reach each other at, so discovery outlives the server; the server only records them")
 	f.StringVar(&o.ephemeralBase, "ephemeral-base", "staging", "environment: ephemeral steps get every service of this environment at its live release")
 	f.Var(duration.Flag(&o.healthTimeout, time.Minute), "health-timeout", "deploys: how long new instances get to become healthy")
 	f.Var(duration.Flag(&o.rollbackWindow, 5*time.Minute), "rollback-window", "deploys: a release that turns unhealthy this soon after its switch is rolled back")
@@ -127,6 +137,9 @@ type serverInfo struct {
 // second Ctrl-C can end the process) and returns when requests and steps have stopped.
 // ready, when set, is called once the server listens.
 func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping func(), ready func(serverInfo)) error {
+	// Ends on a signal, or when a successor asks to take over (server_handover.go).
+	ctx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
 	// Absolute, so that workspaces, DROVER_WORKSPACE and leftover detection agree.
 	data, err := filepath.Abs(o.data)
 	if err != nil {
@@ -146,6 +159,12 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		log.Info("workspaces, homes and unpacked releases live where the step users can reach them: they cannot pass a folder above the data folder",
 			"folder", o.reach)
 	}
+	// A server already running here hands over its sockets: an in-place upgrade.
+	taken, err := o.takeOver(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer taken.Close() // sockets it did not pass on, if this server fails to start
 	dsn := o.db
 	if dsn == "" {
 		dsn = filepath.Join(o.data, "drover.db")
@@ -182,7 +201,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	}
 	reg.Immutable, reg.Log = release.Immutable, log
 	// Listening first: the Docker Engine pulls and pushes through this address.
-	ln, err := net.Listen("tcp", o.listen)
+	ln, err := listenOr(taken.Listener("api"), o.listen, log, "--listen")
 	if err != nil {
 		return badInput(fmt.Errorf("--listen %s: %w", o.listen, err))
 	}
@@ -193,11 +212,12 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	hub := &notify.Hub{}
 	hosting := &source.Hosting{Root: filepath.Join(o.data, "git"), Log: log}
 	releases := &release.Catalog{Registry: reg}
-	deps, err := o.startDeployments(ctx, st, reg, releases, hosting.RepoPath, hub, dockerEngine, images, log)
+	proxies := &edge.Tracker{} // standalone proxies following the route table
+	deps, err := o.startDeployments(ctx, st, reg, releases, hosting.RepoPath, hub, dockerEngine, images, taken, proxies, log)
 	if err != nil {
 		return err
 	}
-	defer deps.stop(context.Background())
+	defer deps.stop(context.Background(), o.keepServices)
 	o.retention.Deployed = deployed(st)
 	isolation, isolationWarning, err := o.isolation(log)
 	if err != nil {
@@ -220,7 +240,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		Log:       log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
-		Releases: releases, Retention: o.retention, Deploys: deps.manager, Secrets: o.vault, ProxyHost: portOf(deps.ln.Addr()),
+		Releases: releases, Retention: o.retention, Deploys: deps.manager, Proxies: proxies, Secrets: o.vault, ProxyHost: portOf(deps.ln.Addr()),
 		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, IsolationWarning: isolationWarning})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	if err := srv.ReportNames(ctx); err != nil {
@@ -242,7 +262,11 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		deps.applyAtStart(ctx, st, hosting.RepoPath, o.data, log)
 		deps.manager.ReapIdle(ctx, time.Second)
 	}()
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	// Requests keep their context until the listener is shut down: during a handover this
+	// server goes on answering after ctx ended.
+	reqCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer endRequests()
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return reqCtx }}
 	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "proxy", "http://"+deps.ln.Addr().String(), "data", o.data)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -254,27 +278,52 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		ready(serverInfo{URL: "http://" + ln.Addr().String(), Proxy: "http://" + deps.ln.Addr().String(),
 			Token: strings.TrimSpace(string(token)), Data: o.data})
 	}
+	if err := taken.Ready(); err != nil {
+		log.Warn("tell the previous server this one serves; it stops on its own", "err", err)
+	}
+	succ := o.offerSockets(log, stopAll)
+	defer succ.close()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
 	stopping() // a second signal now ends the process at once
+	if req := succ.pending(); req != nil {
+		succ.close()
+		// Runs end first, and healing, so that the successor's recovery and adoption
+		// race nothing of this server's; its proxy and API go on serving meanwhile.
+		waitRuns(run, o.grace, log)
+		deps.cancel()
+		sockets := deps.manager.Listeners()
+		sockets["api"], sockets["proxy"] = ln, deps.ln
+		if handOver(req, sockets, log) {
+			quiesce(hs, ln)
+			deps.quiesce()
+			time.Sleep(acceptedGrace)
+		}
+	}
 	log.Info("stopping: finishing requests and stopping steps; a second Ctrl-C quits at once")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = hs.Shutdown(shutdown)
-	waited := make(chan struct{})
-	go func() { run.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(o.grace + 5*time.Second):
-		log.Warn("steps did not stop in time; the next start stops what is left")
-	}
+	endRequests()
+	waitRuns(run, o.grace, log)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// waitRuns waits until the runner's workers have stopped, up to grace and a bit.
+func waitRuns(run *runner.Runner, grace time.Duration, log *slog.Logger) {
+	waited := make(chan struct{})
+	go func() { run.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(grace + 5*time.Second):
+		log.Warn("steps did not stop in time; the next start stops what is left")
+	}
 }
 
 // isolation is how steps are kept from the server and each other: as root, a user per

@@ -15,6 +15,8 @@ import (
 
 	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/docker"
+	"github.com/drover-cd/drover/edge"
+	"github.com/drover-cd/drover/handover"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/proxy"
@@ -44,7 +46,8 @@ type deployments struct {
 // startDeployments kills instances a crashed server left running, opens the proxy's
 // listener and returns the manager. Instances live until stop.
 func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, reg *registry.Registry, releases *release.Catalog,
-	repos func(string) string, hub *notify.Hub, dockerEngine func(context.Context) (*docker.Engine, error), images docker.Registry, log *slog.Logger) (*deployments, error) {
+	repos func(string) string, hub *notify.Hub, dockerEngine func(context.Context) (*docker.Engine, error), images docker.Registry,
+	taken *handover.Taken, proxies *edge.Tracker, log *slog.Logger) (*deployments, error) {
 	if o.runtime != deploy.RuntimeProcess && o.runtime != deploy.RuntimeDocker {
 		return nil, badInput(fmt.Errorf("--runtime %q: choose process or docker", o.runtime))
 	}
@@ -57,18 +60,22 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 	case err != nil && o.runtime == deploy.RuntimeDocker:
 		return nil, fmt.Errorf("--runtime docker: %w", err)
 	case err == nil:
-		if n, err := eng.RemoveLeftovers(ctx, nil); err != nil {
+		// Step containers a stopped server left; service instances are adopted (Adopt).
+		if n, err := eng.RemoveLeftovers(ctx, map[string]string{docker.LabelRun: ""}); err != nil {
 			return nil, fmt.Errorf("remove containers a previous server left: %w", err)
 		} else if n > 0 {
-			log.Warn("removed containers a previous server left; its services are started again", "containers", n)
+			log.Warn("removed step containers a previous server left", "containers", n)
 		}
 	}
 	containers := &container.Runtime{Engine: dockerEngine, Network: "drover-services-" + shortHash(o.data)}
-	rt := &process.Runtime{Leftovers: filepath.Join(o.data, "instances"), Log: log}
+	// Instances run under a supervisor of their own (drover instance-shim) and outlive
+	// the server: the next one adopts them. Those an older drover started as its children
+	// are recorded in instances/ and stopped.
+	rt := &process.Runtime{State: filepath.Join(o.data, "deploy", "running"), Leftovers: filepath.Join(o.data, "instances"), Log: log}
 	if n, err := rt.KillLeftovers(); err != nil {
 		return nil, fmt.Errorf("stop instances a previous server left running: %w", err)
 	} else if n > 0 {
-		log.Warn("stopped service instances a previous server left running; they are started again", "instances", n)
+		log.Warn("stopped service instances an older server left running; they are started again", "instances", n)
 	}
 	var instanceUIDs sandbox.Range
 	if o.serviceUIDs != "off" && os.Geteuid() == 0 && sandbox.Unreachable(filepath.Dir(o.reach)) == "" {
@@ -86,7 +93,7 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		path := os.Getenv("PATH")
 		confine = func(dir string) []string { return sandbox.Instance(self, path, o.data, dir, o.hide) }
 	}
-	ln, err := net.Listen("tcp", o.proxyListen)
+	ln, err := listenOr(taken.Listener("proxy"), o.proxyListen, log, "--proxy-listen")
 	if err != nil {
 		return nil, badInput(fmt.Errorf("--proxy-listen %s: %w", o.proxyListen, err))
 	}
@@ -101,16 +108,26 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		Containers: containers, DefaultRuntime: o.runtime,
 		ImageRef: images.Ref,
 		Dir:      filepath.Join(o.data, "deploy"), Log: log,
-		ReleaseDir:     filepath.Join(o.reach, "deploy", "releases"),
-		InstanceUIDs:   instanceUIDs,
-		Confine:        confine,
-		Notify:         func(env string) { hub.Notify(server.EnvKey(env)) },
-		HealthTimeout:  o.healthTimeout,
-		RollbackWindow: o.rollbackWindow,
+		ReleaseDir:        filepath.Join(o.reach, "deploy", "releases"),
+		InstanceUIDs:      instanceUIDs,
+		Confine:           confine,
+		Notify:            func(env string) { hub.Notify(server.EnvKey(env), server.RoutesKey) },
+		Switched:          proxies.Wait, // standalone proxies switch before the old instances go
+		HealthTimeout:     o.healthTimeout,
+		RollbackWindow:    o.rollbackWindow,
+		Inherited:         inheritedRoutes(taken),
+		ExternalDiscovery: o.externalDiscovery,
 	})
 	scopes.manager = m
 	d := &deployments{st: st, manager: m, secrets: scopes, proxy: px, ln: ln, cancel: cancel, engine: eng,
 		hs: &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second}}
+	// What the previous server left serving is routed before the proxy serves.
+	started := time.Now()
+	if n, err := m.Adopt(ctx); err != nil {
+		log.Error("adopt the instances the previous server left serving; they are started again", "err", err)
+	} else if n > 0 {
+		log.Info("adopted the instances the previous server left serving", "instances", n, "took", time.Since(started).Round(time.Millisecond))
+	}
 	go d.hs.Serve(ln)
 	return d, nil
 }
@@ -163,12 +180,20 @@ func deployed(st store.Store) func(project string, run int) bool {
 	}
 }
 
-// stop stops every instance and the proxy.
-func (d *deployments) stop(ctx context.Context) {
-	d.manager.Shutdown(ctx)
+// quiesce stops accepting on the proxy's and the routes' listeners, which a successor
+// took over, and closes their connections as their requests end (see quiesce).
+func (d *deployments) quiesce() {
+	quiesce(d.hs, d.ln)
+	d.manager.Quiesce()
+}
+
+// stop stops the proxy and health checks and healing; with keep, instances that outlive
+// the server go on serving (deploy.Manager.Shutdown), else every instance stops.
+func (d *deployments) stop(ctx context.Context, keep bool) {
+	d.manager.Shutdown(ctx, keep)
 	d.hs.Shutdown(ctx)
 	d.cancel()
-	if d.engine != nil {
+	if d.engine != nil && !keep {
 		// The instances' network, and whatever a failed stop left.
 		d.engine.RemoveLeftovers(ctx, nil)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-cd/drover/runtime/process"
 )
 
 // testServer is a `drover server` process started by a test.
@@ -59,8 +62,27 @@ var listening = regexp.MustCompile(`msg="drover server listening" url=(http://\S
 func startServer(t *testing.T, dir, db string, extra ...string) *testServer {
 	t.Helper()
 	s := &testServer{t: t, Data: dir, log: &syncBuffer{}, db: db}
+	// Deployed instances outlive the server: they go once it has stopped.
+	t.Cleanup(func() { stopInstances(t, dir) })
 	s.start(extra...)
 	return s
+}
+
+// stopInstances stops the service instances servers on data left serving, as the next
+// server would adopt them.
+func stopInstances(t *testing.T, data string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt := &process.Runtime{State: filepath.Join(data, "deploy", "running")}
+	found, err := rt.Adopt(ctx)
+	if err != nil {
+		t.Errorf("find the instances left serving: %v", err)
+	}
+	var wg sync.WaitGroup
+	for _, a := range found {
+		wg.Go(func() { a.Instance.Stop(ctx) })
+	}
+	wg.Wait()
 }
 
 func (s *testServer) start(extra ...string) {

@@ -35,7 +35,9 @@ production release. A folder without a drover.yml stands for its subfolders; one
 system holds environments.yml and goes first; services whose service.requires name other
 projects go after those reached staging. Running it again reuses --data: a folder whose
 content differs from its project's main branch (you edited it) is pushed as a new commit
-on top, the others are left as they are. Ctrl-C stops everything it started.`,
+on top, the others are left as they are. Ctrl-C stops everything it started, services
+included (the next drover up starts them again), unless --keep-services: then the services
+go on serving, as they do when a drover server stops, and the next start adopts them.`,
 		Example: "  drover up\n  drover up examples/shop --data /tmp/shop",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -45,6 +47,9 @@ on top, the others are left as they are. Ctrl-C stops everything it started.`,
 		},
 	}
 	o.flags(cmd)
+	o.keepServices = false
+	cmd.Flags().BoolVar(&o.keepServices, "keep-services", false,
+		"Ctrl-C stops the server only: the deployed services go on serving, as after drover server stops")
 	return cmd
 }
 
@@ -210,7 +215,11 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 		}
 	}
 	w.summary(info, projects)
-	fmt.Fprintln(out, "Ctrl-C stops the server and everything it runs.")
+	if o.keepServices {
+		fmt.Fprintln(out, "Ctrl-C stops the server; the services go on serving (--keep-services).")
+	} else {
+		fmt.Fprintln(out, "Ctrl-C stops the server and everything it runs (--keep-services keeps the services serving).")
+	}
 	for ctx.Err() == nil { // keep showing progress: approvals, pushes, production
 		w.poll(projects)
 		select {
@@ -218,7 +227,11 @@ func (o *serverOptions) up(cmd *cobra.Command, folders []string) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	fmt.Fprintln(out, "\nStopping: the services it started stop too; runs still going are queued again at the next start "+
+	services := "the services it started stop too"
+	if o.keepServices {
+		services = "the services go on serving"
+	}
+	fmt.Fprintln(out, "\nStopping: "+services+"; runs still going are queued again at the next start "+
 		"when nothing they did reached outside their workspace, else they end in error (Ctrl-C again to quit at once) ...")
 	err = <-errc
 	if errors.Is(err, context.Canceled) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/docker"
+	"github.com/drover-cd/drover/mask"
 	"github.com/drover-cd/drover/runtime"
 )
 
@@ -29,7 +30,11 @@ const ContainerPort = 8080
 // LabelInstance carries the instance's name on its container.
 const LabelInstance = "dev.drover.instance"
 
-var _ runtime.Runtime = (*Runtime)(nil)
+// LabelPrefix starts the container label of each of Spec.Labels: key K is the label
+// LabelPrefix+K.
+const LabelPrefix = "dev.drover.label."
+
+var _ runtime.Adopter = (*Runtime)(nil)
 
 // Runtime starts instances on a Docker Engine.
 type Runtime struct {
@@ -37,9 +42,24 @@ type Runtime struct {
 	Engine func(context.Context) (*docker.Engine, error)
 	// Network is the network every instance joins. Required.
 	Network string
+	// Masker, when set, gives the masker of an adopted instance's output from its
+	// Labels: Tail reads an adopted instance's output from the engine's logs, where it
+	// is not masked. Default nil: Tail of adopted instances is not masked.
+	Masker func(labels map[string]string) *mask.Masker
 }
 
-// Start pulls the image if needed, creates and starts the container; see runtime.Runtime.
+// containerLabels are the labels of the container of spec.
+func containerLabels(spec runtime.Spec) map[string]string {
+	l := map[string]string{LabelInstance: spec.Name}
+	for k, v := range spec.Labels {
+		l[LabelPrefix+k] = v
+	}
+	return l
+}
+
+// Start pulls the image if needed, creates and starts the container; see
+// runtime.Runtime and runtime.Adopter: ctx bounds only the start, the container runs
+// until it exits or is stopped, also after the server is gone.
 func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -66,7 +86,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	}
 	c := docker.Container{
 		Name: "drover-" + spec.Name, Image: ref, Env: append(docker.Without(spec.Env, "PATH", "HOME", "TMPDIR", "PORT", "HOST"), "HOST=0.0.0.0", "PORT="+strconv.Itoa(ContainerPort)),
-		Network: r.Network, Aliases: spec.Aliases, Labels: map[string]string{LabelInstance: spec.Name},
+		Network: r.Network, Aliases: spec.Aliases, Labels: containerLabels(spec),
 		Publish: ContainerPort, HostPort: port, StopTimeout: spec.Timeout(),
 		NanoCPUs: int64(spec.CPUs * 1e9), Memory: spec.Memory,
 	}
@@ -101,7 +121,6 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	}
 	i.id = l.ID
 	go i.watch(l.Exited, l.Logs, flush, logFile)
-	context.AfterFunc(ctx, func() { i.Stop(context.WithoutCancel(ctx)) })
 	return i, nil
 }
 
@@ -112,10 +131,14 @@ type instance struct {
 	name  string
 	addr  string
 	grace time.Duration
-	out   *runtime.Ring
+	out   *runtime.Ring // nil for an adopted instance: see logs
 	done  chan struct{}
+	// masker hides secrets in the engine's logs, which Tail reads for an adopted
+	// instance; nil: none.
+	masker *mask.Masker
 
 	mu      sync.Mutex
+	last    []string // an adopted instance's last output, kept once it exited
 	err     error
 	stopped bool
 }
@@ -124,7 +147,20 @@ func (i *instance) Name() string          { return i.name }
 func (i *instance) Addr() string          { return i.addr }
 func (i *instance) Pid() int              { return 0 }
 func (i *instance) Done() <-chan struct{} { return i.done }
-func (i *instance) Tail(n int) []string   { return i.out.Tail(n) }
+
+// Tail is the output kept since Start, or, for an adopted instance, the engine's logs.
+func (i *instance) Tail(n int) []string {
+	if i.out != nil {
+		return i.out.Tail(n)
+	}
+	i.mu.Lock()
+	last := i.last
+	i.mu.Unlock()
+	if last != nil {
+		return last[min(len(last), max(0, len(last)-n)):]
+	}
+	return i.logs(n)
+}
 
 // ID is the container's id.
 func (i *instance) ID() string { return i.id }
@@ -138,10 +174,18 @@ func (i *instance) Err() error {
 // watch waits for the container to exit, records why, removes it and closes done.
 func (i *instance) watch(exited <-chan docker.Exit, logs <-chan error, flush func(), logFile *os.File) {
 	exit := <-exited
-	select {
-	case <-logs:
-		flush() // what the masker held back; the log stream has ended
-	case <-time.After(time.Second):
+	if logs != nil {
+		select {
+		case <-logs:
+			flush() // what the masker held back; the log stream has ended
+		case <-time.After(time.Second):
+		}
+	}
+	if i.out == nil { // adopted: keep the last output before the container goes
+		last := i.logs(200)
+		i.mu.Lock()
+		i.last = append([]string{}, last...)
+		i.mu.Unlock()
 	}
 	if logFile != nil {
 		logFile.Close()

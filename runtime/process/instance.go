@@ -1,15 +1,12 @@
 package process
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,15 +21,9 @@ const tailLines = 200
 
 // instance is a running process group; its leader's pid is the group's id.
 type instance struct {
-	name, addr string
-	pid        int
-	timeout    time.Duration
-	out        *runtime.Ring
-	done       chan struct{} // closed by Start's waiter once err is set
-
-	stopping atomic.Bool
-	termOnce sync.Once
-	termErr  error // from the SIGTERM, set inside termOnce
+	stopper // name, pid, timeout, done: closed by Start's waiter once err is set
+	addr    string
+	out     *runtime.Ring
 
 	mu  sync.Mutex
 	err error
@@ -48,54 +39,6 @@ func (i *instance) Err() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.err
-}
-
-// Stop terminates the group: SIGTERM, then SIGKILL after the stop timeout or when ctx
-// ends; see runtime.Instance.
-func (i *instance) Stop(ctx context.Context) error {
-	select {
-	case <-i.done:
-		return nil
-	default:
-	}
-	i.termOnce.Do(func() {
-		i.stopping.Store(true)
-		if i.termErr = signal(i.pid, syscall.SIGTERM); i.termErr != nil {
-			return
-		}
-		go func() {
-			t := time.NewTimer(i.timeout)
-			defer t.Stop()
-			select {
-			case <-i.done:
-			case <-t.C:
-				_ = signal(i.pid, syscall.SIGKILL)
-			}
-		}()
-	})
-	if i.termErr != nil {
-		return fmt.Errorf("stop %s: %w", i.name, i.termErr)
-	}
-	select {
-	case <-i.done:
-		return nil
-	case <-ctx.Done():
-	}
-	if err := signal(i.pid, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("stop %s: %w", i.name, err)
-	}
-	<-i.done
-	return nil
-}
-
-// signal sends sig to the process group pgid. A group already gone is no error: the
-// waiter is about to see its leader's exit.
-func signal(pgid int, sig syscall.Signal) error {
-	err := syscall.Kill(-pgid, sig)
-	if err == nil || errors.Is(err, syscall.ESRCH) {
-		return nil
-	}
-	return fmt.Errorf("send %s to process group %d: %w", sig, pgid, err)
 }
 
 // wait waits for the leader to exit, kills what it left in its group, finishes reading

@@ -3,6 +3,11 @@
 // instance, or its leader exiting, stops everything it started. Optionally it records
 // the groups it runs in a folder so that a restarted server can kill the instances a
 // crashed one left running (KillLeftovers).
+//
+// With Runtime.State set, instances are detached instead: each runs under a shim of its
+// own (RunShim, the same binary re-executed), which writes its masked output to the log
+// file, so that the instance outlives the server and a restarted server adopts it
+// (Adopt).
 package process
 
 import (
@@ -23,7 +28,7 @@ import (
 	"github.com/drover-cd/drover/runtime"
 )
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var _ runtime.Adopter = (*Runtime)(nil)
 
 // MarkerEnv is the variable that marks the processes of a Runtime with Leftovers set:
 // each instance gets MarkerEnv=<Leftovers folder> in its environment.
@@ -41,6 +46,18 @@ type Runtime struct {
 	// restarted server can stop those a crashed one left running. Two servers must not
 	// share it. Default "": nothing is recorded.
 	Leftovers string
+	// State is a folder (absolute) that makes instances detached: each runs under a
+	// supervisor of its own, a shim (see RunShim), in a session of its own, writes its
+	// output to its log file through the shim and not through the server, and is
+	// recorded here, one file per instance, so that it outlives the server and a
+	// restarted server adopts it (Adopt). Start's ctx then bounds only the start.
+	// Spec.LogFile "" puts the log in this folder, removed with the instance's record.
+	// Two servers must not share it. Default "": instances are the server's children and
+	// end with it; Leftovers applies to those only.
+	State string
+	// Shim is the command line that runs RunShim, for State. Default: this program
+	// (os.Executable) with the argument ShimCommand.
+	Shim []string
 	// Log receives what the runtime does on its own: leftovers killed, log files that
 	// cannot be written. Default: discarded.
 	Log *slog.Logger
@@ -49,6 +66,9 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	running map[int]bool // the process groups of this Runtime's live instances
+	// live holds the names of the detached instances this Runtime watches, started or
+	// adopted, so that Adopt does not adopt them twice.
+	live map[string]bool
 }
 
 // Start runs spec.Command with `sh -c` in spec.Dir as the leader of a new process group;
@@ -59,6 +79,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, context.Cause(ctx))
+	}
+	if r.State != "" {
+		return r.startDetached(ctx, spec)
 	}
 	port := spec.Port
 	if port == 0 {
@@ -111,12 +134,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	}
 
 	inst := &instance{
-		name:    spec.Name,
+		stopper: stopper{name: spec.Name, pid: pgid, timeout: spec.Timeout(), done: make(chan struct{})},
 		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		pid:     pgid,
-		timeout: spec.Timeout(),
 		out:     runtime.NewRing(tailLines),
-		done:    make(chan struct{}),
 	}
 	copied := make(chan struct{})
 	go func() {

@@ -28,6 +28,15 @@ import (
 var serverBin string
 
 func TestMain(m *testing.M) {
+	// The test binary is also the shim and a short-lived server: see detached_test.go.
+	if len(os.Args) >= 2 {
+		switch os.Args[1] {
+		case ShimCommand:
+			os.Exit(RunShim(os.Stdin, os.Stdout))
+		case startDetachedCommand:
+			os.Exit(startDetachedMain())
+		}
+	}
 	dir, err := os.MkdirTemp("", "runtime-process-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,0 +1,135 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/runtime"
+	"github.com/drover-cd/drover/store"
+)
+
+// live returns what runs in env as the store says: for each service the newest
+// deployment that took the traffic, unless a person stopped the service since.
+func (m *Manager) live(ctx context.Context, env string) ([]*store.Deployment, error) {
+	ds, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: env,
+		Status: []string{StatusSuccess, StatusStopped}, Limit: 1000})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []*store.Deployment
+	for _, d := range ds { // newest first
+		if seen[d.Service] {
+			continue
+		}
+		seen[d.Service] = true
+		if d.Status == StatusSuccess {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// StopEnv stops every service of env, as a person asks (drover env stop): the
+// environment stays, with its history and its discovery addresses, and each service's
+// history records who stopped it; a restarted server does not start them again, the
+// next deploy of a service does. It returns the services it stopped.
+func (m *Manager) StopEnv(ctx context.Context, env, actor, why string) ([]string, error) {
+	if _, err := m.cfg.Store.Environment(ctx, env); errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no environment %s: %w", env, ErrBadRequest)
+	} else if err != nil {
+		return nil, err
+	}
+	live, err := m.live(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	var stopped []string
+	for _, d := range live {
+		rec := &store.Deployment{Environment: env, Service: d.Service, Project: d.Project, Digest: d.Digest, Tag: d.Tag,
+			Run: d.Run, Strategy: d.Strategy, Status: StatusStopped, Trigger: actor}
+		if err := m.cfg.Store.CreateDeployment(ctx, rec); err != nil {
+			return stopped, err
+		}
+		if s := m.existing(env, d.Service); s != nil {
+			s.deployMu.Lock() // a deploy under way finishes first; the stop comes after it
+			s.stopAll(context.WithoutCancel(ctx))
+			s.current, s.target = nil, nil
+			s.deployMu.Unlock()
+			s.event("stopped by %s", actor)
+		}
+		rec.Reason, rec.Finished = "stopped by "+actor, time.Now()
+		if why != "" {
+			rec.Reason += ": " + why
+		}
+		if err := m.cfg.Store.UpdateDeployment(context.WithoutCancel(ctx), rec); err != nil {
+			return stopped, err
+		}
+		m.audit(rec, "stop", why)
+		stopped = append(stopped, d.Service)
+	}
+	m.cfg.Notify(env)
+	return stopped, nil
+}
+
+// existing is the live state of a service in env, nil when it has none.
+func (m *Manager) existing(env, name string) *service {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.services {
+		if s.env == env && s.name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Shutdown ends the manager's part in a server stop: health checks, healing and the
+// route listeners stop. With keep, instances of a runtime whose instances outlive the
+// server (a runtime.Adopter) go on serving, for the next server to adopt; instances of
+// other runtimes, and of ephemeral environments, are stopped. Without keep, every
+// instance is stopped (drover up's Ctrl-C): the store still says what runs where, so
+// the next start brings it back.
+func (m *Manager) Shutdown(ctx context.Context, keep bool) {
+	m.mu.Lock()
+	svcs := make([]*service, 0, len(m.services))
+	for _, s := range m.services {
+		svcs = append(svcs, s)
+	}
+	routes := m.routes
+	m.routes = map[string]*route{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range svcs {
+		if keep && m.outlives(s) {
+			continue
+		}
+		wg.Go(func() { s.stopAll(ctx) })
+	}
+	wg.Wait()
+	// Requests through a route in flight finish, up to ctx.
+	for _, rt := range routes {
+		wg.Go(func() { rt.shutdown(ctx) })
+	}
+	wg.Wait()
+}
+
+// outlives reports whether s's instances go on serving without the server: their
+// runtime adopts them again, and a recorded deployment owns them.
+func (m *Manager) outlives(s *service) bool {
+	s.mu.Lock()
+	recorded := s.current != nil && s.current.ID != 0
+	s.mu.Unlock()
+	if !recorded {
+		return false
+	}
+	rt := m.cfg.Runtime
+	if m.runtimeOf(s.env) == RuntimeDocker {
+		rt = m.cfg.Containers
+	}
+	_, ok := rt.(runtime.Adopter)
+	return ok
+}
