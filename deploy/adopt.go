@@ -2,12 +2,14 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/drover-cd/drover/health"
+	"github.com/drover-cd/drover/mask"
 	"github.com/drover-cd/drover/runtime"
 	"github.com/drover-cd/drover/store"
 )
@@ -154,4 +156,28 @@ func (s *service) adopt(t *target, d *store.Deployment, found []runtime.Adopted)
 func seqOf(name string) int {
 	n, _ := strconv.Atoi(name[strings.LastIndexByte(name, '.')+1:])
 	return n
+}
+
+// MaskerOf is the masker of the secrets an adopted instance was given, from its labels:
+// the output of an instance that outlived the server is masked as it was before. An
+// instance whose secrets cannot be resolved any more gets none hidden, which is logged.
+func (m *Manager) MaskerOf(labels map[string]string) *mask.Masker {
+	ctx := context.WithoutCancel(m.ctx)
+	t, err := m.resolve(ctx, labels[labelProject], labels[labelDigest])
+	if err != nil || len(t.service.Secrets) == 0 || m.cfg.Secrets == nil {
+		if err != nil {
+			m.cfg.Log.Warn("the secrets of an adopted instance are unknown: its last output is shown unmasked",
+				"env", labels[labelEnv], "service", labels[labelService], "err", err)
+		}
+		return nil
+	}
+	env := labels[labelEnv]
+	vars, err := m.cfg.Secrets(ctx, SecretsRequest{Names: t.service.Secrets, Project: t.rel.Project, Env: m.scopeOf(env),
+		Branch: t.rel.Branch, For: fmt.Sprintf("service %s in %s", labels[labelService], env)})
+	if err != nil {
+		m.cfg.Log.Warn("the secrets of an adopted instance are unknown: its last output is shown unmasked",
+			"env", env, "service", labels[labelService], "err", err)
+		return nil
+	}
+	return maskerOf(vars)
 }

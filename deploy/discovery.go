@@ -76,6 +76,9 @@ func (m *Manager) routeURL(key string) (string, error) {
 		return "", fmt.Errorf("listen for %s: %w", key, err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.quiescing.Load() {
+			w.Header().Set("Connection", "close") // see Quiesce
+		}
 		r.Host = key
 		m.cfg.Proxy.ServeHTTP(w, r)
 	}), ReadHeaderTimeout: 10 * time.Second}
@@ -102,15 +105,16 @@ func (m *Manager) Listeners() map[string]net.Listener {
 	return out
 }
 
-// Quiesce stops accepting on the route listeners (a successor took them over) and
-// lets their connections close as their requests end; Shutdown closes the rest.
+// Quiesce stops accepting on the route listeners (a successor took them over) and ends
+// each of their connections after its next answer (Connection: close), so none is
+// closed while a client sends on it; Shutdown closes those that stay idle.
 func (m *Manager) Quiesce() {
+	m.quiescing.Store(true)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, rt := range m.routes {
 		if rt.ln != nil {
 			rt.ln.Close()
-			rt.srv.SetKeepAlivesEnabled(false)
 		}
 	}
 }

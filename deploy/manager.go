@@ -125,6 +125,7 @@ type Manager struct {
 	addrs         *addressBook        // the address each key's listener had, kept across restarts
 	epoch         int64               // when the manager started, in ns: the route table's versions start with it
 	routesVersion atomic.Uint64       // bumped by every change of a route's backends
+	quiescing     atomic.Bool         // the route listeners went to a successor (Quiesce)
 	ephemeral     map[string]string   // ephemeral environments lent out, to the one each copies
 }
 

@@ -34,9 +34,14 @@ func (s *service) secrets(ctx context.Context, t *target) ([]string, *mask.Maske
 	if err != nil {
 		return nil, nil, err
 	}
+	return vars, maskerOf(vars), nil
+}
+
+// maskerOf hides the values of KEY=VALUE lines.
+func maskerOf(vars []string) *mask.Masker {
 	values := make([]string, len(vars))
 	for i, kv := range vars {
 		_, values[i], _ = strings.Cut(kv, "=")
 	}
-	return vars, mask.New(values), nil
+	return mask.New(values)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,5 +109,22 @@ func TestTakeWithoutAServerOrRefused(t *testing.T) {
 	taken.Close()
 	if err := <-waited; err == nil {
 		t.Errorf("a successor that went away counted as ready")
+	}
+}
+
+// Only the server's user may ask for its sockets: the socket is 0600.
+func TestOfferIsTheServersUsersOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "handover.sock")
+	offer, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer offer.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("handover socket mode %v, want 0600", fi.Mode().Perm())
 	}
 }

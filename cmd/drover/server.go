@@ -262,11 +262,11 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		deps.applyAtStart(ctx, st, hosting.RepoPath, o.data, log)
 		deps.manager.ReapIdle(ctx, time.Second)
 	}()
-	// Requests keep their context until the listener is shut down: during a handover this
-	// server goes on answering after ctx ended.
+	// Requests keep their context until the server shuts its listener down: during a
+	// handover it goes on answering after ctx ended.
 	reqCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer endRequests()
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return reqCtx }}
+	hs := &http.Server{Handler: &closing{h: srv}, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return reqCtx }}
 	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "proxy", "http://"+deps.ln.Addr().String(), "data", o.data)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -306,8 +306,10 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	log.Info("stopping: finishing requests and stopping steps; a second Ctrl-C quits at once")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = hs.Shutdown(shutdown)
+	// Streams and long polls (live logs, proxies following routes) end now, so that
+	// Shutdown need not wait for them; their clients come back to the next server.
 	endRequests()
+	err = hs.Shutdown(shutdown)
 	waitRuns(run, o.grace, log)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

@@ -119,8 +119,9 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		ExternalDiscovery: o.externalDiscovery,
 	})
 	scopes.manager = m
+	containers.Masker = m.MaskerOf // adopted containers' output, masked as before
 	d := &deployments{st: st, manager: m, secrets: scopes, proxy: px, ln: ln, cancel: cancel, engine: eng,
-		hs: &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second}}
+		hs: &http.Server{Handler: &closing{h: px}, ReadHeaderTimeout: 10 * time.Second}}
 	// What the previous server left serving is routed before the proxy serves.
 	started := time.Now()
 	if n, err := m.Adopt(ctx); err != nil {

@@ -128,14 +128,31 @@ func handOver(req *handover.Request, sockets map[string]net.Listener, log *slog.
 	return true
 }
 
-// quiesce lets an HTTP server's connections go without failing a request once its
-// listener is in a successor's hands: it stops accepting here, answers every request
-// still to come on a connection it accepted with Connection: close, and closes idle
-// ones (a client retries a request on a reused connection that closed). Shutdown,
-// later, would drop a request read after it began without an answer.
+// closing wraps an HTTP server's handler so that, once its sockets are in a successor's
+// hands, every answer it still gives says Connection: close: each connection it accepted
+// is closed by the server right after a request, never while a client may be sending
+// one (closing an idle keep-alive connection races the client's next request, which a
+// client such as wrk then counts as failed). http.Server.Shutdown, later, closes what is
+// left: connections idle all along.
+type closing struct {
+	h    http.Handler
+	stop atomic.Bool
+}
+
+func (c *closing) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if c.stop.Load() {
+		w.Header().Set("Connection", "close")
+	}
+	c.h.ServeHTTP(w, r)
+}
+
+// quiesce stops accepting on ln (the socket lives on in the successor) and makes srv's
+// handler (a *closing) end each connection after its next answer.
 func quiesce(srv *http.Server, ln net.Listener) {
-	ln.Close() // the socket lives on in the successor
-	srv.SetKeepAlivesEnabled(false)
+	ln.Close()
+	if c, ok := srv.Handler.(*closing); ok {
+		c.stop.Store(true)
+	}
 }
 
 // acceptedGrace is how long a server that handed over its sockets waits, after it
