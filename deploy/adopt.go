@@ -52,7 +52,9 @@ func (m *Manager) Adopt(ctx context.Context) (int, error) {
 	for _, e := range envs {
 		known[e.Name] = true
 	}
-	m.listenRecorded(known)
+	// The discovery addresses serve once what they route to is adopted: a call between
+	// services during an upgrade finds its target routed.
+	defer m.listenRecorded(known)
 	found := m.adoptable(ctx)
 	if len(found) == 0 {
 		return 0, nil
@@ -74,13 +76,15 @@ func (m *Manager) Adopt(ctx context.Context) (int, error) {
 			if len(mine) == 0 {
 				continue
 			}
+			delete(byOwner, key)
 			t, err := m.resolve(ctx, d.Project, d.Digest)
 			if err != nil {
-				m.cfg.Log.Warn("adopt the instances of a release that no longer resolves; they are stopped", "env", e.Name,
-					"service", d.Service, "release", d.Tag, "err", err)
+				// Left serving, unrouted here: stopping production for a store or
+				// registry error would be worse. The next start adopts them.
+				m.cfg.Log.Error("adopt the instances of a live release: it does not resolve; they are left running, not routed by this server",
+					"env", e.Name, "service", d.Service, "release", d.Tag, "instances", len(mine), "err", err)
 				continue
 			}
-			delete(byOwner, key)
 			n := m.service(e.Name, d.Service).adopt(withReplicas(t, e.Replicas), d, mine)
 			adopted += n
 		}
@@ -135,7 +139,9 @@ func (s *service) adopt(t *target, d *store.Deployment, found []runtime.Adopted)
 			go a.Instance.Stop(context.WithoutCancel(s.m.ctx))
 			continue
 		}
-		inst := s.watch(a.Instance, t, a.Started, 0)
+		// One the previous server was still starting gets the rest of its start period
+		// before its checks count against it.
+		inst := s.watch(a.Instance, t, a.Started, max(0, s.m.cfg.HealthTimeout-time.Since(a.Started)))
 		keep = append(keep, inst)
 		s.mu.Lock()
 		s.seq = max(s.seq, seqOf(a.Instance.Name()))

@@ -36,6 +36,9 @@ type UpRequest struct {
 // timeout removes it. Its deployments' trigger is "env up: " and req.Trigger, which is
 // how Down tells it from other environments.
 func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, error) {
+	if err := m.changing(); err != nil {
+		return nil, err
+	}
 	if req.Log == nil {
 		req.Log = func(string) {}
 	}
@@ -123,6 +126,9 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 // environments.yml is removed there; one a deploy, a promotion or a tracking branch
 // created stays.
 func (m *Manager) Down(ctx context.Context, name, actor, why string) error {
+	if err := m.changing(); err != nil {
+		return err
+	}
 	env, err := m.cfg.Store.Environment(ctx, name)
 	if err != nil {
 		return err

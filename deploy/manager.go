@@ -126,6 +126,7 @@ type Manager struct {
 	epoch         int64               // when the manager started, in ns: the route table's versions start with it
 	routesVersion atomic.Uint64       // bumped by every change of a route's backends
 	quiescing     atomic.Bool         // the route listeners went to a successor (Quiesce)
+	frozen        atomic.Bool         // no change of what runs from now on (Freeze)
 	ephemeral     map[string]string   // ephemeral environments lent out, to the one each copies
 }
 
@@ -179,6 +180,9 @@ type Request struct {
 // and returns the deployment once the new release takes all traffic (or has failed
 // without ever taking any).
 func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, error) {
+	if err := m.changing(); err != nil {
+		return nil, err
+	}
 	if req.Log == nil {
 		req.Log = func(string) {}
 	}
@@ -355,6 +359,9 @@ type RollbackRequest struct {
 // back to a release whose run did not pass (one a deploy: step put there before its
 // run failed, say).
 func (m *Manager) Rollback(ctx context.Context, req RollbackRequest) (*store.Deployment, error) {
+	if err := m.changing(); err != nil {
+		return nil, err
+	}
 	envName, project := req.Env, req.Project
 	live, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: envName, Project: project,
 		Status: []string{StatusSuccess}, Limit: 50})

@@ -140,6 +140,9 @@ func (m *Manager) hasService(ctx context.Context, project string, rel *release.R
 // tracking environments should run and redeploys services whose replicas changed. It
 // returns the plan and the first error; changes after a failed one are still tried.
 func (m *Manager) Apply(ctx context.Context, envs *pipeline.Environments, actor string, log func(string)) ([]Change, error) {
+	if err := m.changing(); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = func(string) {}
 	}

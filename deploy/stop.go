@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 // live returns what runs in env as the store says: for each service the newest
 // deployment that took the traffic, unless a person stopped the service since.
 func (m *Manager) live(ctx context.Context, env string) ([]*store.Deployment, error) {
+	// Every one, not the newest thousand: a service deployed once long ago still runs,
+	// and what adoption does not find live it stops.
 	ds, err := m.cfg.Store.Deployments(ctx, store.DeploymentFilter{Environment: env,
-		Status: []string{StatusSuccess, StatusStopped}, Limit: 1000})
+		Status: []string{StatusSuccess, StatusStopped}, Limit: math.MaxInt32})
 	if err != nil {
 		return nil, err
 	}
@@ -38,6 +41,9 @@ func (m *Manager) live(ctx context.Context, env string) ([]*store.Deployment, er
 // history records who stopped it; a restarted server does not start them again, the
 // next deploy of a service does. It returns the services it stopped.
 func (m *Manager) StopEnv(ctx context.Context, env, actor, why string) ([]string, error) {
+	if err := m.changing(); err != nil {
+		return nil, err
+	}
 	if _, err := m.cfg.Store.Environment(ctx, env); errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("no environment %s: %w", env, ErrBadRequest)
 	} else if err != nil {
@@ -132,4 +138,33 @@ func (m *Manager) outlives(s *service) bool {
 	}
 	_, ok := rt.(runtime.Adopter)
 	return ok
+}
+
+// ErrFrozen is why a change of what runs is refused while the server hands over to a
+// successor (Freeze): the successor takes it in a moment.
+var ErrFrozen = errors.New("this server is handing over to a new one (an upgrade); try again in a moment")
+
+// Freeze stops every change of what runs, for a successor to take over: deploys,
+// rollbacks, stops and environments under way finish first, new ones are refused with
+// ErrFrozen. Healing is stopped separately (by the end of the manager's context). There
+// is no thaw: the server is on its way out.
+func (m *Manager) Freeze() {
+	m.frozen.Store(true)
+	m.mu.Lock()
+	svcs := make([]*service, 0, len(m.services))
+	for _, s := range m.services {
+		svcs = append(svcs, s)
+	}
+	m.mu.Unlock()
+	for _, s := range svcs {
+		s.deployMu.Lock() // held: what a deploy under way does, it finishes; nothing after
+	}
+}
+
+// changing refuses a change of what runs once the manager is frozen.
+func (m *Manager) changing() error {
+	if m.frozen.Load() {
+		return ErrFrozen
+	}
+	return nil
 }

@@ -7,7 +7,9 @@
 //
 // The exchange, on the Unix socket DATA/handover.sock:
 //
-//	successor: "take\n"
+//	successor: "take KEY\n", KEY read from DATA/handover.sock.key (0600), which the
+//	           running server wrote: a process that may connect to the socket but not
+//	           read the server's files (a step confined by Landlock) gets nothing
 //	running:   finishes its own work (runs, healing), then one message: the sockets'
 //	           names as JSON, with their descriptors attached
 //	successor: starts serving on them, then "ready\n"
@@ -17,14 +19,19 @@ package handover
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/drover-cd/drover/atomicfile"
 )
 
 // maxSockets bounds the descriptors one handover carries.
@@ -34,8 +41,14 @@ const maxSockets = 1024
 type Offer struct {
 	ln   *net.UnixListener
 	path string
+	key  string // what a successor must send (keyFile)
 	reqs chan *Request
+	once sync.Once
+	err  error
 }
+
+// keyFile is where the key a successor must present is kept, beside the socket.
+func keyFile(path string) string { return path + ".key" }
 
 // Listen offers this server's sockets on path, a Unix socket (mode 0600) in the data
 // folder. A socket file left by a server that is gone is replaced; one a live server
@@ -57,7 +70,12 @@ func Listen(path string) (*Offer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("handover: %w", err)
 	}
-	o := &Offer{ln: ln, path: path, reqs: make(chan *Request)}
+	key := rand.Text()
+	if err := atomicfile.Write(keyFile(path), []byte(key+"\n"), 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("handover: %w", err)
+	}
+	o := &Offer{ln: ln, path: path, key: key, reqs: make(chan *Request)}
 	go o.accept()
 	return o, nil
 }
@@ -71,7 +89,8 @@ func (o *Offer) accept() {
 		}
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || line != "take\n" {
+		got, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "take ")
+		if err != nil || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(o.key)) != 1 {
 			c.Close()
 			continue
 		}
@@ -83,8 +102,12 @@ func (o *Offer) accept() {
 // Requests delivers each successor that asks for the sockets; it is closed by Close.
 func (o *Offer) Requests() <-chan *Request { return o.reqs }
 
-// Close stops offering. The socket file stays for the successor's Listen to replace.
-func (o *Offer) Close() error { return o.ln.Close() }
+// Close stops offering; Requests is closed once a request accepted meanwhile is
+// delivered. The socket file stays for the successor's Listen to replace. Idempotent.
+func (o *Offer) Close() error {
+	o.once.Do(func() { o.err = o.ln.Close() })
+	return o.err
+}
 
 // Request is a successor waiting for the sockets.
 type Request struct {
@@ -173,7 +196,12 @@ func Take(ctx context.Context, path string) (*Taken, error) {
 		return nil, fmt.Errorf("%w (%v)", ErrNone, err)
 	}
 	c := conn.(*net.UnixConn)
-	if _, err := c.Write([]byte("take\n")); err != nil {
+	key, err := os.ReadFile(keyFile(path))
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handover: a server answers on %s, and its key cannot be read (run as the server's user): %w", path, err)
+	}
+	if _, err := c.Write([]byte("take " + strings.TrimSpace(string(key)) + "\n")); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("handover: ask for the sockets: %w", err)
 	}

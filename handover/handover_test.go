@@ -128,3 +128,46 @@ func TestOfferIsTheServersUsersOnly(t *testing.T) {
 		t.Errorf("handover socket mode %v, want 0600", fi.Mode().Perm())
 	}
 }
+
+// A process that reaches the socket but cannot read the key (a confined step) gets no
+// socket, and the offer goes on for the server's own successor.
+func TestTakeWithoutTheKeyGetsNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "handover.sock")
+	offer, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer offer.Close()
+	if fi, err := os.Stat(path + ".key"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	for _, ask := range []string{"take\n", "take wrong\n", "take \n"} {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(ask))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err := c.Read(make([]byte, 64)); n != 0 || err == nil {
+			t.Errorf("asked %q: got %d bytes, %v", ask, n, err)
+		}
+		c.Close()
+	}
+	select {
+	case req := <-offer.Requests():
+		t.Errorf("a request without the key was delivered: %v", req)
+	default:
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		req := <-offer.Requests()
+		req.Send(map[string]net.Listener{"api": ln})
+		req.WaitReady(context.Background())
+	}()
+	taken, err := Take(context.Background(), path)
+	if err != nil {
+		t.Fatalf("the server's own successor: %v", err)
+	}
+	taken.Ready()
+}

@@ -249,6 +249,8 @@ func (s *Server) deployAnswer(w http.ResponseWriter, r *http.Request, d *store.D
 	case errors.Is(err, deploy.ErrNotPassed):
 		out.Error = err.Error()
 		writeJSON(w, http.StatusConflict, out)
+	case errors.Is(err, deploy.ErrFrozen):
+		s.fail(w, r, err)
 	case d != nil:
 		out.Error = err.Error()
 		writeJSON(w, http.StatusUnprocessableEntity, out)

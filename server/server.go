@@ -67,6 +67,7 @@ type Server struct {
 	// routesWait is how long a follow request of the route table waits for a change
 	// before it answers with the same table: edge.PollTimeout.
 	routesWait time.Duration
+	streams    streams // requests that last until the client leaves (streams.go)
 	// patterns lists every route registered, in order: the test of who may call what
 	// (TestEveryRouteRefusesMachineTokens) checks that its table names them all.
 	patterns []string
@@ -90,13 +91,15 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), routesWait: edge.PollTimeout}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), routesWait: edge.PollTimeout, streams: newStreams()}
 	s.routes()
 	return s
 }
 
 // ServeHTTP authenticates the caller and routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, done := s.streams.bound(r)
+	defer done()
 	s.authenticate(s.mux).ServeHTTP(w, r)
 }
 
@@ -190,6 +193,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.errorJSON(w, http.StatusConflict, err.Error())
 	case errors.Is(err, runner.ErrNoPipeline), errors.Is(err, runner.ErrFinished):
 		s.errorJSON(w, http.StatusConflict, err.Error())
+	case errors.Is(err, deploy.ErrFrozen):
+		w.Header().Set("Retry-After", "2")
+		s.errorJSON(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		s.cfg.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		s.errorJSON(w, http.StatusInternalServerError, err.Error())

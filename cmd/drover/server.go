@@ -159,12 +159,6 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		log.Info("workspaces, homes and unpacked releases live where the step users can reach them: they cannot pass a folder above the data folder",
 			"folder", o.reach)
 	}
-	// A server already running here hands over its sockets: an in-place upgrade.
-	taken, err := o.takeOver(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer taken.Close() // sockets it did not pass on, if this server fails to start
 	dsn := o.db
 	if dsn == "" {
 		dsn = filepath.Join(o.data, "drover.db")
@@ -188,6 +182,14 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err != nil {
 		return err
 	}
+	// A server already running here hands over its sockets: an in-place upgrade. Asked
+	// once what can fail on a bad flag or database has passed, and before anything that
+	// would touch the running server's steps.
+	taken, err := o.takeOver(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer taken.Close() // sockets it did not pass on, if this server fails to start
 	work := filepath.Join(o.reach, "work")
 	leftovers := &process.Leftovers{Dir: filepath.Join(o.data, "pids"), Marker: "DROVER_WORKSPACE=" + work + string(filepath.Separator)}
 	if n, err := leftovers.Kill(); err != nil {
@@ -217,7 +219,8 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err != nil {
 		return err
 	}
-	defer deps.stop(context.Background(), o.keepServices)
+	keep := o.keepServices // a server that hands over keeps them whatever it was told
+	defer func() { deps.stop(keep) }()
 	o.retention.Deployed = deployed(st)
 	isolation, isolationWarning, err := o.isolation(log)
 	if err != nil {
@@ -288,16 +291,19 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		return err
 	case <-ctx.Done():
 	}
-	stopping() // a second signal now ends the process at once
+	stopping()   // a second signal now ends the process at once
+	succ.close() // a server started from now on waits for the ports, not for sockets
 	if req := succ.pending(); req != nil {
-		succ.close()
-		// Runs end first, and healing, so that the successor's recovery and adoption
-		// race nothing of this server's; its proxy and API go on serving meanwhile.
+		// Runs end first, and healing and deploys, so that the successor's recovery and
+		// adoption race nothing of this server's; its proxy and API go on serving
+		// meanwhile (deploys asked now are refused with 503: try again).
 		waitRuns(run, o.grace, log)
 		deps.cancel()
+		deps.manager.Freeze()
 		sockets := deps.manager.Listeners()
 		sockets["api"], sockets["proxy"] = ln, deps.ln
 		if handOver(req, sockets, log) {
+			keep = true // the successor adopted them
 			quiesce(hs, ln)
 			deps.quiesce()
 			time.Sleep(acceptedGrace)
@@ -307,9 +313,11 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Streams and long polls (live logs, proxies following routes) end now, so that
-	// Shutdown need not wait for them; their clients come back to the next server.
-	endRequests()
+	// Shutdown need not wait for them; their clients come back to the next server. Other
+	// requests finish (up to the bound), then what is left is cut.
+	srv.EndStreams()
 	err = hs.Shutdown(shutdown)
+	endRequests()
 	waitRuns(run, o.grace, log)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

@@ -190,13 +190,21 @@ func (d *deployments) quiesce() {
 
 // stop stops the proxy and health checks and healing; with keep, instances that outlive
 // the server go on serving (deploy.Manager.Shutdown), else every instance stops.
-func (d *deployments) stop(ctx context.Context, keep bool) {
+func (d *deployments) stop(keep bool) {
+	// Bounded: a stream through the proxy (server-sent events, say) must not keep the
+	// server from exiting; what is still open then is cut.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	d.manager.Shutdown(ctx, keep)
-	d.hs.Shutdown(ctx)
+	if d.hs.Shutdown(ctx) != nil {
+		d.hs.Close()
+	}
 	d.cancel()
 	if d.engine != nil && !keep {
 		// The instances' network, and whatever a failed stop left.
-		d.engine.RemoveLeftovers(ctx, nil)
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		d.engine.RemoveLeftovers(rctx, nil)
 	}
 }
 

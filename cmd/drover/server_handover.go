@@ -70,6 +70,7 @@ func inheritedRoutes(taken *handover.Taken) map[string]net.Listener {
 type successor struct {
 	offer *handover.Offer
 	req   atomic.Pointer[handover.Request]
+	done  chan struct{} // closed once no more requests come
 }
 
 // offerSockets starts offering this server's sockets to a successor; nil when the
@@ -80,8 +81,9 @@ func (o *serverOptions) offerSockets(log *slog.Logger, stop func()) *successor {
 		log.Warn("no in-place upgrades: a new server on this data folder cannot take over the sockets", "err", err)
 		return nil
 	}
-	s := &successor{offer: offer}
+	s := &successor{offer: offer, done: make(chan struct{})}
 	go func() {
+		defer close(s.done)
 		for req := range offer.Requests() {
 			if !s.req.CompareAndSwap(nil, req) {
 				req.Refuse("another server is taking over already")
@@ -102,10 +104,12 @@ func (s *successor) pending() *handover.Request {
 	return s.req.Load()
 }
 
-// close stops offering.
+// close stops offering, and returns once a request that came meanwhile is recorded
+// (pending has it). Idempotent.
 func (s *successor) close() {
 	if s != nil {
 		s.offer.Close()
+		<-s.done
 	}
 }
 
