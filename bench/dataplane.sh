@@ -72,35 +72,9 @@ restart() {
 	server=$next
 }
 
-repo=$work/web
-mkdir -p "$repo" && git -C "$repo" init -q -b main
-pipeline() {
-	cat > "$repo/drover.yml" <<YML
-service:
-  name: web
-  command: ./dist/websvc
-  health: {path: /healthz, interval: 200ms}
-  replicas: $2
-steps:
-  - name: build
-    run: mkdir -p dist && cp $work/websvc dist/websvc && echo $1 > dist/version
-    artifacts: [dist]
-YML
-	git -C "$repo" add . && git -C "$repo" -c user.name=b -c user.email=b@b commit -q -m "$1"
-	git -C "$repo" push -q "${url/http:\/\//http://b:$token@}/git/web.git" main
-}
-wait_run() {
-	for _ in $(seq 600); do
-		st=$(curl -fsS -H "Authorization: Bearer $token" "$url/api/v1/projects/web/runs/$1" | sed -n 's/^  "status": "\([a-z]*\)".*/\1/p')
-		case $st in success) return ;; failure | error | cancelled) echo "run $1: $st" >&2; exit 1 ;; esac
-		sleep 0.1
-	done
-	echo "run $1 did not finish" >&2
-	exit 1
-}
-pipeline v1 2 && wait_run 1
-pipeline v2 2 && wait_run 2
-pipeline big "$replicas" && wait_run 3
+websvc_release v1 && wait_run 1
+websvc_release v2 && wait_run 2
+websvc_release big "$replicas" && wait_run 3
 "$work/drover" deploy web:r1 --env bench > /dev/null
 
 # switch_time: the median of 5 deploys' "switched ... after X", in seconds.

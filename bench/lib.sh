@@ -18,3 +18,36 @@ start_server() {
 	fi
 	token=$(cat "$work/data/admin-token")
 }
+
+# websvc_release VERSION [REPLICAS]: commit and push, to project web of the server, a
+# pipeline that releases cmd/drover/testdata/websvc (built to $work/websvc) answering
+# VERSION, with REPLICAS instances (default 2), health /healthz every 200 ms. The
+# repository is $work/web.
+websvc_release() {
+	local repo=$work/web
+	[ -d "$repo/.git" ] || { mkdir -p "$repo" && git -C "$repo" init -q -b main; }
+	cat > "$repo/drover.yml" <<YML
+service:
+  name: web
+  command: ./dist/websvc
+  health: {path: /healthz, interval: 200ms}
+  replicas: ${2:-2}
+steps:
+  - name: build
+    run: mkdir -p dist && cp $work/websvc dist/websvc && echo $1 > dist/version
+    artifacts: [dist]
+YML
+	git -C "$repo" add . && git -C "$repo" -c user.name=b -c user.email=b@b commit -q -m "$1"
+	git -C "$repo" push -q "${url/http:\/\//http://b:$token@}/git/web.git" main
+}
+
+# wait_run N: wait until run N of web passed; exit the script if it did not.
+wait_run() {
+	for _ in $(seq 600); do
+		st=$(curl -fsS -H "Authorization: Bearer $token" "$url/api/v1/projects/web/runs/$1" | sed -n 's/^  "status": "\([a-z]*\)".*/\1/p')
+		case $st in success) return ;; failure | error | cancelled) echo "run $1: $st" >&2; exit 1 ;; esac
+		sleep 0.1
+	done
+	echo "run $1 did not finish" >&2
+	exit 1
+}

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/drover-cd/drover/proxy"
 )
 
 // RequiresError is why a deploy was refused: the service requires others that do not
@@ -44,9 +42,7 @@ func (m *Manager) Missing(env string, requires []string) []string {
 
 // runs reports whether a release of service name took the traffic in env.
 func (m *Manager) runs(env, name string) bool {
-	m.mu.Lock()
-	s := m.services[proxy.Key(name, env)]
-	m.mu.Unlock()
+	s := m.existing(env, name)
 	if s == nil {
 		return false
 	}
@@ -57,9 +53,7 @@ func (m *Manager) runs(env, name string) bool {
 
 // deploying reports whether a deploy of service name to env is under way.
 func (m *Manager) deploying(env, name string) bool {
-	m.mu.Lock()
-	s := m.services[proxy.Key(name, env)]
-	m.mu.Unlock()
+	s := m.existing(env, name)
 	if s == nil {
 		return false
 	}

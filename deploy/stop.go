@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/runtime"
 	"github.com/drover-cd/drover/store"
 )
@@ -85,12 +86,7 @@ func (m *Manager) StopEnv(ctx context.Context, env, actor, why string) ([]string
 func (m *Manager) existing(env, name string) *service {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, s := range m.services {
-		if s.env == env && s.name == name {
-			return s
-		}
-	}
-	return nil
+	return m.services[proxy.Key(name, env)]
 }
 
 // Shutdown ends the manager's part in a server stop: health checks, healing and the

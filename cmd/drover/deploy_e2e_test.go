@@ -64,9 +64,9 @@ func (s *testServer) commitPipeline(repo, project, yml string) {
 	git(s.t, repo, "push", "-q", s.pushURL(project), "main")
 }
 
-// viaProxy GETs path of service.env through the deploy proxy.
-func (s *testServer) viaProxy(service, env, path string) (int, string, error) {
-	req, _ := http.NewRequest("GET", s.Proxy+path, nil)
+// getVia GETs path of service.env through the proxy at base (http://HOST:PORT).
+func getVia(base, service, env, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", base+path, nil)
 	req.Host = service + "." + env + ".localhost"
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -77,18 +77,30 @@ func (s *testServer) viaProxy(service, env, path string) (int, string, error) {
 	return resp.StatusCode, strings.TrimSpace(string(b)), err
 }
 
-// waitBody polls the service through the proxy until its body is want.
-func (s *testServer) waitBody(service, env, want string) {
-	s.t.Helper()
+// waitBodyVia polls / of service.env through the proxy at base until its body is want;
+// it fails the test after 30 s, with what log says.
+func waitBodyVia(t *testing.T, base, service, env, want string, log fmt.Stringer) {
+	t.Helper()
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		code, body, err := s.viaProxy(service, env, "/")
+		code, body, err := getVia(base, service, env, "/")
 		if err == nil && code == 200 && body == want {
 			return
 		}
 		last = fmt.Sprintf("%d %q %v", code, body, err)
 	}
-	s.t.Fatalf("%s.%s never answered %q; last %s\nserver log:\n%s", service, env, want, last, s.log)
+	t.Fatalf("%s.%s never answered %q through %s; last %s\nlog:\n%s", service, env, want, base, last, log)
+}
+
+// viaProxy GETs path of service.env through the deploy proxy.
+func (s *testServer) viaProxy(service, env, path string) (int, string, error) {
+	return getVia(s.Proxy, service, env, path)
+}
+
+// waitBody polls the service through the proxy until its body is want.
+func (s *testServer) waitBody(service, env, want string) {
+	s.t.Helper()
+	waitBodyVia(s.t, s.Proxy, service, env, want, s.log)
 }
 
 type apiEnv struct {

@@ -90,29 +90,13 @@ func (p *testProxy) stop() int {
 
 // get GETs / of service.env through the proxy.
 func (p *testProxy) get(service, env string) (int, string, error) {
-	req, _ := http.NewRequest("GET", p.URL+"/", nil)
-	req.Host = service + "." + env + ".localhost"
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b)), err
+	return getVia(p.URL, service, env, "/")
 }
 
 // waitBody polls the service through the proxy until its body is want.
 func (p *testProxy) waitBody(service, env, want string) {
 	p.t.Helper()
-	var last string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		code, body, err := p.get(service, env)
-		if err == nil && code == 200 && body == want {
-			return
-		}
-		last = fmt.Sprintf("%d %q %v", code, body, err)
-	}
-	p.t.Fatalf("%s.%s never answered %q through %s; last %s\nproxy log:\n%s", service, env, want, p.URL, last, p.log)
+	waitBodyVia(p.t, p.URL, service, env, want, p.log)
 }
 
 // proxyLoad sends requests through proxies until ended, counting failures.
@@ -264,17 +248,7 @@ func TestDiscoveryThroughTheProxyOutlivesTheServer(t *testing.T) {
 	if run := s.waitRun("web", 1, finished); run.Status != "success" {
 		t.Fatalf("web run: %+v\n%s", run, s.log)
 	}
-	up := func() (int, string, error) {
-		req, _ := http.NewRequest("GET", edge.URL+"/up", nil)
-		req.Host = "web.staging.localhost"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.TrimSpace(string(b)), nil
-	}
+	up := func() (int, string, error) { return getVia(edge.URL, "web", "staging", "/up") }
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if code, body, _ := up(); code == 200 && body == "api-v1 staging" {
 			break
