@@ -85,7 +85,7 @@ func (m *Manager) Adopt(ctx context.Context) (int, error) {
 					"env", e.Name, "service", d.Service, "release", d.Tag, "instances", len(mine), "err", err)
 				continue
 			}
-			n := m.service(e.Name, d.Service).adopt(withReplicas(t, e.Replicas), d, mine)
+			n := m.service(e.Name, d.Service).adopt(m.sized(ctx, e, d.Project, t), d, mine)
 			adopted += n
 		}
 	}

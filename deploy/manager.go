@@ -214,7 +214,7 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	if err != nil {
 		return nil, err
 	}
-	t = withReplicas(t, env.Replicas)
+	t = m.sized(ctx, env, req.Project, t)
 	switch {
 	case req.together:
 	case req.WithoutRequires:
@@ -427,7 +427,7 @@ func (m *Manager) rollback(ctx context.Context, s *service, current, previous *s
 		return nil, fmt.Errorf("roll back to %s:%s: %w", previous.Project, previous.Tag, err)
 	}
 	if env, err := m.cfg.Store.Environment(ctx, current.Environment); err == nil {
-		t = withReplicas(t, env.Replicas)
+		t = m.sized(ctx, env, previous.Project, t)
 	}
 	d := &store.Deployment{Environment: current.Environment, Service: s.name, Project: previous.Project,
 		Digest: previous.Digest, Tag: previous.Tag, Run: previous.Run, Strategy: BlueGreen, Status: StatusRunning,
@@ -489,7 +489,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				t, err := m.resolve(ctx, d.Project, d.Digest)
 				restored := false
 				if err == nil {
-					restored, err = m.service(env.Name, d.Service).restore(ctx, withReplicas(t, env.Replicas), d)
+					restored, err = m.service(env.Name, d.Service).restore(ctx, m.sized(ctx, env, d.Project, t), d)
 				}
 				if err == nil && !restored {
 					m.cfg.Log.Info("already running: adopted, or deployed since the server started",
@@ -549,9 +549,10 @@ func (m *Manager) service(env, name string) *service {
 	return s
 }
 
-// withReplicas is t with n instances, when an environment sets n.
+// withReplicas is t with service.Replicas n (0: one instance): t itself when it has n
+// already, else a copy, the release's own service left as it is.
 func withReplicas(t *target, n int) *target {
-	if n <= 0 {
+	if t.service.Replicas == n {
 		return t
 	}
 	svc := *t.service

@@ -43,8 +43,8 @@ func TestDifferencesNameWhatChanges(t *testing.T) {
 
 func TestWithReplicas(t *testing.T) {
 	t0 := &target{service: &pipeline.Service{Replicas: 2}}
-	if withReplicas(t0, 0) != t0 {
-		t.Error("0 replicas changed the target")
+	if withReplicas(t0, 2) != t0 {
+		t.Error("the count it has changed the target")
 	}
 	t3 := withReplicas(t0, 3)
 	if t3.service.Replicas != 3 || t0.service.Replicas != 2 {

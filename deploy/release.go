@@ -20,6 +20,9 @@ type target struct {
 	service *pipeline.Service
 	name    string // the service's name
 	dir     string // the unpacked release
+	// declared is the replica count drover.yml gives (service.replicas; 0 for 1), kept
+	// while an environment's or a person's count replaces service.Replicas.
+	declared int
 }
 
 // resolve finds the release ref names in project ("" for the newest release), reads
@@ -71,7 +74,7 @@ func (m *Manager) prepare(ctx context.Context, project string, rel *release.Rele
 	if p.Service.Command == "" && p.Service.Image == "" && rel.Image == "" {
 		return nil, fmt.Errorf("%s:%s cannot be deployed: service.command is empty and it built no image: %w", project, rel.Tag, ErrBadRequest)
 	}
-	t := &target{rel: rel, service: p.Service, name: p.Service.Name}
+	t := &target{rel: rel, service: p.Service, name: p.Service.Name, declared: p.Service.Replicas}
 	if t.name == "" {
 		t.name = project
 	}

@@ -607,6 +607,40 @@ func (s *Server) stopEnv(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// scaleIn is PUT /api/v1/environments/{env}/scale {"project", "replicas", "reset"}: how
+// many instances project's service runs there from now on (1 to deploy.MaxReplicas),
+// or, with reset, the count set by hand removed. Audited; answers the count that applies.
+func (s *Server) scaleIn(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Project  string `json:"project"`
+		Replicas int    `json:"replicas"`
+		Reset    bool   `json:"reset"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if req.Project == "" || (req.Reset != (req.Replicas == 0)) {
+		s.errorJSON(w, http.StatusBadRequest, "give a project and either replicas (1 to "+strconv.Itoa(deploy.MaxReplicas)+") or reset")
+		return
+	}
+	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {
+		return
+	}
+	if _, err := s.cfg.Store.Project(r.Context(), req.Project); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	n, err := s.cfg.Deploys.Scale(r.Context(), r.PathValue("env"), req.Project, req.Replicas, principal(r).Name)
+	switch {
+	case errors.Is(err, deploy.ErrBadRequest):
+		s.errorJSON(w, http.StatusBadRequest, err.Error())
+	case err != nil:
+		s.fail(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, map[string]int{"replicas": n})
+	}
+}
+
 // envDown is DELETE /api/v1/environments/{env}: stop a developer environment.
 func (s *Server) envDown(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.mayChange(w, r, r.PathValue("env")); !ok {

@@ -83,6 +83,7 @@ var everyRoute = map[string]routeCase{
 	"POST /api/v1/environments/{env}/rollback": {},
 	"POST /api/v1/environments/{env}/promote":  {},
 	"POST /api/v1/environments/{env}/stop":     {},
+	"PUT /api/v1/environments/{env}/scale":     {},
 	"GET /api/v1/audit":                        {},
 	"POST /api/v1/environments/plan":           {},
 	"POST /api/v1/environments/{env}/up":       {},

@@ -147,6 +147,7 @@ func (s *Server) routes() {
 		m.HandleFunc("POST /api/v1/environments/{env}/rollback", s.require(RoleDeveloper, s.rollbackIn))
 		m.HandleFunc("POST /api/v1/environments/{env}/promote", s.require(RoleDeveloper, s.promoteTo))
 		m.HandleFunc("POST /api/v1/environments/{env}/stop", s.require(RoleDeveloper, s.stopEnv))
+		m.HandleFunc("PUT /api/v1/environments/{env}/scale", s.require(RoleDeveloper, s.scaleIn))
 		m.HandleFunc("GET /api/v1/audit", s.require(RoleViewer, s.listAudit))
 		m.HandleFunc("POST /api/v1/environments/plan", s.require(RoleViewer, s.planEnvironments))
 		m.HandleFunc("POST /api/v1/environments/{env}/up", s.require(RoleDeveloper, s.envUp))

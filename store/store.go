@@ -127,6 +127,17 @@ type Environment struct {
 	Created     time.Time
 }
 
+// Scale is a replica count a person set for a project's service in an environment
+// (drover scale): it holds across deploys and outranks environments.yml's replicas and
+// drover.yml's, until removed.
+type Scale struct {
+	Environment string
+	Project     string
+	Replicas    int
+	Actor       string // who set it
+	Updated     time.Time
+}
+
 // Deployment is one change of the release a service runs in an environment.
 type Deployment struct {
 	ID          int64
@@ -258,6 +269,14 @@ type Store interface {
 	UpdateEnvironment(ctx context.Context, e *Environment) error
 	// DeleteEnvironment removes an environment and its deploy history.
 	DeleteEnvironment(ctx context.Context, name string) error
+
+	// SetScale stores s, replacing the scale of its environment and project, and sets
+	// Updated; ErrNotFound when the environment does not exist.
+	SetScale(ctx context.Context, s *Scale) error
+	// Scales returns the scales set in env, by project.
+	Scales(ctx context.Context, env string) ([]*Scale, error)
+	// DeleteScale removes the scale of project in env; ErrNotFound when there is none.
+	DeleteScale(ctx context.Context, env, project string) error
 
 	// CreateDeployment stores d and sets ID and Created; ErrNotFound when its
 	// environment does not exist.

@@ -24,6 +24,7 @@ type upProcess struct {
 	cmd   *exec.Cmd
 	lines chan string
 	out   *syncBuffer
+	read  chan struct{} // closed once all the output is in out
 }
 
 func startUp(t *testing.T, args ...string) *upProcess {
@@ -37,8 +38,9 @@ func startUp(t *testing.T, args ...string) *upProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	u := &upProcess{t: t, cmd: cmd, lines: make(chan string, 1000), out: &syncBuffer{}}
+	u := &upProcess{t: t, cmd: cmd, lines: make(chan string, 1000), out: &syncBuffer{}, read: make(chan struct{})}
 	go func() {
+		defer close(u.read)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			u.out.WriteString(sc.Text() + "\n")
@@ -72,14 +74,17 @@ func (u *upProcess) until(re *regexp.Regexp, within time.Duration) []string {
 func (u *upProcess) stop() int {
 	if u.cmd.ProcessState == nil {
 		u.cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { u.cmd.Wait(); close(done) }()
+		// All the output first: Wait closes the pipe, and what was not read yet is lost.
 		select {
-		case <-done:
+		case <-u.read:
 		case <-time.After(60 * time.Second):
 			u.cmd.Process.Kill()
-			<-done
+			select { // a reader stuck on a full lines channel gives up here
+			case <-u.read:
+			case <-time.After(10 * time.Second):
+			}
 		}
+		u.cmd.Wait()
 	}
 	return u.cmd.ProcessState.ExitCode()
 }

@@ -195,6 +195,18 @@ var migrations = []migration{
 		`ALTER TABLE projects ADD COLUMN default_branch TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE projects ADD COLUMN branch_secrets BOOLEAN NOT NULL DEFAULT FALSE`,
 	}},
+	// 12: replica counts people set (drover scale), per environment and project: they
+	// outrank environments.yml's replicas and drover.yml's.
+	{name: "scales", stmts: []string{
+		`CREATE TABLE scales (
+			environment_id BIGINT NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+			project TEXT NOT NULL,
+			replicas INTEGER NOT NULL,
+			actor TEXT NOT NULL DEFAULT '',
+			updated ${time} NOT NULL,
+			PRIMARY KEY (environment_id, project)
+		)`,
+	}},
 }
 
 // usersFromTokens makes each token its own user, with the token's role and approval

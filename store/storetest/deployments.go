@@ -195,3 +195,43 @@ func testApprovals(t *testing.T, s store.Store) {
 		t.Errorf("token groups read back: %+v, %v", back, err)
 	}
 }
+
+func testScales(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, name := range []string{"staging", "production"} {
+		if err := s.CreateEnvironment(ctx, &store.Environment{Name: name, Strategy: "blue-green"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr(t, "SetScale in a missing environment", s.SetScale(ctx, &store.Scale{Environment: "qa", Project: "web", Replicas: 2}), store.ErrNotFound)
+	sc := &store.Scale{Environment: "production", Project: "web", Replicas: 4, Actor: "alice"}
+	if err := s.SetScale(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	checkCreated(t, "SetScale", sc.Updated)
+	// Set again: replaced, not added.
+	if err := s.SetScale(ctx, &store.Scale{Environment: "production", Project: "web", Replicas: 6, Actor: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetScale(ctx, &store.Scale{Environment: "production", Project: "api", Replicas: 1, Actor: "bob"})
+	s.SetScale(ctx, &store.Scale{Environment: "staging", Project: "web", Replicas: 3, Actor: "bob"})
+	got, err := s.Scales(ctx, "production")
+	if err != nil || len(got) != 2 || got[0].Project != "api" || got[1].Project != "web" || got[1].Replicas != 6 || got[1].Actor != "bob" {
+		t.Fatalf("Scales(production) = %+v, %v", got, err)
+	}
+	if err := s.DeleteScale(ctx, "production", "web"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "DeleteScale of none", s.DeleteScale(ctx, "production", "web"), store.ErrNotFound)
+	if got, _ := s.Scales(ctx, "staging"); len(got) != 1 || got[0].Replicas != 3 {
+		t.Errorf("staging's scale after production's went: %+v", got)
+	}
+	// An environment that goes takes its scales with it.
+	if err := s.DeleteEnvironment(ctx, "staging"); err != nil {
+		t.Fatal(err)
+	}
+	s.CreateEnvironment(ctx, &store.Environment{Name: "staging", Strategy: "blue-green"})
+	if got, _ := s.Scales(ctx, "staging"); len(got) != 0 {
+		t.Errorf("scales outlived their environment: %+v", got)
+	}
+}

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Cancelled", testCancelled},
 		{"Environments", testEnvironments},
 		{"Deployments", testDeployments},
+		{"Scales", testScales},
 		{"Audit", testAudit},
 		{"Approvals", testApprovals},
 		{"Secrets", testSecrets},
