@@ -62,11 +62,9 @@ func (m *Manager) StopEnv(ctx context.Context, env, actor, why string) ([]string
 			return stopped, err
 		}
 		if s := m.existing(env, d.Service); s != nil {
-			s.deployMu.Lock() // a deploy under way finishes first; the stop comes after it
-			s.stopAll(context.WithoutCancel(ctx))
-			s.current, s.target = nil, nil
-			s.deployMu.Unlock()
-			s.event("stopped by %s", actor)
+			// Gone from what runs here: a deploy under way fails, nothing heals; its
+			// discovery address stays recorded for the next deploy.
+			m.forget(context.WithoutCancel(ctx), s)
 		}
 		rec.Reason, rec.Finished = "stopped by "+actor, time.Now()
 		if why != "" {
