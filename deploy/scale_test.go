@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/drover-cd/drover/pipeline"
@@ -41,5 +42,34 @@ func TestReplicaCountsOutrankEachOther(t *testing.T) {
 	env.Replicas = 0
 	if n := count(scaled); n != 2 {
 		t.Errorf("after the counts went, from a target a count had replaced: %d, want drover.yml's 2", n)
+	}
+}
+
+// A frozen manager (a server handing over to a successor) refuses every change of what
+// runs, and waits for a deploy under way before it freezes.
+func TestFrozenManagerRefusesChanges(t *testing.T) {
+	m, mk := liveSetup(t)
+	st := withStore(t, m)
+	ctx := context.Background()
+	st.CreateEnvironment(ctx, &store.Environment{Name: "staging", Strategy: BlueGreen})
+	s := m.service("staging", "web")
+	if err := s.deploy(ctx, mk("v1"), &store.Deployment{ID: 1, Strategy: BlueGreen}, tlog(t)); err != nil {
+		t.Fatal(err)
+	}
+	m.Freeze()
+	if _, err := m.Deploy(ctx, Request{Env: "staging", Project: "web"}); !errors.Is(err, ErrFrozen) {
+		t.Errorf("Deploy when frozen: %v", err)
+	}
+	if _, err := m.Scale(ctx, "staging", "web", 3, "alice"); !errors.Is(err, ErrFrozen) {
+		t.Errorf("Scale when frozen: %v", err)
+	}
+	if _, err := m.StopEnv(ctx, "staging", "alice", ""); !errors.Is(err, ErrFrozen) {
+		t.Errorf("StopEnv when frozen: %v", err)
+	}
+	if _, err := m.Rollback(ctx, RollbackRequest{Env: "staging", Project: "web"}); !errors.Is(err, ErrFrozen) {
+		t.Errorf("Rollback when frozen: %v", err)
+	}
+	if count(s) != 2 {
+		t.Errorf("freezing changed what runs: %d instances", count(s))
 	}
 }

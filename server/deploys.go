@@ -449,6 +449,10 @@ func (s *Server) applyEnvironments(w http.ResponseWriter, r *http.Request) {
 	log := &lineLog{}
 	plan, err := s.cfg.Deploys.Apply(r.Context(), envs, principal(r).Name, log.add)
 	out := map[string]any{"changes": planLines(plan), "log": log.lines}
+	if errors.Is(err, deploy.ErrFrozen) {
+		s.fail(w, r, err)
+		return
+	}
 	if err != nil {
 		out["error"] = err.Error()
 		writeJSON(w, http.StatusUnprocessableEntity, out)
@@ -574,6 +578,8 @@ func (s *Server) envUp(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, deploy.ErrNotPassed):
 		out["error"] = err.Error()
 		writeJSON(w, http.StatusConflict, out)
+	case errors.Is(err, deploy.ErrFrozen):
+		s.fail(w, r, err)
 	default:
 		out["error"] = err.Error()
 		writeJSON(w, http.StatusUnprocessableEntity, out)
