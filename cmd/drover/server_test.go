@@ -20,21 +20,23 @@ import (
 	"testing"
 	"time"
 
+	dockerengine "github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/runtime/process"
 )
 
 // testServer is a `drover server` process started by a test.
 type testServer struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	URL    string
-	Proxy  string // the deploy proxy's http://HOST:PORT
-	Data   string
-	Token  string
-	log    *syncBuffer
-	db     string
-	uid    int      // runs the server as this user (with its group); 0: as the test
-	groups []string // with uid: more groups it is in, by gid
+	t       *testing.T
+	cmd     *exec.Cmd
+	URL     string
+	Proxy   string // the deploy proxy's http://HOST:PORT
+	Data    string
+	Token   string
+	log     *syncBuffer
+	db      string
+	uid     int      // runs the server as this user (with its group); 0: as the test
+	groups  []string // with uid: more groups it is in, by gid
+	started bool     // started once: the instances' cleanup is registered
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -62,8 +64,6 @@ var listening = regexp.MustCompile(`msg="drover server listening" url=(http://\S
 func startServer(t *testing.T, dir, db string, extra ...string) *testServer {
 	t.Helper()
 	s := &testServer{t: t, Data: dir, log: &syncBuffer{}, db: db}
-	// Deployed instances outlive the server: they go once it has stopped.
-	t.Cleanup(func() { stopInstances(t, dir) })
 	s.start(extra...)
 	return s
 }
@@ -83,11 +83,25 @@ func stopInstances(t *testing.T, data string) {
 		wg.Go(func() { a.Instance.Stop(ctx) })
 	}
 	wg.Wait()
+	// And its containers, where a Docker Engine answers.
+	if e, err := dockerengine.Connect(ctx, dockerengine.Owner(data), dockerengine.Registry{}); err == nil {
+		defer e.Close()
+		if _, err := e.RemoveLeftovers(ctx, nil); err != nil {
+			t.Errorf("remove the containers left serving: %v", err)
+		}
+	}
 }
 
 func (s *testServer) start(extra ...string) {
 	t := s.t
 	t.Helper()
+	if !s.started {
+		s.started = true
+		// Deployed instances outlive the server: they go once it has stopped (this
+		// cleanup runs after the server's, registered below, and before the data
+		// folder's, registered before the server started).
+		t.Cleanup(func() { stopInstances(t, s.Data) })
+	}
 	args := append([]string{"server", "--data", s.Data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--grace", "500ms"}, extra...)
 	// Servers run side by side here: as root, each would give its steps the default uids
 	// and stop every process of them when a run ends. Tests of isolation give ranges.
