@@ -60,11 +60,28 @@ type envJSON struct {
 	Created     time.Time              `json:"created"`
 	Services    []deploy.ServiceStatus `json:"services"`
 	Deployments []deploymentJSON       `json:"deployments,omitempty"`
+	// Scales are the replica counts set by hand there (drover scale), by project.
+	Scales []scaleJSON `json:"scales,omitempty"`
+}
+
+// scaleJSON is a replica count set by hand.
+type scaleJSON struct {
+	Project  string    `json:"project"`
+	Replicas int       `json:"replicas"`
+	Actor    string    `json:"actor"`
+	Updated  time.Time `json:"updated"`
 }
 
 func (s *Server) envDetail(r *http.Request, e *store.Environment, history int) (envJSON, error) {
 	out := envJSON{Name: e.Name, Strategy: e.Strategy, Created: e.Created, Services: s.withReleases(r.Context(), s.cfg.Deploys.Status(e.Name))}
 	if history > 0 {
+		scales, err := s.cfg.Store.Scales(r.Context(), e.Name)
+		if err != nil {
+			return out, err
+		}
+		for _, sc := range scales {
+			out.Scales = append(out.Scales, scaleJSON{Project: sc.Project, Replicas: sc.Replicas, Actor: sc.Actor, Updated: sc.Updated})
+		}
 		ds, err := s.cfg.Store.Deployments(r.Context(), store.DeploymentFilter{Environment: e.Name, Limit: history})
 		if err != nil {
 			return out, err

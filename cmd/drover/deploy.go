@@ -131,9 +131,13 @@ failed, say) is not gone back to, unless an admin adds --force.`,
 
 // envStatus is an environment as GET /api/v1/environments/{env} answers.
 type envStatus struct {
-	Name        string       `json:"name"`
-	Strategy    string       `json:"strategy"`
-	Services    []envService `json:"services"`
+	Name     string       `json:"name"`
+	Strategy string       `json:"strategy"`
+	Services []envService `json:"services"`
+	Scales   []struct {
+		Project, Actor string
+		Replicas       int
+	} `json:"scales"`
 	Deployments []struct {
 		ID                                             int64
 		Service, Tag, Status, Reason, Trigger, Release string
@@ -203,6 +207,10 @@ func envCommand() *cobra.Command {
 			for _, i := range s.Instances {
 				fmt.Fprintf(out, "  %-40s %-10s %-21s pid %-7d restarts %d\n", i.Name, i.Health, i.Addr, i.Pid, i.Restarts)
 			}
+		}
+		for _, sc := range e.Scales {
+			fmt.Fprintf(out, "\n%s is scaled to %d by hand (by %s; drover scale %s --env %s --reset undoes it)\n",
+				sc.Project, sc.Replicas, sc.Actor, sc.Project, e.Name)
 		}
 		fmt.Fprintf(out, "\nhistory:\n")
 		for _, d := range e.Deployments {

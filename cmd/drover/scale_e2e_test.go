@@ -41,6 +41,9 @@ func TestScaleHoldsAcrossDeploysUntilReset(t *testing.T) {
 		t.Fatalf("scale to 4: %s", res)
 	}
 	waitCount(4)
+	if show := s.as(s.Token, "env", "show", "staging"); !strings.Contains(show.stdout, "app is scaled to 4 by hand (by admin;") {
+		t.Errorf("env show does not say app is scaled by hand:\n%s", show.stdout)
+	}
 	if res := s.as(s.Token, "scale", "app", "--env", "staging", "1"); res.code != 0 {
 		t.Fatalf("scale to 1: %s", res)
 	}
