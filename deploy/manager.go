@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drover-cd/drover/internal/words"
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
@@ -220,7 +221,7 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 	case req.WithoutRequires:
 		if missing := m.Missing(req.Env, t.service.Requires); len(missing) > 0 {
 			req.Log(fmt.Sprintf("without %s, which %s requires: its calls to them fail until they run in %s",
-				andList(missing), t.name, req.Env))
+				words.And(missing), t.name, req.Env))
 		}
 	default:
 		if err := m.checkRequires(ctx, req.Env, t.name, t.service.Requires, req.Log); err != nil {

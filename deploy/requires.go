@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/drover-cd/drover/internal/words"
 )
 
 // RequiresError is why a deploy was refused: the service requires others that do not
@@ -22,7 +23,7 @@ func (e *RequiresError) Error() string {
 	}
 	return fmt.Sprintf("%s requires %s, which %s not run in %s: deploy %s there first "+
 		"(drover promote --from ENV --to %s --all promotes a set in the order it needs), or deploy anyway with --without-requires",
-		e.Service, andList(e.Missing), do, e.Env, them, e.Env)
+		e.Service, words.And(e.Missing), do, e.Env, them, e.Env)
 }
 
 // Unwrap makes a RequiresError an ErrBadRequest: the caller can fix it.
@@ -81,7 +82,7 @@ func (m *Manager) checkRequires(ctx context.Context, env, service string, requir
 		if len(busy) == 1 {
 			is = "it is"
 		}
-		if line := fmt.Sprintf("waiting for %s: %s being deployed to %s", andList(busy), is, env); line != said {
+		if line := fmt.Sprintf("waiting for %s: %s being deployed to %s", words.And(busy), is, env); line != said {
 			log(line)
 			said = line
 		}
@@ -91,12 +92,4 @@ func (m *Manager) checkRequires(ctx context.Context, env, service string, requir
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// andList is "a", "a and b", "a, b and c".
-func andList(names []string) string {
-	if len(names) < 2 {
-		return strings.Join(names, "")
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/internal/duration"
+	"github.com/drover-cd/drover/internal/words"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/runner"
 	"github.com/drover-cd/drover/source"
@@ -725,12 +726,7 @@ type envMissing struct {
 }
 
 // List is "a", "a and b", "a, b and c".
-func (e envMissing) List() string {
-	if n := len(e.Missing); n > 1 {
-		return strings.Join(e.Missing[:n-1], ", ") + " and " + e.Missing[n-1]
-	}
-	return strings.Join(e.Missing, "")
-}
+func (e envMissing) List() string { return words.And(e.Missing) }
 
 // missingRequires is, for each environment the run's deploy: steps that have not run yet
 // go to, what its service requires and that environment lacks.

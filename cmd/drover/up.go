@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-cd/drover/atomicfile"
+	"github.com/drover-cd/drover/internal/words"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/release"
 )
@@ -487,7 +488,7 @@ func (w *watcher) summary(info serverInfo, projects []upProject) {
 		for _, p := range projects {
 			if waits[p.name] && len(p.requires) > 0 {
 				fmt.Fprintf(w.out, "  %s requires %s: approve it once they run in production (its deploy is refused before)\n",
-					p.name, strings.Join(p.requires, " and "))
+					p.name, words.And(p.requires))
 			}
 		}
 	}
