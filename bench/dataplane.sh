@@ -31,14 +31,7 @@ cleanup() {
 trap cleanup EXIT
 . "$root/bench/lib.sh"
 
-if ! command -v wrk > /dev/null; then
-	if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk > /dev/null
-	else
-		echo "need wrk: sudo apt-get install -y wrk" >&2
-		exit 1
-	fi
-fi
+need_wrk
 
 (cd "$root/cmd/drover" && go build -o "$work/websvc" ./testdata/websvc)
 start_server --step-uids off --service-uids off

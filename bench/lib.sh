@@ -51,3 +51,14 @@ wait_run() {
 	echo "run $1 did not finish" >&2
 	exit 1
 }
+
+# need_wrk installs wrk where it can (root on Debian) or says how, and exits.
+need_wrk() {
+	command -v wrk > /dev/null && return
+	if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk > /dev/null
+	else
+		echo "need wrk: sudo apt-get install -y wrk" >&2
+		exit 1
+	fi
+}

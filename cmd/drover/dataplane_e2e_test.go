@@ -29,11 +29,7 @@ func deployedApp(t *testing.T, extra ...string) *testServer {
 		t.Fatal(err)
 	}
 	s := startServer(t, t.TempDir(), "", extra...)
-	repo := gitRepo(t, servicePipeline(bin, "app", "v1", "", ""))
-	git(t, repo, "push", "-q", s.pushURL("app"), "main")
-	if run := s.waitRun("app", 1, finished); run.Status != "success" {
-		t.Fatalf("run: %+v\n%s", run, s.log)
-	}
+	s.deliver("app", servicePipeline(bin, "app", "v1", "", ""))
 	s.waitBody("app", "staging", "v1 staging")
 	t.Cleanup(func() { s.as(s.Token, "env", "stop", "--all") }) // the instances outlive the server
 	return s

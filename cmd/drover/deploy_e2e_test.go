@@ -56,6 +56,18 @@ steps:
 `, name, requiresField(requires), bin, version, extra)
 }
 
+// deliver pushes yml as project's first commit and waits for its first run, failing the
+// test unless it passed; it returns the repository.
+func (s *testServer) deliver(project, yml string) string {
+	s.t.Helper()
+	repo := gitRepo(s.t, yml)
+	git(s.t, repo, "push", "-q", s.pushURL(project), "main")
+	if run := s.waitRun(project, 1, finished); run.Status != "success" {
+		s.t.Fatalf("%s run: %+v\n%s", project, run, s.log)
+	}
+	return repo
+}
+
 // commitPipeline replaces drover.yml in repo, commits and pushes it to project.
 func (s *testServer) commitPipeline(repo, project, yml string) {
 	s.t.Helper()
@@ -192,16 +204,8 @@ func TestDeployHealRollbackAndRestart(t *testing.T) {
 	s := startServer(t, dir, "", "--rollback-window", "20s", "--health-timeout", "3s")
 
 	// api, then web, which requires api: both deployed by their runs' deploy steps.
-	api := gitRepo(t, servicePipeline(bin, "api", "api-v1", "", ""))
-	git(t, api, "push", "-q", s.pushURL("api"), "main")
-	if run := s.waitRun("api", 1, finished); run.Status != "success" {
-		t.Fatalf("api run: %+v\n%s", run, s.log)
-	}
-	web := gitRepo(t, servicePipeline(bin, "web", "v1", "api", ""))
-	git(t, web, "push", "-q", s.pushURL("web"), "main")
-	if run := s.waitRun("web", 1, finished); run.Status != "success" {
-		t.Fatalf("web run: %+v\n%s", run, s.log)
-	}
+	s.deliver("api", servicePipeline(bin, "api", "api-v1", "", ""))
+	web := s.deliver("web", servicePipeline(bin, "web", "v1", "api", ""))
 	s.waitBody("web", "staging", "v1 staging")
 	if code, body, err := s.viaProxy("web", "staging", "/up"); code != 200 || body != "api-v1 staging" {
 		t.Errorf("web reaching api through API_URL: %d %q %v", code, body, err)
@@ -372,11 +376,7 @@ func TestEphemeralEnvironments(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, reachableDir(t), "", "--health-timeout", "5s", "--step-uids", "20910-20919", "--service-uids", "21100-21199")
-	api := gitRepo(t, servicePipeline(bin, "api", "api-v1", "", ""))
-	git(t, api, "push", "-q", s.pushURL("api"), "main")
-	if run := s.waitRun("api", 1, finished); run.Status != "success" {
-		t.Fatalf("api run: %+v\n%s", run, s.log)
-	}
+	s.deliver("api", servicePipeline(bin, "api", "api-v1", "", ""))
 	// web's tests run against a complete environment of their own: api at its staging
 	// release and this run's web, found through API_URL and WEB_URL.
 	yml := fmt.Sprintf(`

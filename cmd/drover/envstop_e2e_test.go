@@ -11,17 +11,7 @@ import (
 // down across a restart until the next deploy.
 func TestEnvStopIsExplicitAndLasts(t *testing.T) {
 	t.Parallel()
-	bin, err := websvcBin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, t.TempDir(), "")
-	repo := gitRepo(t, servicePipeline(bin, "app", "v1", "", ""))
-	git(t, repo, "push", "-q", s.pushURL("app"), "main")
-	if run := s.waitRun("app", 1, finished); run.Status != "success" {
-		t.Fatalf("run: %+v\n%s", run, s.log)
-	}
-	s.waitBody("app", "staging", "v1 staging")
+	s := deployedApp(t)
 
 	viewer := s.tokenWithRole("viewer")
 	if res := s.as(viewer, "env", "stop", "staging"); res.code == 0 {

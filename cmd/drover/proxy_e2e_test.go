@@ -151,11 +151,7 @@ func TestStandaloneProxiesOutliveTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, t.TempDir(), "")
-	repo := gitRepo(t, servicePipeline(bin, "web", "v1", "", ""))
-	git(t, repo, "push", "-q", s.pushURL("web"), "main")
-	if run := s.waitRun("web", 1, finished); run.Status != "success" {
-		t.Fatalf("web run: %+v\n%s", run, s.log)
-	}
+	repo := s.deliver("web", servicePipeline(bin, "web", "v1", "", ""))
 	s.waitBody("web", "staging", "v1 staging")
 	t.Cleanup(func() { s.as(s.Token, "env", "stop", "--all") })
 
@@ -238,16 +234,8 @@ func TestDiscoveryThroughTheProxyOutlivesTheServer(t *testing.T) {
 	s := startServer(t, t.TempDir(), "", "--external-discovery")
 	t.Cleanup(func() { s.as(s.Token, "env", "stop", "--all") })
 	edge := startProxy(t, s, s.mint("--machine", "proxy"), "edge", t.TempDir(), "--discovery")
-	api := gitRepo(t, servicePipeline(bin, "api", "api-v1", "", ""))
-	git(t, api, "push", "-q", s.pushURL("api"), "main")
-	if run := s.waitRun("api", 1, finished); run.Status != "success" {
-		t.Fatalf("api run: %+v\n%s", run, s.log)
-	}
-	web := gitRepo(t, servicePipeline(bin, "web", "v1", "api", ""))
-	git(t, web, "push", "-q", s.pushURL("web"), "main")
-	if run := s.waitRun("web", 1, finished); run.Status != "success" {
-		t.Fatalf("web run: %+v\n%s", run, s.log)
-	}
+	s.deliver("api", servicePipeline(bin, "api", "api-v1", "", ""))
+	s.deliver("web", servicePipeline(bin, "web", "v1", "api", ""))
 	up := func() (int, string, error) { return getVia(edge.URL, "web", "staging", "/up") }
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if code, body, _ := up(); code == 200 && body == "api-v1 staging" {
