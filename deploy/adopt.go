@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,20 +169,13 @@ func seqOf(name string) int {
 func (m *Manager) MaskerOf(labels map[string]string) *mask.Masker {
 	ctx := context.WithoutCancel(m.ctx)
 	t, err := m.resolve(ctx, labels[labelProject], labels[labelDigest])
-	if err != nil || len(t.service.Secrets) == 0 || m.cfg.Secrets == nil {
-		if err != nil {
-			m.cfg.Log.Warn("the secrets of an adopted instance are unknown: its last output is shown unmasked",
-				"env", labels[labelEnv], "service", labels[labelService], "err", err)
-		}
-		return nil
+	var masker *mask.Masker
+	if err == nil {
+		_, masker, err = m.serviceSecrets(ctx, labels[labelEnv], labels[labelService], t)
 	}
-	env := labels[labelEnv]
-	vars, err := m.cfg.Secrets(ctx, SecretsRequest{Names: t.service.Secrets, Project: t.rel.Project, Env: m.scopeOf(env),
-		Branch: t.rel.Branch, For: fmt.Sprintf("service %s in %s", labels[labelService], env)})
 	if err != nil {
 		m.cfg.Log.Warn("the secrets of an adopted instance are unknown: its last output is shown unmasked",
-			"env", env, "service", labels[labelService], "err", err)
-		return nil
+			"env", labels[labelEnv], "service", labels[labelService], "err", err)
 	}
-	return maskerOf(vars)
+	return masker
 }

@@ -22,15 +22,21 @@ type SecretsRequest struct {
 // secrets resolves the secrets s's instances of t ask for: their KEY=VALUE lines and a
 // masker of their values for the instances' output. No secrets: nil, nil.
 func (s *service) secrets(ctx context.Context, t *target) ([]string, *mask.Masker, error) {
+	return s.m.serviceSecrets(ctx, s.env, s.name, t)
+}
+
+// serviceSecrets resolves the secrets service name's instances of t in env ask for, as
+// secrets does; also for instances a previous server started (MaskerOf).
+func (m *Manager) serviceSecrets(ctx context.Context, env, name string, t *target) ([]string, *mask.Masker, error) {
 	names := t.service.Secrets
 	if len(names) == 0 {
 		return nil, nil, nil
 	}
-	if s.m.cfg.Secrets == nil {
-		return nil, nil, fmt.Errorf("service %s asks for secrets (%s), and this server keeps none", s.name, strings.Join(names, ", "))
+	if m.cfg.Secrets == nil {
+		return nil, nil, fmt.Errorf("service %s asks for secrets (%s), and this server keeps none", name, strings.Join(names, ", "))
 	}
-	vars, err := s.m.cfg.Secrets(ctx, SecretsRequest{Names: names, Project: t.rel.Project, Env: s.m.scopeOf(s.env),
-		Branch: t.rel.Branch, For: fmt.Sprintf("service %s in %s", s.name, s.env)})
+	vars, err := m.cfg.Secrets(ctx, SecretsRequest{Names: names, Project: t.rel.Project, Env: m.scopeOf(env),
+		Branch: t.rel.Branch, For: fmt.Sprintf("service %s in %s", name, env)})
 	if err != nil {
 		return nil, nil, err
 	}
