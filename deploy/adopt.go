@@ -54,16 +54,16 @@ func (m *Manager) Adopt(ctx context.Context) (int, error) {
 	// The discovery addresses serve once what they route to is adopted: a call between
 	// services during an upgrade finds its target routed.
 	defer m.listenRecorded(known)
+	adopted := m.adoptSwarms(ctx, envs)
 	found := m.adoptable(ctx)
 	if len(found) == 0 {
-		return 0, nil
+		return adopted, nil
 	}
 	byOwner := map[string][]runtime.Adopted{} // env/service/digest
 	for _, a := range found {
 		key := a.Labels[labelEnv] + "/" + a.Labels[labelService] + "/" + a.Labels[labelDigest]
 		byOwner[key] = append(byOwner[key], a)
 	}
-	adopted := 0
 	for _, e := range envs {
 		live, err := m.live(ctx, e.Name)
 		if err != nil {
@@ -104,6 +104,35 @@ func (m *Manager) Adopt(ctx context.Context) (int, error) {
 	}
 	go wg.Wait() // they stop in the background: serving comes first
 	return adopted, nil
+}
+
+// adoptSwarms takes over the live generations of services on a Swarm, and returns how
+// many it found. One it cannot reach is logged: Reconcile tries again.
+func (m *Manager) adoptSwarms(ctx context.Context, envs []*store.Environment) int {
+	n := 0
+	for _, e := range envs {
+		if m.runtimeOf(e.Name) != RuntimeSwarm {
+			continue
+		}
+		live, err := m.live(ctx, e.Name)
+		if err != nil {
+			m.cfg.Log.Error("adopt the Swarm generations of an environment", "env", e.Name, "err", err)
+			continue
+		}
+		for _, d := range live {
+			t, err := m.resolve(ctx, d.Project, d.Digest)
+			if err == nil {
+				var ok bool
+				if ok, err = m.service(e.Name, d.Service).adoptSwarm(ctx, m.sized(ctx, e, d.Project, t), d); ok {
+					n++
+				}
+			}
+			if err != nil {
+				m.cfg.Log.Error("adopt a Swarm generation", "env", e.Name, "service", d.Service, "release", d.Tag, "err", err)
+			}
+		}
+	}
+	return n
 }
 
 // adoptable asks each runtime whose instances outlive the server for those still there.

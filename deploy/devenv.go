@@ -83,6 +83,9 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]*store.Deployment, e
 	env := &store.Environment{Name: req.Name, Strategy: BlueGreen, IdleTimeout: req.Idle}
 	if req.From != "" {
 		env.Runtime = m.runtimeOf(req.From) // a copy runs where what it copies runs
+		if from, err := m.cfg.Store.Environment(ctx, m.scopeOf(req.From)); err == nil {
+			env.Swarm, env.Services = from.Swarm, from.Services // on the same cluster, placed alike
+		}
 	}
 	if err := m.cfg.Store.CreateEnvironment(ctx, env); err != nil {
 		return nil, err

@@ -50,15 +50,23 @@ func (m *Manager) URL(env, name string) (string, error) {
 	return m.routeURL(proxy.Key(name, env))
 }
 
-// routeURL is URL by route key.
+// routeURL is URL by route key. The route listener of a service on a Swarm listens on
+// Config.ClusterHost, where tasks on every node reach it; others on loopback.
 func (m *Manager) routeURL(key string) (string, error) {
+	host := "127.0.0.1"
+	if m.runtimeOf(envOfKey(key)) == RuntimeSwarm {
+		if host = m.cfg.ClusterHost; host == "" {
+			return "", fmt.Errorf("%s runs on a Swarm: start the server with --advertise so its tasks can reach the services they require: %w",
+				key, ErrBadRequest)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if rt, ok := m.routes[key]; ok {
 		return rt.url, nil
 	}
 	if m.cfg.ExternalDiscovery {
-		addr, err := m.addrs.reserve(key)
+		addr, err := m.addrs.reserve(key, host)
 		if err != nil {
 			return "", fmt.Errorf("an address for %s: %w", key, err)
 		}
@@ -70,7 +78,7 @@ func (m *Manager) routeURL(key string) (string, error) {
 	delete(m.cfg.Inherited, routeSocket(key))
 	var err error
 	if ln == nil {
-		ln, err = m.addrs.listen(key)
+		ln, err = m.addrs.listen(key, host)
 	}
 	if err != nil {
 		return "", fmt.Errorf("listen for %s: %w", key, err)
@@ -166,9 +174,9 @@ func openAddressBook(path string, log *slog.Logger) *addressBook {
 	return b
 }
 
-// listen listens on key's recorded address, or on a new loopback port that it records.
+// listen listens on key's recorded address, or on a new port of host that it records.
 // A recorded address another program took meanwhile is given up for a new one.
-func (b *addressBook) listen(key string) (net.Listener, error) {
+func (b *addressBook) listen(key, host string) (net.Listener, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if addr := b.addrs[key]; addr != "" {
@@ -179,7 +187,7 @@ func (b *addressBook) listen(key string) (net.Listener, error) {
 		b.log.Warn("a service's discovery address is taken; it gets a new one, and instances that outlived the server lose it",
 			"route", key, "addr", addr, "err", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, err
 	}
@@ -188,15 +196,15 @@ func (b *addressBook) listen(key string) (net.Listener, error) {
 	return ln, nil
 }
 
-// reserve returns key's recorded address, or records a free loopback port for it, for
+// reserve returns key's recorded address, or records a free port of host for it, for
 // a standalone proxy to listen on.
-func (b *addressBook) reserve(key string) (string, error) {
+func (b *addressBook) reserve(key, host string) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if addr := b.addrs[key]; addr != "" {
 		return addr, nil
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return "", err
 	}
@@ -267,9 +275,7 @@ func bookPath(dir string) string {
 // that are gone are forgotten. Handed-over listeners nobody claimed are closed.
 func (m *Manager) listenRecorded(envs map[string]bool) {
 	for _, key := range m.addrs.keys() {
-		base := strings.TrimSuffix(key, ".localhost")
-		env := base[strings.LastIndexByte(base, '.')+1:]
-		if !envs[env] {
+		if !envs[envOfKey(key)] {
 			m.addrs.forget(key)
 			continue
 		}
@@ -291,4 +297,10 @@ func (b *addressBook) keys() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Sorted(maps.Keys(b.addrs))
+}
+
+// envOfKey is the environment of a route key SERVICE.ENV.localhost.
+func envOfKey(key string) string {
+	base := strings.TrimSuffix(key, ".localhost")
+	return base[strings.LastIndexByte(base, '.')+1:]
 }

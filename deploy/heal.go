@@ -299,6 +299,8 @@ type InstanceStatus struct {
 	Health   string    `json:"health"`
 	Started  time.Time `json:"started"`
 	Restarts int       `json:"restarts"`
+	// Node is the cluster node it runs on (runtime: swarm); "" on this machine.
+	Node string `json:"node,omitempty"`
 }
 
 // Status returns what runs in env, by service name.
@@ -332,8 +334,12 @@ func (s *service) status() ServiceStatus {
 		st.Requires = slices.Clone(s.target.service.Requires)
 	}
 	for _, inst := range s.instances {
-		st.Instances = append(st.Instances, InstanceStatus{Name: inst.rt.Name(), Addr: inst.rt.Addr(), Pid: inst.rt.Pid(),
-			Health: inst.checker.State().String(), Started: inst.started, Restarts: inst.restarts})
+		is := InstanceStatus{Name: inst.rt.Name(), Addr: inst.rt.Addr(), Pid: inst.rt.Pid(),
+			Health: inst.checker.State().String(), Started: inst.started, Restarts: inst.restarts}
+		if n, ok := inst.rt.(interface{ Node() string }); ok {
+			is.Node = n.Node()
+		}
+		st.Instances = append(st.Instances, is)
 	}
 	if st.Events == nil {
 		st.Events = []Event{}

@@ -24,6 +24,7 @@ import (
 	"github.com/drover-cd/drover/registry"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runtime"
+	"github.com/drover-cd/drover/runtime/swarm"
 	"github.com/drover-cd/drover/sandbox"
 	"github.com/drover-cd/drover/store"
 )
@@ -72,6 +73,16 @@ type Config struct {
 	// ImageRef turns a release's image (REPO@DIGEST in the registry) into a reference
 	// the engine pulls. Required with Containers.
 	ImageRef func(image string) string
+	// ClusterRegistry is HOST:PORT of this server's registry as other machines reach it
+	// over TLS (--advertise): Swarm nodes pull releases from there. "" refuses deploys to
+	// runtime: swarm, saying why.
+	ClusterRegistry string
+	// ClusterHost is the address of this machine other machines reach: the route
+	// listeners of services on a Swarm (what <NAME>_URL names there) listen on it.
+	ClusterHost string
+	// NewToken makes a random token and the hash the store keeps of it: the pull
+	// credentials of Swarm generations.
+	NewToken func() (token string, hash []byte, err error)
 	Proxy    *proxy.Proxy
 	Dir      string // releases are unpacked in Dir/releases, instance logs go to Dir/logs
 	// ReleaseDir, when set, is where releases are unpacked instead of Dir/releases: a
@@ -119,16 +130,17 @@ type Manager struct {
 	ctx context.Context // the server's: instances and supervisors live until it ends
 
 	mu            sync.Mutex
-	ephemeralBase string              // from environments.yml; "" for the caller's default
-	services      map[string]*service // by proxy key (service.env.localhost)
-	uids          map[string]int      // the user each environment's instances run as (users.go)
-	routes        map[string]*route   // by proxy key: the key's own listener (discovery.go)
-	addrs         *addressBook        // the address each key's listener had, kept across restarts
-	epoch         int64               // when the manager started, in ns: the route table's versions start with it
-	routesVersion atomic.Uint64       // bumped by every change of a route's backends
-	quiescing     atomic.Bool         // the route listeners went to a successor (Quiesce)
-	frozen        atomic.Bool         // no change of what runs from now on (Freeze)
-	ephemeral     map[string]string   // ephemeral environments lent out, to the one each copies
+	ephemeralBase string                    // from environments.yml; "" for the caller's default
+	services      map[string]*service       // by proxy key (service.env.localhost)
+	uids          map[string]int            // the user each environment's instances run as (users.go)
+	routes        map[string]*route         // by proxy key: the key's own listener (discovery.go)
+	addrs         *addressBook              // the address each key's listener had, kept across restarts
+	epoch         int64                     // when the manager started, in ns: the route table's versions start with it
+	routesVersion atomic.Uint64             // bumped by every change of a route's backends
+	quiescing     atomic.Bool               // the route listeners went to a successor (Quiesce)
+	frozen        atomic.Bool               // no change of what runs from now on (Freeze)
+	ephemeral     map[string]string         // ephemeral environments lent out, to the one each copies
+	clusters      map[string]*swarm.Cluster // Swarm managers connected to, by host and TLS folder
 }
 
 // New returns a Manager whose instances and supervisors live until ctx ends.
@@ -149,7 +161,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.DrainTimeout = 30 * time.Second
 	}
 	return &Manager{cfg: cfg, ctx: ctx, services: map[string]*service{}, uids: map[string]int{}, routes: map[string]*route{},
-		ephemeral: map[string]string{}, addrs: openAddressBook(bookPath(cfg.Dir), cfg.Log), epoch: time.Now().UnixNano()}
+		ephemeral: map[string]string{}, clusters: map[string]*swarm.Cluster{}, addrs: openAddressBook(bookPath(cfg.Dir), cfg.Log), epoch: time.Now().UnixNano()}
 }
 
 // Request asks for a release of a project to run in an environment.
@@ -216,6 +228,9 @@ func (m *Manager) Deploy(ctx context.Context, req Request) (*store.Deployment, e
 		return nil, err
 	}
 	t = m.sized(ctx, env, req.Project, t)
+	if err := m.fits(req.Env, t); err != nil {
+		return nil, err
+	}
 	switch {
 	case req.together:
 	case req.WithoutRequires:

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/drover-cd/drover/pipeline"
@@ -83,6 +85,9 @@ func (m *Manager) Plan(ctx context.Context, envs *pipeline.Environments) ([]Chan
 			}
 			plan = append(plan, Change{Kind: "delete", Env: e.Name, Detail: detail})
 		}
+	}
+	if err := m.swarmPlanRefusals(ctx, envs, plan); err != nil {
+		return nil, err
 	}
 	return plan, nil
 }
@@ -219,8 +224,43 @@ func (m *Manager) stopEnv(ctx context.Context, env string) {
 }
 
 func specToEnv(s *pipeline.EnvironmentSpec) *store.Environment {
-	return &store.Environment{Name: s.Name, Strategy: s.Strategy, Track: s.Track, Replicas: s.Replicas, Approval: s.Approval,
-		Separation: s.Separation, Runtime: s.Runtime, Managed: true}
+	e := &store.Environment{Name: s.Name, Strategy: s.Strategy, Track: s.Track, Replicas: s.Replicas, Approval: s.Approval,
+		Separation: s.Separation, Runtime: s.Runtime, Managed: true, Swarm: store.Swarm{Host: s.Swarm.Host, TLS: s.Swarm.TLS}}
+	for name, svc := range s.Services {
+		if e.Services == nil {
+			e.Services = map[string]store.ServiceSettings{}
+		}
+		e.Services[name] = store.ServiceSettings{Replicas: svc.Replicas, Spread: svc.Placement.Spread,
+			Constraints: svc.Placement.Constraints, CPU: svc.Resources.CPU, Memory: svc.Resources.Memory}
+	}
+	return e
+}
+
+// settingsText is an environment's per-service settings, for plans: "web: 4 replicas,
+// spread over node.labels.zone; api: cpu 0.5".
+func settingsText(services map[string]store.ServiceSettings) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		s := services[name]
+		var what []string
+		if s.Replicas > 0 {
+			what = append(what, fmt.Sprintf("%d replicas", s.Replicas))
+		}
+		if s.Spread != "" {
+			what = append(what, "spread over "+s.Spread)
+		}
+		if len(s.Constraints) > 0 {
+			what = append(what, "on "+strings.Join(s.Constraints, " and "))
+		}
+		if s.CPU != "" {
+			what = append(what, "cpu "+s.CPU)
+		}
+		if s.Memory != "" {
+			what = append(what, "memory "+s.Memory)
+		}
+		parts = append(parts, name+": "+strings.Join(what, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // describe is a new environment's settings, for the plan.
@@ -240,6 +280,12 @@ func describe(s *pipeline.EnvironmentSpec) string {
 	}
 	if s.Runtime != "" {
 		parts = append(parts, "runs on "+s.Runtime)
+	}
+	if s.Swarm.Host != "" {
+		parts = append(parts, "managed at "+s.Swarm.Host)
+	}
+	if t := settingsText(specToEnv(s).Services); t != "" {
+		parts = append(parts, t)
 	}
 	return "new environment, " + strings.Join(parts, ", ")
 }
@@ -266,6 +312,10 @@ func differences(cur *store.Environment, spec *pipeline.EnvironmentSpec) string 
 	diff("approval", cur.Approval, spec.Approval)
 	diff("separation", fmt.Sprint(cur.Separation), fmt.Sprint(spec.Separation))
 	diff("runtime", cur.Runtime, spec.Runtime)
+	next := specToEnv(spec)
+	diff("swarm host", cur.Swarm.Host, next.Swarm.Host)
+	diff("swarm tls", cur.Swarm.TLS, next.Swarm.TLS)
+	diff("services", settingsText(cur.Services), settingsText(next.Services))
 	return strings.Join(parts, ", ")
 }
 

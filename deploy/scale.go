@@ -13,8 +13,9 @@ import (
 const MaxReplicas = 100
 
 // sized is t with the replica count it gets in env: a count a person set for its
-// project there (drover scale) outranks the environment's (environments.yml), which
-// outranks the service's own (drover.yml). A scale the store cannot read is logged and
+// project there (drover scale) outranks environments.yml's for the service, then its
+// replicas for the whole environment, which outrank the service's own (drover.yml).
+// environments.yml's placement and resources for the service apply too. A scale the store cannot read is logged and
 // the next count down applies.
 func (m *Manager) sized(ctx context.Context, env *store.Environment, project string, t *target) *target {
 	scales, err := m.cfg.Store.Scales(ctx, env.Name)
@@ -22,12 +23,39 @@ func (m *Manager) sized(ctx context.Context, env *store.Environment, project str
 		m.cfg.Log.Warn("read the replica counts set by hand; the environment's apply", "env", env.Name, "err", err)
 	}
 	n := t.declared
+	set := env.Services[t.name]
 	if i := slices.IndexFunc(scales, func(s *store.Scale) bool { return s.Project == project }); i >= 0 {
 		n = scales[i].Replicas
+	} else if set.Replicas > 0 {
+		n = set.Replicas
 	} else if env.Replicas > 0 {
 		n = env.Replicas
 	}
-	return withReplicas(t, n)
+	return placed(withReplicas(t, n), set)
+}
+
+// placed is t with the placement and resources environments.yml gives its service in
+// one environment over drover.yml's (t itself when it gives none).
+func placed(t *target, set store.ServiceSettings) *target {
+	if set.Spread == "" && set.Constraints == nil && set.CPU == "" && set.Memory == "" {
+		return t
+	}
+	svc := *t.service
+	if set.Spread != "" {
+		svc.Placement.Spread = set.Spread
+	}
+	if set.Constraints != nil {
+		svc.Placement.Constraints = set.Constraints
+	}
+	if set.CPU != "" {
+		svc.Resources.CPU = set.CPU
+	}
+	if set.Memory != "" {
+		svc.Resources.Memory = set.Memory
+	}
+	t2 := *t
+	t2.service = &svc
+	return &t2
 }
 
 // Scale sets how many instances project's service runs in env from now on, across
@@ -91,6 +119,15 @@ func (s *service) rescale(ctx context.Context, size func(*target) *target) int {
 	t := size(s.target)
 	s.target = t
 	want := max(1, t.service.Replicas)
+	if s.live != nil {
+		s.mu.Unlock()
+		if err := s.swarmRescale(ctx, want); err != nil {
+			s.event("scale to %d failed: %v", want, err)
+			return 0
+		}
+		s.event("scaled to %d tasks", want)
+		return want
+	}
 	var extra []*instance
 	if n := len(s.instances); n > want {
 		extra = slices.Clone(s.instances[want:])

@@ -53,6 +53,11 @@ type service struct {
 	gone      bool // forgotten (its environment went away): nothing starts here again
 	seq       int  // numbers instance names
 	events    []Event
+
+	// On a Swarm (runtime: swarm): the watchers of the generations in use, by Swarm
+	// service name, and the live one, whose healthy tasks are instances.
+	fleets map[string]*fleet
+	live   *fleet
 }
 
 // errGone is why a deploy to a service whose environment was taken down meanwhile fails.
@@ -127,7 +132,9 @@ func (s *service) run(ctx context.Context, t *target, d *store.Deployment, log f
 	}
 	replicas := max(1, t.service.Replicas)
 	var err error
-	if d.Strategy == Rolling {
+	if s.m.runtimeOf(s.env) == RuntimeSwarm {
+		err = s.swarmRun(ctx, t, d, log, restored)
+	} else if d.Strategy == Rolling {
 		err = s.rolling(ctx, t, d, replicas, log, restored)
 	} else {
 		err = s.blueGreen(ctx, t, d, replicas, log, restored)
@@ -367,8 +374,19 @@ func (s *service) stop(inst *instance) {
 	}
 }
 
-// stopAll stops every live instance; the route goes away.
+// stopAll stops every live instance (on a Swarm: removes every generation); the route
+// goes away.
 func (s *service) stopAll(ctx context.Context) {
+	if s.m.runtimeOf(s.env) == RuntimeSwarm {
+		s.mu.Lock()
+		s.instances = nil
+		s.gen++
+		s.m.cfg.Proxy.Set(s.key, nil)
+		s.m.routesChanged()
+		s.mu.Unlock()
+		s.swarmStopAll(ctx)
+		return
+	}
 	s.mu.Lock()
 	old := s.instances
 	s.instances = nil
@@ -390,8 +408,9 @@ func (s *service) stopAll(ctx context.Context) {
 // While it waits, log hears every Config.ProgressInterval how long it has waited and what the
 // last health probe said.
 func (s *service) start(ctx context.Context, t *target, restarts int, log func(string)) (*instance, error) {
-	docker := s.m.runtimeOf(s.env) == RuntimeDocker
-	env, err := s.environ(t, docker)
+	rtName := s.m.runtimeOf(s.env)
+	docker := rtName == RuntimeDocker
+	env, err := s.environ(t, rtName)
 	if err != nil {
 		return nil, err
 	}
@@ -472,7 +491,7 @@ func tail(rt runtime.Instance) string {
 
 // environ is an instance's environment: a minimal inherited one, the service's env:,
 // what Drover knows about the deployment, and <NAME>_URL for every required service.
-func (s *service) environ(t *target, docker bool) ([]string, error) {
+func (s *service) environ(t *target, runtimeName string) ([]string, error) {
 	var env []string
 	for _, k := range []string{"PATH", "HOME", "LANG", "TMPDIR", "TZ"} {
 		if v, ok := os.LookupEnv(k); ok {
@@ -485,7 +504,7 @@ func (s *service) environ(t *target, docker bool) ([]string, error) {
 	env = append(env, "DROVER_ENV="+s.env, "DROVER_SERVICE="+s.name, "DROVER_RELEASE="+t.rel.Tag,
 		"DROVER_DIGEST="+t.rel.Digest.String(), fmt.Sprintf("DROVER_RUN=%d", t.rel.Run))
 	for _, req := range t.service.Requires {
-		if docker {
+		if runtimeName == RuntimeDocker {
 			// Containers cannot reach the host's loopback; they reach each other by alias.
 			env = append(env, fmt.Sprintf("%s_URL=http://%s:%d", envName(req), alias(req, s.env), container.ContainerPort))
 			continue

@@ -127,7 +127,10 @@ func (m *Manager) outlives(s *service) bool {
 		return false
 	}
 	rt := m.cfg.Runtime
-	if m.runtimeOf(s.env) == RuntimeDocker {
+	switch m.runtimeOf(s.env) {
+	case RuntimeSwarm:
+		return true // the Swarm runs them
+	case RuntimeDocker:
 		rt = m.cfg.Containers
 	}
 	_, ok := rt.(runtime.Adopter)

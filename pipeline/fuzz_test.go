@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"go.yaml.in/yaml/v4"
@@ -102,7 +103,8 @@ func FuzzParseEnvironments(f *testing.F) {
 				t.Fatalf("environment %+v: bad name or position", e)
 			case e.Strategy != "blue-green" && e.Strategy != "rolling":
 				t.Fatalf("environment %s: strategy %q", e.Name, e.Strategy)
-			case e.Runtime != "" && e.Runtime != "process" && e.Runtime != "docker":
+			case e.Runtime != "" && e.Runtime != RuntimeProcess && e.Runtime != RuntimeDocker && e.Runtime != RuntimeSwarm,
+				(e.Runtime == RuntimeSwarm) != (e.Swarm.Host != ""):
 				t.Fatalf("environment %s: runtime %q", e.Name, e.Runtime)
 			case e.Replicas < 0 || e.Replicas > 100:
 				t.Fatalf("environment %s: replicas %d", e.Name, e.Replicas)
@@ -120,6 +122,26 @@ func FuzzParseEnvironments(f *testing.F) {
 			}
 			if e.Separation {
 				m["separation"] = true
+			}
+			if e.Swarm.Host != "" {
+				m["swarm"] = map[string]any{"host": e.Swarm.Host, "tls": e.Swarm.TLS}
+			}
+			if e.Services != nil {
+				svcs := map[string]any{}
+				for name, s := range e.Services {
+					svc := map[string]any{}
+					if s.Replicas > 0 {
+						svc["replicas"] = s.Replicas
+					}
+					if s.Placement.Spread != "" || s.Placement.Constraints != nil {
+						svc["placement"] = map[string]any{"spread": s.Placement.Spread, "constraints": s.Placement.Constraints}
+					}
+					if s.Resources != (Resources{}) {
+						svc["resources"] = map[string]any{"cpu": s.Resources.CPU, "memory": s.Resources.Memory}
+					}
+					svcs[name] = svc
+				}
+				m["services"] = svcs
 			}
 			out[e.Name] = m
 		}
@@ -140,7 +162,7 @@ func FuzzParseEnvironments(f *testing.F) {
 		for i, e := range envs.List {
 			b := *back.List[i]
 			b.Pos = e.Pos
-			if b != *e {
+			if !reflect.DeepEqual(b, *e) {
 				t.Fatalf("written back as\n%s\nenvironment %+v parses to %+v", again, *e, b)
 			}
 		}

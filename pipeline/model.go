@@ -123,6 +123,16 @@ type Service struct {
 	Secrets     []string // secrets given to every instance, resolved per environment
 	StopTimeout time.Duration
 	Resources   Resources
+	Placement   Placement
+}
+
+// Placement says where a cluster runtime (runtime: swarm) puts a service's instances.
+type Placement struct {
+	// Spread is a node label the instances are spread evenly over, like
+	// node.labels.zone: the seeds' availability zones.
+	Spread string
+	// Constraints are Swarm placement constraints, like node.labels.zone!=c.
+	Constraints []string
 }
 
 // Health is the HTTP check that decides readiness and liveness.

@@ -65,6 +65,9 @@ func sample(s map[string]any) string {
 	if enum, ok := s["enum"].([]any); ok {
 		return fmt.Sprint(enum[0])
 	}
+	if ex, ok := s["examples"].([]any); ok {
+		return fmt.Sprint(ex[0])
+	}
 	if p, ok := s["pattern"].(string); ok {
 		if p == secretName.String() {
 			return "DB_PASSWORD"

@@ -1,6 +1,10 @@
 package pipeline
 
-import "go.yaml.in/yaml/v4"
+import (
+	"regexp"
+
+	"go.yaml.in/yaml/v4"
+)
 
 func serviceFields() []field[Service] {
 	return []field[Service]{
@@ -37,8 +41,49 @@ func serviceFields() []field[Service] {
 			func(d *decoder, n *yaml.Node, s *Service) {
 				decodeMapping(d, n, "service.resources", resourcesFields(), &s.Resources)
 			}},
+		{"placement", "Where a cluster (runtime: swarm) puts the instances: spread over a node label, and constraints.",
+			func() schema { return objectSchema(placementFields()) },
+			func(d *decoder, n *yaml.Node, s *Service) {
+				decodeMapping(d, n, "service.placement", placementFields(), &s.Placement)
+			}},
 	}
 }
+
+func placementFields() []field[Placement] {
+	return []field[Placement]{
+		{"spread", "A node label to spread instances evenly over, like node.labels.zone.",
+			func() schema {
+				return schema{"type": "string", "pattern": placementLabelRE.String(), "examples": []string{"node.labels.zone"}}
+			},
+			func(d *decoder, n *yaml.Node, p *Placement) {
+				p.Spread = d.str(n, "placement.spread")
+				if p.Spread != "" && !placementLabelRE.MatchString(p.Spread) {
+					d.errorf(n, "placement.spread %q: name a node attribute like node.labels.zone", p.Spread)
+				}
+			}},
+		{"constraints", "Swarm placement constraints, like node.labels.zone!=c or node.role==worker.",
+			func() schema {
+				return schema{"type": "array", "items": schema{"type": "string", "pattern": constraintRE.String(),
+					"examples": []string{"node.role==worker"}}}
+			},
+			func(d *decoder, n *yaml.Node, p *Placement) {
+				list, at := d.strList(n, "placement.constraints")
+				for i, c := range list {
+					if !constraintRE.MatchString(c) {
+						d.errorf(&yaml.Node{Line: at[i].Line, Column: at[i].Col}, "placement constraint %q: write ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, like node.labels.zone==a", c)
+					}
+				}
+				p.Constraints = list
+			}},
+	}
+}
+
+// placementLabelRE and constraintRE accept what Swarm's placement takes: node
+// attributes (node.labels.zone, node.role, engine.labels.x) and KEY==VALUE / KEY!=VALUE.
+var (
+	placementLabelRE = regexp.MustCompile(`^(node|engine)\.[A-Za-z0-9_.-]+$`)
+	constraintRE     = regexp.MustCompile(`^\s*(node|engine)\.[A-Za-z0-9_.-]+\s*(==|!=)\s*[^=!\s][^\s]*\s*$`)
+)
 
 func healthFields() []field[Health] {
 	return []field[Health]{

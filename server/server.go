@@ -54,6 +54,10 @@ type Config struct {
 	// IsolationWarning, when not "", says how steps are not isolated from the server and
 	// each other (unconfined, or a sandbox with a known hole); every run page shows it.
 	IsolationWarning string
+	// CA is the certificate (PEM) of the server's own certificate authority, which issued
+	// its TLS listener's certificate: GET /api/v1/ca answers it to anyone. nil when the
+	// server has none (no TLS, or the operator's certificate): that route answers 404.
+	CA []byte
 	// Started is when the server started, for /healthz.
 	Started time.Time
 }
@@ -109,6 +113,7 @@ func (s *Server) routes() {
 	m := routeList{s}
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /metrics", s.metrics)
+	m.HandleFunc("GET /api/v1/ca", s.caCert) // public: nodes fetch it before they trust anything
 
 	m.HandleFunc("GET /api/v1/projects", s.require(RoleViewer, s.listProjects))
 	m.HandleFunc("POST /api/v1/projects", s.require(RoleAdmin, s.addProject))

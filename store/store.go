@@ -119,12 +119,34 @@ type Environment struct {
 	Managed  bool   // declared in environments.yml (changed by plan and apply)
 	// Separation: whoever pushed a change may not approve it alone for this environment.
 	Separation bool
-	// Runtime is where services run here: process or docker; "" for the server's default.
+	// Runtime is where services run here: process, docker or swarm; "" for the
+	// server's default.
 	Runtime string
+	// Swarm is the cluster of runtime swarm.
+	Swarm Swarm
+	// Services are per-service sizes and placements here (environments.yml), by
+	// service name.
+	Services map[string]ServiceSettings
 	// IdleTimeout stops and deletes a developer environment nobody sent a request to
 	// for this long; 0 keeps it.
 	IdleTimeout time.Duration
 	Created     time.Time
+}
+
+// Swarm says how to reach an environment's Docker Swarm cluster.
+type Swarm struct {
+	Host string `json:"host,omitempty"` // a manager's Docker Engine: unix:///... or tcp://HOST:PORT
+	TLS  string `json:"tls,omitempty"`  // a folder with ca.pem, cert.pem and key.pem
+}
+
+// ServiceSettings are a service's size and placement in one environment, over
+// drover.yml's; zero fields keep those.
+type ServiceSettings struct {
+	Replicas    int      `json:"replicas,omitempty"`
+	Spread      string   `json:"spread,omitempty"`
+	Constraints []string `json:"constraints,omitempty"`
+	CPU         string   `json:"cpu,omitempty"`
+	Memory      string   `json:"memory,omitempty"`
 }
 
 // Scale is a replica count a person set for a project's service in an environment
@@ -265,7 +287,7 @@ type Store interface {
 	CreateEnvironment(ctx context.Context, e *Environment) error
 	Environment(ctx context.Context, name string) (*Environment, error)
 	Environments(ctx context.Context) ([]*Environment, error) // by name
-	// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed, IdleTimeout, Separation and Runtime.
+	// UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed, IdleTimeout, Separation, Runtime, Swarm and Services.
 	UpdateEnvironment(ctx context.Context, e *Environment) error
 	// DeleteEnvironment removes an environment and its deploy history.
 	DeleteEnvironment(ctx context.Context, name string) error

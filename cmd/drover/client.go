@@ -24,12 +24,17 @@ type clientOptions struct {
 }
 
 func (c *clientOptions) flags(cmd *cobra.Command) {
-	server := os.Getenv("DROVER_SERVER")
-	if server == "" {
-		server = "http://127.0.0.1:8080"
-	}
-	cmd.Flags().StringVar(&c.server, "server", server, "Drover server URL (env DROVER_SERVER)")
+	cmd.Flags().StringVar(&c.server, "server", defaultServer(), "Drover server URL (env DROVER_SERVER)")
 	cmd.Flags().StringVar(&c.token, "token", os.Getenv("DROVER_TOKEN"), "API token (env DROVER_TOKEN; default: the admin-token file of ./drover-data)")
+}
+
+// defaultServer is the server commands talk to without --server: DROVER_SERVER, else
+// drover server's default address.
+func defaultServer() string {
+	if server := os.Getenv("DROVER_SERVER"); server != "" {
+		return server
+	}
+	return "http://127.0.0.1:8080"
 }
 
 // bearer returns the token to send: --token, or the admin token of ./drover-data.

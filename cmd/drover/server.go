@@ -67,6 +67,14 @@ type serverOptions struct {
 
 	secretKeyFile string        // --secret-key-file; "" for DATA/secret.key
 	vault         *secret.Vault // the server's secrets, once serve opened them
+
+	// TLS (server_tls.go): --tls-listen serves the same handler over HTTPS, with the
+	// certificate of --tls-cert and --tls-key, or one from the CA in DATA/ca. All ""
+	// by default: no TLS listener.
+	tlsListen, tlsCert, tlsKey string
+	// advertise is --advertise, the URL other machines reach this server at ("" for
+	// none); advertisedHost is its HOST:PORT.
+	advertise string
 }
 
 func serverCommand() *cobra.Command {
@@ -119,6 +127,7 @@ func (o *serverOptions) flags(cmd *cobra.Command) {
 	f.Var(duration.Flag(&o.healthTimeout, time.Minute), "health-timeout", "deploys: how long new instances get to become healthy")
 	f.Var(duration.Flag(&o.rollbackWindow, 5*time.Minute), "rollback-window", "deploys: a release that turns unhealthy this soon after its switch is rolled back")
 	f.StringVar(&o.secretKeyFile, "secret-key-file", "", "the key secrets are encrypted with (64 hex digits, mode 0600; made if missing); default DATA/secret.key")
+	o.tlsFlags(cmd)
 }
 
 func (o *serverOptions) run(cmd *cobra.Command) error {
@@ -146,6 +155,9 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	}
 	o.data = data
+	if err := o.checkTLS(); err != nil {
+		return err
+	}
 	if n, err := datadir.Tighten(o.data, dataLayout()); err != nil {
 		return badInput(fmt.Errorf("--data %s: %w", o.data, err))
 	} else if n > 0 {
@@ -182,6 +194,10 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err != nil {
 		return err
 	}
+	tlsLn, err := o.loadTLS(log)
+	if err != nil {
+		return err
+	}
 	// A server already running here hands over its sockets: an in-place upgrade. Asked
 	// once what can fail on a bad flag or database has passed, and before anything that
 	// would touch the running server's steps.
@@ -208,6 +224,12 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		return badInput(fmt.Errorf("--listen %s: %w", o.listen, err))
 	}
 	defer ln.Close()
+	if tlsLn != nil {
+		if err := tlsLn.listen(taken.Listener("tls"), o.tlsListen, log); err != nil {
+			return err
+		}
+		defer tlsLn.close()
+	}
 	engineToken := rand.Text()
 	images := docker.Registry{Host: loopback(ln.Addr()), Token: engineToken}
 	dockerEngine := docker.Lazy(docker.Owner(o.data), images)
@@ -244,7 +266,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, Proxies: proxies, Secrets: o.vault, ProxyHost: portOf(deps.ln.Addr()),
-		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, IsolationWarning: isolationWarning})
+		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, IsolationWarning: isolationWarning, CA: tlsLn.caPEM()})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	if err := srv.ReportNames(ctx); err != nil {
 		return err
@@ -271,7 +293,12 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	defer endRequests()
 	hs := &http.Server{Handler: &closing{h: srv}, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return reqCtx }}
 	log.Info("drover server listening", "url", "http://"+ln.Addr().String(), "proxy", "http://"+deps.ln.Addr().String(), "data", o.data)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	if tlsLn != nil {
+		hs.TLSConfig = tlsLn.config // before either Serve reads it
+		log.Info("drover server listening over TLS", tlsLn.logAttrs(o.tlsCert)...)
+		go func() { errc <- hs.ServeTLS(tlsLn.ln, "", "") }()
+	}
 	go func() { errc <- hs.Serve(ln) }()
 	if ready != nil {
 		token, err := os.ReadFile(filepath.Join(o.data, "admin-token"))
@@ -302,9 +329,13 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		deps.manager.Freeze()
 		sockets := deps.manager.Listeners()
 		sockets["api"], sockets["proxy"] = ln, deps.ln
+		if tlsLn != nil {
+			sockets["tls"] = tlsLn.ln
+		}
 		if handOver(req, sockets, log) {
 			keep = true // the successor adopted them
 			quiesce(hs, ln)
+			tlsLn.close() // the successor accepts on it now
 			deps.quiesce()
 			time.Sleep(acceptedGrace)
 		}

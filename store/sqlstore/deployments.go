@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,9 +17,9 @@ import (
 func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error {
 	created := now()
 	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, track, replicas, approval, managed, idle_timeout, separation, runtime, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.Name, e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
-		int64(e.IdleTimeout), e.Separation, e.Runtime, db.d.timeArg(created)).Scan(&id)
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO environments (name, strategy, track, replicas, approval, managed, idle_timeout, separation, runtime, settings, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.Name, e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
+		int64(e.IdleTimeout), e.Separation, e.Runtime, settingsOf(e), db.d.timeArg(created)).Scan(&id)
 	if db.d.isUnique(err) {
 		return fmt.Errorf("store: create environment %q: %w", e.Name, store.ErrExists)
 	}
@@ -29,15 +30,45 @@ func (db *DB) CreateEnvironment(ctx context.Context, e *store.Environment) error
 	return nil
 }
 
-const environmentCols = `id, name, strategy, track, replicas, approval, managed, idle_timeout, separation, runtime, created`
+const environmentCols = `id, name, strategy, track, replicas, approval, managed, idle_timeout, separation, runtime, settings, created`
+
+// envSettings is the settings column: what environments.yml says beyond the columns.
+type envSettings struct {
+	Swarm    *store.Swarm                     `json:"swarm,omitempty"`
+	Services map[string]store.ServiceSettings `json:"services,omitempty"`
+}
+
+func settingsOf(e *store.Environment) string {
+	s := envSettings{Services: e.Services}
+	if e.Swarm != (store.Swarm{}) {
+		s.Swarm = &e.Swarm
+	}
+	if s.Swarm == nil && len(s.Services) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
 
 func scanEnvironment(sc scanner) (*store.Environment, error) {
 	e := &store.Environment{}
 	var idle int64
-	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, &e.Track, &e.Replicas, &e.Approval, &e.Managed, &idle, &e.Separation, &e.Runtime, dbTime{&e.Created}); err != nil {
+	var settings string
+	if err := sc.Scan(&e.ID, &e.Name, &e.Strategy, &e.Track, &e.Replicas, &e.Approval, &e.Managed, &idle, &e.Separation, &e.Runtime,
+		&settings, dbTime{&e.Created}); err != nil {
 		return nil, err
 	}
 	e.IdleTimeout = time.Duration(idle)
+	if settings != "" {
+		var s envSettings
+		if err := json.Unmarshal([]byte(settings), &s); err != nil {
+			return nil, fmt.Errorf("environment %s: its settings: %w", e.Name, err)
+		}
+		if s.Swarm != nil {
+			e.Swarm = *s.Swarm
+		}
+		e.Services = s.Services
+	}
 	return e, nil
 }
 
@@ -54,8 +85,8 @@ func (db *DB) Environments(ctx context.Context) ([]*store.Environment, error) {
 // UpdateEnvironment writes e's Strategy, Track, Replicas, Approval, Managed, IdleTimeout, Separation and Runtime.
 func (db *DB) UpdateEnvironment(ctx context.Context, e *store.Environment) error {
 	res, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE environments SET strategy = ?, track = ?, replicas = ?, approval = ?,
-		managed = ?, idle_timeout = ?, separation = ?, runtime = ? WHERE name = ?`), e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
-		int64(e.IdleTimeout), e.Separation, e.Runtime, e.Name)
+		managed = ?, idle_timeout = ?, separation = ?, runtime = ?, settings = ? WHERE name = ?`), e.Strategy, e.Track, e.Replicas, e.Approval, e.Managed,
+		int64(e.IdleTimeout), e.Separation, e.Runtime, settingsOf(e), e.Name)
 	if err != nil {
 		return fmt.Errorf("store: update environment %q: %w", e.Name, err)
 	}

@@ -207,6 +207,11 @@ var migrations = []migration{
 			PRIMARY KEY (environment_id, project)
 		)`,
 	}},
+	// 13: what environments.yml says of an environment beyond the columns, as JSON: the
+	// Swarm cluster of runtime: swarm, and per-service sizes and placements.
+	{name: "environments' settings", stmts: []string{
+		`ALTER TABLE environments ADD COLUMN settings TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // usersFromTokens makes each token its own user, with the token's role and approval

@@ -22,10 +22,14 @@ func testEnvironments(t *testing.T, s store.Store) {
 	}
 	wantErr(t, "CreateEnvironment of a taken name", s.CreateEnvironment(ctx, &store.Environment{Name: "staging", Strategy: "rolling"}), store.ErrExists)
 	if err := s.UpdateEnvironment(ctx, &store.Environment{Name: "production", Strategy: "rolling", Track: "main",
-		Replicas: 3, Approval: "release-manager", Managed: true, IdleTimeout: 90 * time.Minute, Separation: true, Runtime: "docker"}); err != nil {
+		Replicas: 3, Approval: "release-manager", Managed: true, IdleTimeout: 90 * time.Minute, Separation: true, Runtime: "swarm",
+		Swarm:    store.Swarm{Host: "tcp://10.0.0.5:2376", TLS: "/etc/swarm"},
+		Services: map[string]store.ServiceSettings{"web": {Replicas: 4, Spread: "node.labels.zone", Constraints: []string{"node.role==worker"}, CPU: "0.5"}}}); err != nil {
 		t.Fatalf("UpdateEnvironment: %v", err)
 	}
-	if p, err := s.Environment(ctx, "production"); err != nil || p.Track != "main" || p.Replicas != 3 || p.Approval != "release-manager" || !p.Managed || p.IdleTimeout != 90*time.Minute || !p.Separation || p.Runtime != "docker" {
+	if p, err := s.Environment(ctx, "production"); err != nil || p.Track != "main" || p.Replicas != 3 || p.Approval != "release-manager" || !p.Managed || p.IdleTimeout != 90*time.Minute || !p.Separation || p.Runtime != "swarm" ||
+		p.Swarm.Host != "tcp://10.0.0.5:2376" || p.Swarm.TLS != "/etc/swarm" || p.Services["web"].Replicas != 4 ||
+		p.Services["web"].Spread != "node.labels.zone" || len(p.Services["web"].Constraints) != 1 || p.Services["web"].CPU != "0.5" {
 		t.Errorf("Environment(production) after UpdateEnvironment = %+v, %v", p, err)
 	}
 	wantErr(t, "UpdateEnvironment(missing)", s.UpdateEnvironment(ctx, &store.Environment{Name: "qa", Strategy: "rolling"}), store.ErrNotFound)

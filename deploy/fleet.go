@@ -1,0 +1,332 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-cd/drover/health"
+	"github.com/drover-cd/drover/runtime/swarm"
+)
+
+// fleetPoll is how often a fleet lists its generation's tasks.
+const fleetPoll = 250 * time.Millisecond
+
+// fleet watches the tasks of one Swarm generation of a service: every task that runs
+// and has an address is health-checked there, and while the generation is the live
+// one, the healthy tasks are what the proxy routes to. Swarm replaces tasks that die
+// or whose node is lost; the fleet drops those that stop answering and adds their
+// replacements once healthy. That is the self-healing on a Swarm: Drover does not
+// start tasks itself.
+type fleet struct {
+	s       *service
+	cluster *swarm.Cluster
+	name    string // the Swarm service
+	t       *target
+	// assume routes tasks found at the first listing before their first check passes:
+	// an adopted generation was serving when the previous server stopped.
+	assume bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	tasks map[string]*fleetTask // by task ID
+	last  []swarm.Task          // the latest listing, for progress and errors
+	err   error                 // the latest listing's error
+}
+
+// fleetTask is one task being checked.
+type fleetTask struct {
+	inst    *instance
+	task    swarm.Task
+	assumed bool // routed before its first check (see fleet.assume)
+}
+
+// fleet returns the watcher of the generation called name, starting it if needed.
+// Callers hold deployMu.
+func (s *service) fleet(cl *swarm.Cluster, name string, t *target) *fleet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.fleets[name]; f != nil {
+		f.mu.Lock()
+		f.t = t
+		f.mu.Unlock()
+		return f
+	}
+	f := &fleet{s: s, cluster: cl, name: name, t: t, tasks: map[string]*fleetTask{}, done: make(chan struct{})}
+	f.ctx, f.cancel = context.WithCancel(s.ctx)
+	if s.fleets == nil {
+		s.fleets = map[string]*fleet{}
+	}
+	s.fleets[name] = f
+	go f.run()
+	return f
+}
+
+// stop ends the fleet's watch and its health checks; the tasks are the cluster's.
+func (f *fleet) stop() {
+	f.s.mu.Lock()
+	if f.s.fleets[f.name] == f {
+		delete(f.s.fleets, f.name)
+	}
+	f.s.mu.Unlock()
+	f.cancel()
+	<-f.done
+}
+
+func (f *fleet) run() {
+	defer close(f.done)
+	defer func() {
+		f.mu.Lock()
+		for id, ft := range f.tasks {
+			ft.inst.checker.Stop()
+			ft.inst.retire()
+			delete(f.tasks, id)
+		}
+		f.mu.Unlock()
+	}()
+	tick := time.NewTicker(fleetPoll)
+	defer tick.Stop()
+	for {
+		if err := f.refresh(f.ctx); err != nil && f.ctx.Err() == nil {
+			f.s.m.cfg.Log.Debug("list a Swarm generation's tasks", "generation", f.name, "err", err)
+		}
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// refresh lists the tasks, starts checking new ones, drops gone ones and, when the
+// fleet is live, publishes the routable set if it changed.
+func (f *fleet) refresh(ctx context.Context) error {
+	tasks, err := f.cluster.Tasks(ctx, f.name)
+	f.mu.Lock()
+	f.err = err
+	if err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	f.last = tasks
+	seen := map[string]bool{}
+	var joined []string
+	for _, task := range tasks {
+		if !task.Serving() {
+			continue
+		}
+		seen[task.ID] = true
+		if ft := f.tasks[task.ID]; ft != nil {
+			ft.task = task
+			continue
+		}
+		rt := &taskInstance{task: task, name: f.name + "." + fmt.Sprint(task.Slot) + "." + task.ID[:min(8, len(task.ID))],
+			done: make(chan struct{})}
+		// The start period: a task gets the health timeout to pass its first check.
+		inst := f.s.watch(rt, f.t, task.Created, f.s.m.cfg.HealthTimeout)
+		f.tasks[task.ID] = &fleetTask{inst: inst, task: task, assumed: f.assume}
+		joined = append(joined, rt.name+" on "+task.Node)
+	}
+	var left []string
+	for id, ft := range f.tasks {
+		if !seen[id] {
+			ft.inst.checker.Stop()
+			ft.inst.rt.(*taskInstance).end(ft.task)
+			ft.inst.retire()
+			delete(f.tasks, id)
+			left = append(left, ft.inst.rt.Name()+" on "+ft.task.Node)
+		}
+	}
+	f.assume = false
+	f.mu.Unlock()
+	f.s.mu.Lock()
+	if f.s.live == f {
+		f.publishLocked()
+	}
+	f.s.mu.Unlock()
+	if f.s.isLive(f) {
+		if len(left) > 0 {
+			f.s.event("Swarm tasks gone: %s", strings.Join(left, ", "))
+		}
+		if len(joined) > 0 {
+			f.s.event("Swarm tasks running: %s", strings.Join(joined, ", "))
+		}
+	}
+	return nil
+}
+
+func (s *service) isLive(f *fleet) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live == f
+}
+
+// routable is the fleet's tasks that take traffic: healthy ones, and those assumed
+// healthy until their first check says otherwise.
+func (f *fleet) routable() []*instance {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*instance
+	for _, ft := range f.tasks {
+		st := ft.inst.checker.State()
+		if st == health.Healthy || ft.assumed && st == health.Unknown {
+			out = append(out, ft.inst)
+		}
+	}
+	slices.SortFunc(out, func(a, b *instance) int { return strings.Compare(a.rt.Name(), b.rt.Name()) })
+	return out
+}
+
+// publishLocked makes the fleet's routable tasks the service's live set, telling the
+// proxy when it changed. Callers hold s.mu.
+func (f *fleet) publishLocked() {
+	next := f.routable()
+	if slices.Equal(next, f.s.instances) {
+		return
+	}
+	f.s.instances = next
+	f.s.publish()
+}
+
+// ids are the proxy backend IDs of the fleet's tasks.
+func (f *fleet) ids() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, ft := range f.tasks {
+		out = append(out, ft.inst.rt.Name())
+	}
+	return out
+}
+
+// waitReady waits until n tasks that run spec (a swarm fingerprint) are healthy, and
+// no update is under way, for up to the health timeout; log hears how it goes every
+// progress interval.
+func (f *fleet) waitReady(ctx context.Context, spec string, n int, log func(string)) error {
+	ctx, cancel := context.WithTimeout(ctx, f.s.m.cfg.HealthTimeout)
+	defer cancel()
+	defer context.AfterFunc(f.s.ctx, cancel)()
+	tick := time.NewTicker(fleetPoll)
+	defer tick.Stop()
+	progress := time.NewTicker(max(f.s.m.cfg.ProgressInterval, time.Second))
+	if f.s.m.cfg.ProgressInterval <= 0 {
+		progress.Reset(5 * time.Second)
+	}
+	defer progress.Stop()
+	started := time.Now()
+	for {
+		healthy, status := f.readiness(spec)
+		if healthy >= n {
+			svc, err := f.cluster.Inspect(ctx, f.name)
+			if err == nil && !svc.Updating {
+				return nil
+			}
+			if err == nil && svc.UpdateError != "" {
+				return fmt.Errorf("Swarm stopped its update: %s", svc.UpdateError)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if f.s.ctx.Err() != nil {
+				return errGone
+			}
+			return fmt.Errorf("%d of %d tasks healthy after %s: %s", healthy, n, time.Since(started).Round(time.Second), status)
+		case <-progress.C:
+			log(fmt.Sprintf("waiting for %s: %d of %d tasks healthy after %s; %s", f.name, healthy, n,
+				time.Since(started).Round(time.Second), status))
+		case <-tick.C:
+		}
+	}
+}
+
+// readiness counts the healthy tasks running spec and says what the others do.
+func (f *fleet) readiness(spec string) (int, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return 0, f.err.Error()
+	}
+	healthy := 0
+	var others []string
+	for _, task := range f.last {
+		if task.Spec != spec || task.Desired != "running" {
+			continue
+		}
+		ft := f.tasks[task.ID]
+		switch {
+		case ft != nil && ft.inst.checker.State() == health.Healthy:
+			healthy++
+		case ft != nil:
+			probe := ft.inst.checker.LastError()
+			if probe == "" {
+				probe = "no check passed yet"
+			}
+			others = append(others, fmt.Sprintf("task %d on %s: %s", task.Slot, task.Node, probe))
+		default:
+			what := task.State
+			if task.Err != "" {
+				what += ": " + task.Err
+			}
+			if task.Node != "" {
+				what += " on " + task.Node
+			}
+			others = append(others, fmt.Sprintf("task %d: %s", task.Slot, what))
+		}
+	}
+	if len(others) == 0 {
+		return healthy, "waiting for Swarm to schedule the tasks"
+	}
+	return healthy, strings.Join(others, "; ")
+}
+
+// taskInstance is a Swarm task as a runtime.Instance, for the health checks, the proxy
+// and the status. Swarm starts and stops tasks; Stop does nothing.
+type taskInstance struct {
+	task swarm.Task
+	name string
+	done chan struct{}
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+}
+
+func (ti *taskInstance) Name() string                   { return ti.name }
+func (ti *taskInstance) Addr() string                   { return ti.task.Addr }
+func (ti *taskInstance) Pid() int                       { return 0 }
+func (ti *taskInstance) Node() string                   { return ti.task.Node }
+func (ti *taskInstance) Done() <-chan struct{}          { return ti.done }
+func (ti *taskInstance) Stop(ctx context.Context) error { return nil }
+
+func (ti *taskInstance) Err() error {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	return ti.err
+}
+
+func (ti *taskInstance) Tail(int) []string {
+	if err := ti.Err(); err != nil {
+		return []string{err.Error()}
+	}
+	return nil
+}
+
+// end marks the task gone, as last seen.
+func (ti *taskInstance) end(last swarm.Task) {
+	ti.once.Do(func() {
+		ti.mu.Lock()
+		why := "task " + last.State
+		if last.Err != "" {
+			why += ": " + last.Err
+		}
+		ti.err = errors.New(why)
+		ti.mu.Unlock()
+		close(ti.done)
+	})
+}
