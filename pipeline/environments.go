@@ -87,7 +87,9 @@ func environmentFields() []field[EnvironmentSpec] {
 			}},
 		{"swarm", "The Docker Swarm cluster of runtime: swarm: {host: unix:///var/run/docker.sock | tcp://HOST:2376, tls: DIR}.",
 			func() schema { return objectSchema(swarmFields()) },
-			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) { decodeMapping(d, n, "swarm", swarmFields(), &e.Swarm) }},
+			func(d *decoder, n *yaml.Node, e *EnvironmentSpec) {
+				decodeMapping(d, n, "swarm", swarmFields(), &e.Swarm)
+			}},
 		{"services", "Per service: replicas, placement and resources here, over drover.yml's service: section.",
 			func() schema {
 				return schema{"type": "object", "additionalProperties": objectSchema(serviceSettingsFields())}
