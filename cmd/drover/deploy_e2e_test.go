@@ -78,9 +78,14 @@ func (s *testServer) commitPipeline(repo, project, yml string) {
 
 // getVia GETs path of service.env through the proxy at base (http://HOST:PORT).
 func getVia(base, service, env, path string) (int, string, error) {
+	return getWith(http.DefaultClient, base, service, env, path)
+}
+
+// getWith is getVia through client c.
+func getWith(c *http.Client, base, service, env, path string) (int, string, error) {
 	req, _ := http.NewRequest("GET", base+path, nil)
 	req.Host = service + "." + env + ".localhost"
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -166,6 +171,11 @@ type load struct {
 }
 
 func (s *testServer) startLoad(service, env string, clients int) *load {
+	return s.startLoadWith(http.DefaultClient, service, env, clients)
+}
+
+// startLoadWith is startLoad through client c (one with a timeout, say).
+func (s *testServer) startLoadWith(c *http.Client, service, env string, clients int) *load {
 	l := &load{stop: make(chan struct{}), bodies: map[string]int{}}
 	for range clients {
 		l.wg.Go(func() {
@@ -175,7 +185,7 @@ func (s *testServer) startLoad(service, env string, clients int) *load {
 					return
 				default:
 				}
-				code, body, err := s.viaProxy(service, env, "/")
+				code, body, err := getWith(c, s.Proxy, service, env, "/")
 				l.mu.Lock()
 				if err != nil || code != 200 {
 					l.fail.Add(1)

@@ -30,7 +30,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
 	"github.com/drover-cd/drover/docker/dockertest"
@@ -195,9 +194,6 @@ func (c *Cluster) Close() error {
 	defer cancel()
 	var extra []int
 	for _, n := range c.Nodes {
-		if n.lost {
-			c.forget(ctx, n)
-		}
 		if n.cmd == nil || n.lost {
 			continue
 		}
@@ -220,18 +216,6 @@ func (c *Cluster) Close() error {
 		}
 	}
 	return teardown(ctx, c.id, extra)
-}
-
-// forget removes lost node n from the swarm: a manager that still counts a lost node
-// takes its full 15 s to shut down.
-func (c *Cluster) forget(ctx context.Context, n *Node) {
-	mgr := c.Nodes[0]
-	if mgr.lost || mgr.client == nil || n.ID == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	fmt.Println("DEBUG", time.Now(), mgr.client.NodeRemove(ctx, n.ID, swarm.NodeRemoveOptions{Force: true}))
 }
 
 // logTails logs the end of every engine's log.

@@ -130,7 +130,6 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("close", func(t *testing.T) {
-		time.Sleep(10 * time.Second)
 		began := time.Now()
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
@@ -143,11 +142,21 @@ func TestCluster(t *testing.T) {
 	})
 }
 
-// TestSweep crashes a cluster (its creator is made to look dead) and sweeps it away.
+// TestSweep crashes a cluster of two managers (its creator is made to look dead) and
+// sweeps it away.
 func TestSweep(t *testing.T) {
-	c := Start(t, Options{Nodes: 1})
+	c := Start(t, Options{Nodes: 2, Managers: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	for _, n := range c.Nodes {
+		node, _, err := c.Client(1).NodeInspectWithRaw(ctx, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !n.Manager || node.ManagerStatus == nil || node.ManagerStatus.Reachability != swarm.ReachabilityReachable {
+			t.Errorf("%s is not a reachable manager: %+v", n.Name, node.ManagerStatus)
+		}
+	}
 	ctrPid := runSleeper(ctx, t, c.Client(0))
 	dockerd := c.Nodes[0].cmd.Process.Pid
 	err := sweep(func(id string) bool {
