@@ -186,13 +186,27 @@ func (f *fleet) routable() []*instance {
 
 // publishLocked makes the fleet's routable tasks the service's live set, telling the
 // proxy when it changed. Callers hold s.mu.
+//
+// A task that leaves because it stopped answering its checks (its node is gone, say) is
+// declared dead to the proxy: requests in flight there would wait for an answer that
+// never comes, so they are cut and the safe ones sent to another task. One Swarm stops
+// on purpose leaves answering, and finishes what it has.
 func (f *fleet) publishLocked() {
 	next := f.routable()
 	if slices.Equal(next, f.s.instances) {
 		return
 	}
+	var dead []string
+	for _, inst := range f.s.instances {
+		if !slices.Contains(next, inst) && inst.checker.State() == health.Unhealthy {
+			dead = append(dead, inst.rt.Name())
+		}
+	}
 	f.s.instances = next
 	f.s.publish()
+	if len(dead) > 0 {
+		f.s.m.cfg.Proxy.Abort(dead...)
+	}
 }
 
 // ids are the proxy backend IDs of the fleet's tasks.

@@ -72,13 +72,18 @@ type fastConn struct {
 	closeFn   func() // c.Close as a func made once, for context.AfterFunc
 }
 
-// connPool holds one backend's idle connections, the most recently used on top.
+// connPool holds one backend's idle connections, the most recently used on top, and
+// knows those carrying a request (busy), so that a backend declared dead (abort) has
+// every connection closed at once.
 type connPool struct {
 	t     *fastTransport
 	addr  string
 	mu    sync.Mutex
 	idle  []*fastConn // idleSince grows from bottom to top
 	timer *time.Timer // closes connections idle for idleTimeout; nil when idle is empty
+	busy  map[*fastConn]struct{}
+	// dead is set by abort: connecting fails at once, as a refused dial, until revive.
+	dead atomic.Bool
 }
 
 func (t *fastTransport) pool(addr string) *connPool {
@@ -100,7 +105,53 @@ func (p *connPool) get() *fastConn {
 	c := p.idle[n-1]
 	p.idle[n-1] = nil
 	p.idle = p.idle[:n-1]
+	p.markBusyLocked(c)
 	return c
+}
+
+func (p *connPool) markBusyLocked(c *fastConn) {
+	if p.busy == nil {
+		p.busy = map[*fastConn]struct{}{}
+	}
+	p.busy[c] = struct{}{}
+}
+
+// Close closes the connection and forgets it as busy.
+func (c *fastConn) Close() error {
+	c.pool.mu.Lock()
+	delete(c.pool.busy, c)
+	c.pool.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// abort closes every connection of the pool, idle and busy, and makes connecting fail
+// at once: requests in flight there fail now instead of waiting for an answer from a
+// backend that is gone, and retryTransport sends the safe ones elsewhere.
+func (p *connPool) abort() {
+	p.dead.Store(true)
+	p.closeIdle()
+	p.mu.Lock()
+	busy := make([]*fastConn, 0, len(p.busy))
+	for c := range p.busy {
+		busy = append(busy, c)
+	}
+	p.mu.Unlock()
+	for _, c := range busy {
+		_ = c.Conn.Close() // their request's own error path forgets them
+	}
+}
+
+// abortTo aborts the fast-path connections to addr (see connPool.abort).
+func (t *fastTransport) abortTo(addr string) {
+	t.pool(addr).abort()
+}
+
+// revive lets connections to addr be made again: a backend at an address that was
+// aborted joined a route.
+func (t *fastTransport) revive(addr string) {
+	if p, ok := t.pools.Load(addr); ok {
+		p.(*connPool).dead.Store(false)
+	}
 }
 
 // put makes c idle, or closes it if the pool is full.
@@ -108,9 +159,10 @@ func (p *connPool) put(c *fastConn) {
 	c.idleSince = time.Now()
 	c.reused = true
 	p.mu.Lock()
-	if len(p.idle) >= maxIdlePerHost {
+	delete(p.busy, c)
+	if len(p.idle) >= maxIdlePerHost || p.dead.Load() {
 		p.mu.Unlock()
-		_ = c.Close()
+		_ = c.Conn.Close()
 		return
 	}
 	p.idle = append(p.idle, c)
@@ -178,7 +230,13 @@ func (t *fastTransport) CloseIdleConnections() {
 	}
 }
 
+// errAborted is why connecting to a backend declared dead fails.
+var errAborted = errors.New("the backend was declared dead")
+
 func (t *fastTransport) dial(ctx context.Context, p *connPool) (*fastConn, error) {
+	if p.dead.Load() {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errAborted}
+	}
 	conn, err := t.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err // a *net.OpError with Op "dial", as http.Transport returns it
@@ -190,6 +248,9 @@ func (t *fastTransport) dial(ctx context.Context, p *connPool) (*fastConn, error
 		pool: p,
 	}
 	c.closeFn = func() { _ = conn.Close() }
+	p.mu.Lock()
+	p.markBusyLocked(c)
+	p.mu.Unlock()
 	return c, nil
 }
 

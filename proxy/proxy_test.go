@@ -420,3 +420,82 @@ func TestLastUsedFollowsRequests(t *testing.T) {
 		t.Errorf("LastUsed %v not after the route joined %v", used, joined)
 	}
 }
+
+// A backend that stops answering without closing its connections (its machine is gone)
+// holds requests in flight until Abort: then GETs go to another backend at once, a
+// POST fails rather than being sent twice, and the address serves again once a
+// backend there joins a route.
+func TestAbortSendsRequestsInFlightElsewhere(t *testing.T) {
+	hang := make(chan struct{})
+	arrived := make(chan string, 4)
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.Method
+		<-hang // never answers while the test runs
+	}))
+	defer func() { close(hang); silent.Close() }()
+	alive, _ := startBackend(t, "alive", nil)
+	p := New(nil)
+	key := Key("web", "prod")
+	p.Set(key, []Backend{{ID: "silent", Addr: silent.Listener.Addr().String()}})
+	url := startProxy(t, p)
+
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	send := func(method string) chan answer {
+		out := make(chan answer, 1)
+		go func() {
+			var body io.Reader
+			if method == http.MethodPost {
+				body = strings.NewReader("x")
+			}
+			req, _ := http.NewRequest(method, url, body)
+			req.Host = "web.prod.localhost"
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				out <- answer{err: err}
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			out <- answer{code: res.StatusCode, body: string(b)}
+		}()
+		<-arrived
+		return out
+	}
+	inGet, inPost := send(http.MethodGet), send(http.MethodPost)
+	select {
+	case a := <-inGet:
+		t.Fatalf("a GET to a silent backend was answered before Abort: %+v", a)
+	case <-time.After(100 * time.Millisecond):
+	}
+	p.Set(key, []Backend{alive})
+	p.Abort("silent")
+	for name, ch := range map[string]chan answer{"GET": inGet, "POST": inPost} {
+		select {
+		case a := <-ch:
+			switch {
+			case name == "GET" && (a.err != nil || a.code != 200 || a.body != "alive"):
+				t.Errorf("GET in flight when its backend was aborted: %+v, want alive's answer", a)
+			case name == "POST" && (a.err != nil || a.code != http.StatusBadGateway):
+				t.Errorf("POST in flight when its backend was aborted: %+v, want 502", a)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the %s in flight still waits 5s after Abort", name)
+		}
+	}
+	if len(arrived) != 0 {
+		t.Errorf("a request reached the aborted backend again: %s", <-arrived)
+	}
+
+	// The address serves again once a backend there joins a route.
+	again, _ := startBackend(t, "again", nil)
+	p.Set(key, []Backend{again})
+	p.Abort("again")
+	p.Set(key, []Backend{{ID: "again-2", Addr: again.Addr}})
+	if code, body := get(t, http.DefaultClient, url, "web.prod.localhost", "/"); code != 200 || body != "again" {
+		t.Errorf("after a backend joined at an aborted address: %d %q", code, body)
+	}
+}

@@ -148,6 +148,7 @@ func (p *Proxy) Set(key string, backends []Backend) {
 		if b == nil || b.Addr != nb.Addr {
 			b = &backend{Backend: nb}
 			b.used.Store(time.Now().UnixNano())
+			p.fast.revive(nb.Addr) // an address Abort declared dead serves again
 		}
 		rt.backends = append(rt.backends, b)
 		rt.list = append(rt.list, nb)
@@ -269,5 +270,30 @@ func (p *Proxy) Drain(ctx context.Context, ids ...string) error {
 				strings.Join(ids, ", "), busy, ctx.Err())
 		case <-tick.C:
 		}
+	}
+}
+
+// Abort declares the backends ids dead: a backend gone with its machine, whose requests
+// in flight would otherwise wait for an answer that never comes. Their connections are
+// closed at once, so each request in flight there fails now, and retryTransport sends
+// the safe ones (GET, HEAD, OPTIONS without a body) to another backend of the route;
+// connecting there fails at once until a backend at that address joins a route again.
+// Call it after a Set that removed them; Drain is for backends that finish their work.
+func (p *Proxy) Abort(ids ...string) {
+	p.mu.Lock()
+	var addrs []string
+	for _, id := range ids {
+		if b := p.live[id]; b != nil {
+			addrs = append(addrs, b.Addr)
+		}
+		for b := range p.retiring {
+			if b.ID == id {
+				addrs = append(addrs, b.Addr)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, a := range addrs {
+		p.fast.abortTo(a)
 	}
 }

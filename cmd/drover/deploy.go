@@ -152,10 +152,14 @@ type envService struct {
 	Service, Project, Tag, Digest, URL, Release string
 	Run                                         int
 	Requires                                    []string
-	Instances                                   []struct {
-		Name, Addr, Health string
-		Pid, Restarts      int
-	}
+	Instances                                   []instanceJSON
+}
+
+// instanceJSON is one instance of a service as the environment API shows it.
+type instanceJSON struct {
+	Name, Addr, Health string
+	Node               string // the cluster node it runs on; "" on the server's machine
+	Pid, Restarts      int
 }
 
 func envCommand() *cobra.Command {
@@ -205,6 +209,10 @@ func envCommand() *cobra.Command {
 		for _, s := range e.Services {
 			fmt.Fprintf(out, "\n%s  %s %s  %s\n  reach it at %s\n", s.Service, s.Project, runName(s.Run, s.Tag, s.Release), s.Digest, s.URL)
 			for _, i := range s.Instances {
+				if i.Node != "" { // a task on a cluster: where it runs, not a local pid
+					fmt.Fprintf(out, "  %-40s %-10s %-21s node %s\n", i.Name, i.Health, i.Addr, i.Node)
+					continue
+				}
 				fmt.Fprintf(out, "  %-40s %-10s %-21s pid %-7d restarts %d\n", i.Name, i.Health, i.Addr, i.Pid, i.Restarts)
 			}
 		}
@@ -298,10 +306,7 @@ func runName(run int, tag, release string) string {
 }
 
 // healthSummary is "2 healthy" or "1 healthy, 1 starting".
-func healthSummary(insts []struct {
-	Name, Addr, Health string
-	Pid, Restarts      int
-}) string {
+func healthSummary(insts []instanceJSON) string {
 	if len(insts) == 0 {
 		return "none"
 	}
