@@ -90,11 +90,15 @@ func (s *testServer) waitInstances(service string, n int, within time.Duration) 
 	return 0, nil
 }
 
-// generations lists the cluster's services of Drover, with their replica counts.
-func generations(t *testing.T, c *swarmtest.Cluster) map[string]uint64 {
+// generations lists the cluster's services of Drover, with their replica counts: those
+// of service when given, else all.
+func generations(t *testing.T, c *swarmtest.Cluster, service ...string) map[string]uint64 {
 	t.Helper()
-	list, err := c.Client(0).ServiceList(context.Background(), swarm.ServiceListOptions{
-		Filters: filters.NewArgs(filters.Arg("label", "dev.drover.generation"))})
+	f := filters.NewArgs(filters.Arg("label", "dev.drover.generation"))
+	for _, name := range service {
+		f.Add("label", "dev.drover.service="+name)
+	}
+	list, err := c.Client(0).ServiceList(context.Background(), swarm.ServiceListOptions{Filters: f})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +131,7 @@ func TestSwarmSingleNode(t *testing.T) {
 	e := dockertest.Engine(t, dockerengine.Registry{})
 	dockertest.BuildBusybox(t, e)
 	bin := staticWebsvc(t)
-	s, args := swarmServer(t, c, "")
+	s, args := swarmServer(t, c, "  ephemeral: {base: staging}\n")
 	dockertest.RemoveImagesOf(t, e, strings.TrimPrefix(s.URL, "http://"))
 
 	// A release without an image is refused on a Swarm, saying why.
@@ -139,7 +143,7 @@ func TestSwarmSingleNode(t *testing.T) {
 	}
 
 	// And env plan refuses to move an environment running it onto a Swarm.
-	if res := s.as(s.Token, "deploy", "plain", "--env", "dev", "--force"); res.code != 0 {
+	if res := s.as(s.Token, "deploy", "plain:1", "--env", "dev", "--force"); res.code != 0 {
 		t.Fatalf("deploy plain to dev: %s", res)
 	}
 	moved := filepath.Join(t.TempDir(), "environments.yml")
@@ -152,7 +156,38 @@ func TestSwarmSingleNode(t *testing.T) {
 		t.Fatalf("env stop dev: %s", res)
 	}
 
-	repo := s.pushImageRepo("web", imagePipeline(bin, "web", "v1", ""))
+	// api tests itself in an ephemeral environment, which runs on the Swarm too, then
+	// goes to staging.
+	s.pushImageRepo("api", fmt.Sprintf(`
+service:
+  name: api
+  image: self
+  health: {path: /healthz, interval: 100ms}
+steps:
+  - name: compile
+    run: mkdir -p dist && cp %[1]s dist/websvc && echo api-v1 > dist/version
+  - name: image
+    needs: [compile]
+    build: {context: .}
+  - name: e2e
+    needs: [image]
+    environment: ephemeral
+    run: %[1]s get "$API_URL/"
+  - name: staging
+    needs: [e2e]
+    deploy: staging
+`, bin))
+	if run := s.waitRun("api", 1, finished); run.Status != "success" {
+		t.Fatalf("api run: %+v\n%s", run, s.log)
+	}
+	if log := s.text("/api/v1/projects/api/runs/1/steps/e2e/log"); !strings.Contains(log, "api-v1 eph-api-1") {
+		t.Errorf("the ephemeral environment did not serve api's image:\n%s", log)
+	}
+	if gens := generations(t, c, "api"); len(gens) != 1 {
+		t.Errorf("api's generations once its run ended: %v, want staging's only (the ephemeral one removed)", gens)
+	}
+
+	repo := s.pushImageRepo("web", imagePipeline(bin, "web", "v1", "api"))
 	if run := s.waitRun("web", 1, finished); run.Status != "success" {
 		t.Fatalf("web run 1: %+v\n%s", run, s.log)
 	}
@@ -160,22 +195,27 @@ func TestSwarmSingleNode(t *testing.T) {
 	if _, nodes := s.waitInstances("web", 2, time.Minute); nodes[0] != c.Nodes[0].Name {
 		t.Errorf("instances' nodes: %v, want %s", nodes, c.Nodes[0].Name)
 	}
-	first := generations(t, c)
+	// web's tasks reach api through API_URL: a route listener of the server that the
+	// nodes reach.
+	if code, body, err := s.viaProxy("web", "staging", "/up"); code != 200 || body != "api-v1 staging" {
+		t.Errorf("web reaching api through API_URL: %d %q %v", code, body, err)
+	}
+	first := generations(t, c, "web")
 	if len(first) != 1 {
 		t.Fatalf("generations after the first deploy: %v", first)
 	}
-	if tokens := s.pullTokens(); len(tokens) != 1 || !strings.HasPrefix(tokens[0], "web/image swarm generation web-staging-") {
-		t.Errorf("pull tokens: %v, want one for web/image", tokens)
+	if tokens := s.pullTokens(); len(tokens) != 2 || !strings.HasPrefix(tokens[1], "web/image swarm generation web-staging-") {
+		t.Errorf("pull tokens: %v, want one for api/image and one for web/image", tokens)
 	}
 
 	// v2: a second generation takes the traffic; the first is kept, with 0 tasks.
 	l := s.startLoad("web", "staging", 8)
-	s.commitPipeline(repo, "web", imagePipeline(bin, "web", "v2", ""))
+	s.commitPipeline(repo, "web", imagePipeline(bin, "web", "v2", "api"))
 	if run := s.waitRun("web", 2, finished); run.Status != "success" {
 		t.Fatalf("web run 2: %+v\n%s", run, s.log)
 	}
 	s.waitBody("web", "staging", "v2 staging")
-	gens := generations(t, c)
+	gens := generations(t, c, "web")
 	var old string
 	for name := range first {
 		old = name
@@ -189,7 +229,7 @@ func TestSwarmSingleNode(t *testing.T) {
 		t.Fatalf("rollback: %s", res)
 	}
 	s.waitBody("web", "staging", "v1 staging")
-	if after := generations(t, c); len(after) != 2 || after[old] != 2 {
+	if after := generations(t, c, "web"); len(after) != 2 || after[old] != 2 {
 		t.Errorf("generations after the rollback: %v; want %s back at 2 tasks", after, old)
 	}
 
@@ -205,6 +245,21 @@ func TestSwarmSingleNode(t *testing.T) {
 	l.end()
 	if l.fail.Load() != 0 || l.bodies["v1 staging"] == 0 || l.bodies["v2 staging"] == 0 {
 		t.Errorf("under load: %d ok, %d failed %v, bodies %v", l.ok.Load(), l.fail.Load(), l.errs, l.bodies)
+	}
+
+	// A developer environment copied from staging runs on the same cluster.
+	if res := s.as(s.Token, "env", "up", "alice", "--from", "staging"); res.code != 0 {
+		t.Fatalf("env up alice: %s", res)
+	}
+	s.waitBody("api", "alice", "api-v1 alice")
+	if show := s.as(s.Token, "env", "show", "alice").stdout; !strings.Contains(show, "node "+c.Nodes[0].Name) {
+		t.Errorf("alice's instances are not tasks on the cluster:\n%s", show)
+	}
+	if res := s.as(s.Token, "env", "down", "alice"); res.code != 0 {
+		t.Fatalf("env down alice: %s", res)
+	}
+	if gens := generations(t, c, "api"); len(gens) != 1 {
+		t.Errorf("api's generations after env down alice: %v, want staging's only", gens)
 	}
 
 	// A restarted server adopts the live generation: its tasks go on as they were.
@@ -223,7 +278,7 @@ func TestSwarmSingleNode(t *testing.T) {
 		t.Fatalf("rolling deploy: %s", res)
 	}
 	s.waitBody("web", "staging", "v2 staging")
-	if after := generations(t, c); len(after) != 1 || after[old] != 2 {
+	if after := generations(t, c, "web"); len(after) != 1 || after[old] != 2 {
 		t.Errorf("generations after a rolling deploy: %v; want only %s, updated in place", after, old)
 	}
 
@@ -231,7 +286,7 @@ func TestSwarmSingleNode(t *testing.T) {
 	if res := s.as(s.Token, "env", "stop", "staging"); res.code != 0 {
 		t.Fatalf("env stop: %s", res)
 	}
-	if gens := generations(t, c); len(gens) != 0 {
+	if gens := generations(t, c, "web"); len(gens) != 0 {
 		t.Errorf("generations after env stop: %v", gens)
 	}
 	if tokens := s.pullTokens(); len(tokens) != 0 {
