@@ -179,7 +179,7 @@ func openAddressBook(path string, log *slog.Logger) *addressBook {
 func (b *addressBook) listen(key, host string) (net.Listener, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if addr := b.addrs[key]; addr != "" {
+	if addr := b.addrs[key]; addr != "" && hostOf(addr) == host {
 		ln, err := net.Listen("tcp", addr)
 		if err == nil {
 			return ln, nil
@@ -201,7 +201,7 @@ func (b *addressBook) listen(key, host string) (net.Listener, error) {
 func (b *addressBook) reserve(key, host string) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if addr := b.addrs[key]; addr != "" {
+	if addr := b.addrs[key]; addr != "" && hostOf(addr) == host {
 		return addr, nil
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
@@ -303,4 +303,10 @@ func (b *addressBook) keys() []string {
 func envOfKey(key string) string {
 	base := strings.TrimSuffix(key, ".localhost")
 	return base[strings.LastIndexByte(base, '.')+1:]
+}
+
+// hostOf is the host of HOST:PORT.
+func hostOf(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	return host
 }

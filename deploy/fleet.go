@@ -46,11 +46,14 @@ type fleetTask struct {
 	inst    *instance
 	task    swarm.Task
 	assumed bool // routed before its first check (see fleet.assume)
+	// leaving: Swarm is stopping it (a start-first update replaced it). It takes traffic
+	// only while no other task of the generation is healthy.
+	leaving bool
 }
 
-// fleet returns the watcher of the generation called name, starting it if needed.
-// Callers hold deployMu.
-func (s *service) fleet(cl *swarm.Cluster, name string, t *target) *fleet {
+// fleet returns the watcher of the generation called name, starting it if needed;
+// assume is fleet.assume for a new one. Callers hold deployMu.
+func (s *service) fleet(cl *swarm.Cluster, name string, t *target, assume bool) *fleet {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f := s.fleets[name]; f != nil {
@@ -59,7 +62,7 @@ func (s *service) fleet(cl *swarm.Cluster, name string, t *target) *fleet {
 		f.mu.Unlock()
 		return f
 	}
-	f := &fleet{s: s, cluster: cl, name: name, t: t, tasks: map[string]*fleetTask{}, done: make(chan struct{})}
+	f := &fleet{s: s, cluster: cl, name: name, t: t, assume: assume, tasks: map[string]*fleetTask{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(s.ctx)
 	if s.fleets == nil {
 		s.fleets = map[string]*fleet{}
@@ -119,22 +122,27 @@ func (f *fleet) refresh(ctx context.Context) error {
 	seen := map[string]bool{}
 	var joined []string
 	for _, task := range tasks {
-		if !task.Serving() {
+		if task.State != "running" || task.Addr == "" {
 			continue
 		}
 		seen[task.ID] = true
+		leaving := task.Desired != "running"
 		if ft := f.tasks[task.ID]; ft != nil {
-			ft.task = task
+			ft.task, ft.leaving = task, leaving
 			continue
+		}
+		if leaving {
+			continue // never routed: nothing to keep
 		}
 		rt := &taskInstance{task: task, name: f.name + "." + fmt.Sprint(task.Slot) + "." + task.ID[:min(8, len(task.ID))],
 			done: make(chan struct{})}
-		// The start period: a task gets the health timeout to pass its first check.
-		inst := f.s.watch(rt, f.t, task.Created, f.s.m.cfg.HealthTimeout)
+		// A task gets the health timeout from its creation to pass its first check.
+		inst := f.s.watch(rt, f.t, task.Created, max(0, f.s.m.cfg.HealthTimeout-time.Since(task.Created)))
 		f.tasks[task.ID] = &fleetTask{inst: inst, task: task, assumed: f.assume}
 		joined = append(joined, rt.name+" on "+task.Node)
 	}
 	var left []string
+	gone := map[string]string{} // instance name -> node ID
 	for id, ft := range f.tasks {
 		if !seen[id] {
 			ft.inst.checker.Stop()
@@ -142,15 +150,25 @@ func (f *fleet) refresh(ctx context.Context) error {
 			ft.inst.retire()
 			delete(f.tasks, id)
 			left = append(left, ft.inst.rt.Name()+" on "+ft.task.Node)
+			gone[ft.inst.rt.Name()] = ft.task.NodeID
 		}
 	}
 	f.assume = false
 	f.mu.Unlock()
+	var lost []string // on a node that is down: requests in flight there get no answer
+	for name, node := range gone {
+		if ready, err := f.cluster.NodeReady(ctx, node); err == nil && !ready {
+			lost = append(lost, name)
+		}
+	}
 	f.s.mu.Lock()
 	if f.s.live == f {
 		f.publishLocked()
 	}
 	f.s.mu.Unlock()
+	if len(lost) > 0 {
+		f.s.m.cfg.Proxy.Abort(lost...)
+	}
 	if f.s.isLive(f) {
 		if len(left) > 0 {
 			f.s.event("Swarm tasks gone: %s", strings.Join(left, ", "))
@@ -169,16 +187,25 @@ func (s *service) isLive(f *fleet) bool {
 }
 
 // routable is the fleet's tasks that take traffic: healthy ones, and those assumed
-// healthy until their first check says otherwise.
+// healthy until their first check says otherwise; tasks Swarm is replacing only while
+// no other is.
 func (f *fleet) routable() []*instance {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []*instance
+	var out, leaving []*instance
 	for _, ft := range f.tasks {
 		st := ft.inst.checker.State()
-		if st == health.Healthy || ft.assumed && st == health.Unknown {
+		if st != health.Healthy && !(ft.assumed && st == health.Unknown) {
+			continue
+		}
+		if ft.leaving {
+			leaving = append(leaving, ft.inst)
+		} else {
 			out = append(out, ft.inst)
 		}
+	}
+	if len(out) == 0 {
+		out = leaving
 	}
 	slices.SortFunc(out, func(a, b *instance) int { return strings.Compare(a.rt.Name(), b.rt.Name()) })
 	return out
@@ -187,10 +214,11 @@ func (f *fleet) routable() []*instance {
 // publishLocked makes the fleet's routable tasks the service's live set, telling the
 // proxy when it changed. Callers hold s.mu.
 //
-// A task that leaves because it stopped answering its checks (its node is gone, say) is
-// declared dead to the proxy: requests in flight there would wait for an answer that
-// never comes, so they are cut and the safe ones sent to another task. One Swarm stops
-// on purpose leaves answering, and finishes what it has.
+// A task that leaves because it stopped answering its checks at all (its node is gone,
+// say: no connection, or no answer in time) is declared dead to the proxy: requests in
+// flight there would wait for an answer that never comes, so they are cut and the safe
+// ones sent to another task. One that answers its checks with an error status, or that
+// Swarm stops on purpose, keeps its requests in flight and finishes them.
 func (f *fleet) publishLocked() {
 	next := f.routable()
 	if slices.Equal(next, f.s.instances) {
@@ -198,7 +226,7 @@ func (f *fleet) publishLocked() {
 	}
 	var dead []string
 	for _, inst := range f.s.instances {
-		if !slices.Contains(next, inst) && inst.checker.State() == health.Unhealthy {
+		if !slices.Contains(next, inst) && inst.checker.State() == health.Unhealthy && !answers(inst.checker.LastError()) {
 			dead = append(dead, inst.rt.Name())
 		}
 	}
@@ -221,10 +249,10 @@ func (f *fleet) ids() []string {
 }
 
 // waitReady waits until n tasks that run spec (a swarm fingerprint) are healthy, and
-// no update is under way, for up to the health timeout; log hears how it goes every
-// progress interval.
-func (f *fleet) waitReady(ctx context.Context, spec string, n int, log func(string)) error {
-	ctx, cancel := context.WithTimeout(ctx, f.s.m.cfg.HealthTimeout)
+// no update is under way, for up to timeout; log hears how it goes every progress
+// interval.
+func (f *fleet) waitReady(ctx context.Context, spec string, n int, timeout time.Duration, log func(string)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer context.AfterFunc(f.s.ctx, cancel)()
 	tick := time.NewTicker(fleetPoll)
@@ -343,4 +371,11 @@ func (ti *taskInstance) end(last swarm.Task) {
 		ti.mu.Unlock()
 		close(ti.done)
 	})
+}
+
+// answers reports whether a health check's failure came with an HTTP answer ("GET
+// /healthz: 500 Internal Server Error"): the instance is there, only unwell.
+func answers(lastErr string) bool {
+	_, rest, ok := strings.Cut(lastErr, ": ")
+	return ok && len(rest) >= 4 && rest[3] == ' ' && strings.Trim(rest[:3], "0123456789") == ""
 }

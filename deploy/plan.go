@@ -188,8 +188,14 @@ func (m *Manager) applyOne(ctx context.Context, c Change, actor string, log func
 		audit("success", "created: "+c.Detail)
 	case "update":
 		e := specToEnv(c.spec)
+		before := m.runtimeOf(c.Env)
 		if err := m.cfg.Store.UpdateEnvironment(ctx, e); err != nil {
 			return err
+		}
+		if (before == RuntimeSwarm) != (m.runtimeOf(c.Env) == RuntimeSwarm) {
+			// <NAME>_URL moves between loopback and the advertised host: the next
+			// instances get the new addresses.
+			m.closeRoutes(c.Env)
 		}
 		audit("success", "changed: "+c.Detail)
 	case "delete":

@@ -379,11 +379,16 @@ func (s *service) stop(inst *instance) {
 func (s *service) stopAll(ctx context.Context) {
 	if s.m.runtimeOf(s.env) == RuntimeSwarm {
 		s.mu.Lock()
+		live := s.live
+		s.live = nil // before the route goes: the fleet publishes nothing from now on
 		s.instances = nil
 		s.gen++
 		s.m.cfg.Proxy.Set(s.key, nil)
 		s.m.routesChanged()
 		s.mu.Unlock()
+		if live != nil {
+			live.stop()
+		}
 		s.swarmStopAll(ctx)
 		return
 	}
@@ -494,7 +499,7 @@ func tail(rt runtime.Instance) string {
 func (s *service) environ(t *target, runtimeName string) ([]string, error) {
 	var env []string
 	for _, k := range []string{"PATH", "HOME", "LANG", "TMPDIR", "TZ"} {
-		if v, ok := os.LookupEnv(k); ok {
+		if v, ok := os.LookupEnv(k); ok && runtimeName != RuntimeSwarm { // a task keeps its image's
 			env = append(env, k+"="+v)
 		}
 	}

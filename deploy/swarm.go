@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -59,12 +61,14 @@ func (m *Manager) clusterOf(ctx context.Context, env string) (*swarm.Cluster, er
 }
 
 // generationName names a new Swarm service of service in env running digest:
-// SERVICE-ENV-DIGEST12, with -2, -3, ... when taken (a generation a rolling deploy
-// moved on to another release keeps its name).
+// SERVICE-ENV-DIGEST12, with SERVICE-ENV cut short and a hash of it added when long, and
+// -2, -3, ... when taken in the cluster (a generation a rolling deploy moved on to
+// another release keeps its name).
 func generationName(service, env, digest string, taken func(string) bool) string {
 	base := strings.ToLower(service + "-" + env)
-	if len(base) > 45 {
-		base = base[:45]
+	if len(base) > 40 {
+		sum := sha256.Sum256([]byte(service + "\x00" + env))
+		base = strings.TrimRight(base[:31], "-") + "-" + hex.EncodeToString(sum[:])[:8]
 	}
 	base += "-" + short(digest)
 	name := base
@@ -114,33 +118,39 @@ func (s *service) swarmSpec(ctx context.Context, t *target, name string, n int) 
 // change: a pull machine token scoped to the release's repository, kept while the
 // generation exists (Swarm pulls again whenever it schedules a task) and revoked when
 // it is replaced or the generation removed. The admin token is never handed out.
-func (s *service) ensure(ctx context.Context, cl *swarm.Cluster, g swarm.Generation, repo string) (swarm.Applied, error) {
+//
+// It returns what Apply did and the credential change: the new token's ID and the
+// replaced one's label (0 and "" when the credential stayed). The caller revokes the
+// replaced one once the new tasks serve, or the new one when it rolls the update back.
+func (s *service) ensure(ctx context.Context, cl *swarm.Cluster, g swarm.Generation, repo string) (swarm.Applied, credentials, error) {
 	cur, err := cl.Inspect(ctx, g.Name)
 	if err != nil && !errors.Is(err, swarm.ErrNotFound) {
-		return 0, err
+		return 0, credentials{}, err
 	}
-	same := err == nil && cur.Spec == g.Fingerprint()
-	var tokenID int64
-	if !same {
+	var c credentials
+	if err != nil || cur.Spec != g.Fingerprint() {
 		token, id, err := s.m.pullToken(ctx, repo, "swarm generation "+g.Name)
 		if err != nil {
-			return 0, err
+			return 0, credentials{}, err
 		}
-		tokenID = id
 		g.RegistryAuth = swarm.RegistryAuth(s.m.cfg.ClusterRegistry, "drover", token)
 		g.CredentialID = strconv.FormatInt(id, 10)
+		c = credentials{fresh: id, replaced: cur.CredentialID}
 	}
 	applied, err := cl.Apply(ctx, g)
 	if err != nil {
-		if tokenID != 0 {
-			s.m.revoke(tokenID)
+		if c.fresh != 0 {
+			s.m.revoke(c.fresh)
 		}
-		return 0, err
+		return 0, credentials{}, err
 	}
-	if !same {
-		s.m.revokeLabel(cur.CredentialID)
-	}
-	return applied, nil
+	return applied, c, nil
+}
+
+// credentials is how a generation's pull credential changed in ensure.
+type credentials struct {
+	fresh    int64  // the new token's ID; 0 when the credential stayed
+	replaced string // the replaced token's ID, as the generation's label had it
 }
 
 // pullToken makes a pull machine token for repo.
@@ -200,6 +210,7 @@ func (s *service) swarmRun(ctx context.Context, t *target, d *store.Deployment, 
 	s.mu.Lock()
 	live := s.live
 	s.mu.Unlock()
+	replicas := max(1, t.service.Replicas)
 	name := ""
 	for _, g := range gens {
 		if g.Labels[labelDigest] == t.rel.Digest.String() && (name == "" || live != nil && g.Name == live.name) {
@@ -209,33 +220,42 @@ func (s *service) swarmRun(ctx context.Context, t *target, d *store.Deployment, 
 	if d.Strategy == Rolling && live != nil {
 		name = live.name
 	}
+	if name != "" && d.Strategy != Rolling && live != nil && name == live.name {
+		// Blue-green to the digest that serves: a new generation, unless what its
+		// tasks run is the same (then only their count is set).
+		if g, err := s.swarmSpec(ctx, t, name, replicas); err != nil {
+			return err
+		} else if cur, err := cl.Inspect(ctx, name); err != nil || cur.Spec != g.Fingerprint() {
+			name = ""
+		}
+	}
 	if name == "" {
 		name = generationName(s.name, s.env, t.rel.Digest.String(), func(n string) bool {
-			for _, g := range gens {
-				if g.Name == n {
-					return true
-				}
-			}
-			return false
+			_, err := cl.Inspect(ctx, n)
+			return err == nil // taken by any service of the cluster
 		})
 	}
-	replicas := max(1, t.service.Replicas)
 	g, err := s.swarmSpec(ctx, t, name, replicas)
 	if err != nil {
 		return err
 	}
-	applied, err := s.ensure(ctx, cl, g, repoOf(t.rel.Image))
+	applied, creds, err := s.ensure(ctx, cl, g, repoOf(t.rel.Image))
 	if err != nil {
 		return err
 	}
 	verb := map[swarm.Applied]string{swarm.Created: "created", swarm.Updated: "updating, start-first,", swarm.Resized: "sized"}[applied]
 	log(fmt.Sprintf("Swarm service %s %s with %d tasks", name, verb, replicas))
-	f := s.fleet(cl, name, t)
-	if err := f.waitReady(ctx, g.Fingerprint(), replicas, log); err != nil {
-		s.undo(cl, f, applied, live)
+	f := s.fleet(cl, name, t, false)
+	wait := s.m.cfg.HealthTimeout
+	if applied == swarm.Updated {
+		wait *= time.Duration(replicas) // Swarm replaces one task at a time
+	}
+	if err := f.waitReady(ctx, g.Fingerprint(), replicas, wait, log); err != nil {
+		s.undo(cl, f, applied, live, creds)
 		s.event("deploy of %s failed before the switch; %s keeps the traffic", t.rel.Tag, s.currentTag())
 		return fmt.Errorf("%s of %s: %w", name, t.rel.Tag, err)
 	}
+	s.m.revokeLabel(creds.replaced) // the new tasks pulled with the new credential
 	log(fmt.Sprintf("%d of %d tasks healthy in %s", replicas, replicas, time.Since(started).Round(time.Millisecond)))
 	s.mu.Lock()
 	if s.gone {
@@ -251,26 +271,23 @@ func (s *service) swarmRun(ctx context.Context, t *target, d *store.Deployment, 
 	s.m.switched(ctx)
 	log(fmt.Sprintf("switched %s in %s to %s after %s", s.name, s.env, t.rel.Tag, time.Since(started).Round(time.Millisecond)))
 	s.event("%s took the traffic (%d tasks of Swarm service %s, %s)", t.rel.Tag, replicas, name, d.Strategy)
-	if old != nil && old != f {
-		ids := old.ids()
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.cfg.DrainTimeout)
-		if err := s.m.cfg.Proxy.Drain(dctx, ids...); err != nil {
-			log(fmt.Sprintf("draining the old tasks took longer than %s; stopping them anyway", s.m.cfg.DrainTimeout))
-		}
-		cancel()
-		old.stop()
-		if err := cl.Scale(context.WithoutCancel(ctx), old.name, 0); err != nil {
-			log("scale the old generation to 0: " + err.Error())
-		} else {
-			log(fmt.Sprintf("stopped the %d tasks of %s; it is kept for a rollback", len(ids), old.name))
-		}
+	if old == nil || old == f {
+		return nil // no switch between generations: the kept one stays as it is
 	}
-	keep := map[string]bool{name: true}
-	if old != nil {
-		keep[old.name] = true
+	ids := old.ids()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.cfg.DrainTimeout)
+	if err := s.m.cfg.Proxy.Drain(dctx, ids...); err != nil {
+		log(fmt.Sprintf("draining the old tasks took longer than %s; stopping them anyway", s.m.cfg.DrainTimeout))
+	}
+	cancel()
+	old.stop()
+	if err := cl.Scale(context.WithoutCancel(ctx), old.name, 0); err != nil {
+		log("scale the old generation to 0: " + err.Error())
+	} else {
+		log(fmt.Sprintf("stopped the %d tasks of %s; it is kept for a rollback", len(ids), old.name))
 	}
 	for _, g := range gens {
-		if !keep[g.Name] {
+		if g.Name != name && g.Name != old.name {
 			s.removeGeneration(context.WithoutCancel(ctx), cl, g, log)
 		}
 	}
@@ -278,8 +295,9 @@ func (s *service) swarmRun(ctx context.Context, t *target, d *store.Deployment, 
 }
 
 // undo puts the cluster back as it was before a deploy whose tasks never all became
-// healthy: a new generation is removed, an update rolled back, a kept one scaled to 0.
-func (s *service) undo(cl *swarm.Cluster, f *fleet, applied swarm.Applied, live *fleet) {
+// healthy: a new generation is removed, an update rolled back (with its credential: the
+// new token is revoked), a kept one scaled to 0.
+func (s *service) undo(cl *swarm.Cluster, f *fleet, applied swarm.Applied, live *fleet, creds credentials) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.m.ctx), time.Minute)
 	defer cancel()
 	if f != live {
@@ -293,7 +311,14 @@ func (s *service) undo(cl *swarm.Cluster, f *fleet, applied swarm.Applied, live 
 			s.removeGeneration(ctx, cl, g, func(string) {})
 		}
 	case applied == swarm.Updated:
-		err = cl.Rollback(ctx, f.name)
+		if err = cl.Rollback(ctx, f.name); err == nil {
+			s.m.revoke(creds.fresh) // the rolled-back spec pulls with the one it had
+		}
+		if f != live {
+			if e := cl.Scale(ctx, f.name, 0); e != nil && err == nil {
+				err = e
+			}
+		}
 	case f != live:
 		err = cl.Scale(ctx, f.name, 0)
 	}
@@ -315,11 +340,13 @@ func (s *service) removeGeneration(ctx context.Context, cl *swarm.Cluster, g swa
 // swarmStopAll removes every generation of the service from its Swarm.
 func (s *service) swarmStopAll(ctx context.Context) {
 	s.mu.Lock()
-	live := s.live
-	s.live = nil
+	fleets := make([]*fleet, 0, len(s.fleets))
+	for _, f := range s.fleets {
+		fleets = append(fleets, f)
+	}
 	s.mu.Unlock()
-	if live != nil {
-		live.stop()
+	for _, f := range fleets {
+		f.stop()
 	}
 	cl, err := s.m.clusterOf(ctx, s.env)
 	if err != nil {
@@ -366,9 +393,9 @@ func (s *service) adoptSwarm(ctx context.Context, t *target, d *store.Deployment
 		}
 		s.deployMu.Lock()
 		defer s.deployMu.Unlock()
-		f := s.fleet(cl, g.Name, t)
-		f.assume = true
+		f := s.fleet(cl, g.Name, t, true)
 		if err := f.refresh(ctx); err != nil {
+			f.stop()
 			return false, err
 		}
 		s.mu.Lock()
@@ -379,9 +406,28 @@ func (s *service) adoptSwarm(ctx context.Context, t *target, d *store.Deployment
 		n := len(s.instances)
 		s.mu.Unlock()
 		s.event("adopted Swarm service %s (%d tasks serving) that outlived the previous server", g.Name, n)
+		s.scaleLeftovers(ctx, cl, g.Name)
 		return true, nil
 	}
 	return false, nil
+}
+
+// scaleLeftovers scales to 0 the generations of the service other than live that still
+// run tasks: one a deploy was bringing up when the previous server stopped.
+func (s *service) scaleLeftovers(ctx context.Context, cl *swarm.Cluster, live string) {
+	gens, err := cl.Services(ctx, map[string]string{labelEnv: s.env, labelService: s.name})
+	if err != nil {
+		return
+	}
+	for _, g := range gens {
+		if g.Name != live && g.Replicas > 0 {
+			if err := cl.Scale(ctx, g.Name, 0); err != nil {
+				s.m.cfg.Log.Warn("scale a generation an unfinished deploy left", "generation", g.Name, "err", err)
+				continue
+			}
+			s.event("scaled %s to 0: a deploy the previous server did not finish left it running", g.Name)
+		}
+	}
 }
 
 // fits refuses a release that cannot run on env's runtime: on a Swarm, one whose run

@@ -141,9 +141,12 @@ func (p *connPool) abort() {
 	}
 }
 
-// abortTo aborts the fast-path connections to addr (see connPool.abort).
+// abortTo aborts the fast-path connections to addr (see connPool.abort); with none,
+// there is nothing to cut.
 func (t *fastTransport) abortTo(addr string) {
-	t.pool(addr).abort()
+	if p, ok := t.pools.Load(addr); ok {
+		p.(*connPool).abort()
+	}
 }
 
 // revive lets connections to addr be made again: a backend at an address that was
@@ -188,8 +191,11 @@ func (p *connPool) sweep() {
 	} else {
 		p.timer = nil
 		// A request may still put a connection into this pool after it left the map;
-		// put then starts a new timer, which closes it in time.
-		p.t.pools.CompareAndDelete(p.addr, p)
+		// put then starts a new timer, which closes it in time. A pool with connections
+		// in use stays, so that abort finds them.
+		if len(p.busy) == 0 {
+			p.t.pools.CompareAndDelete(p.addr, p)
+		}
 	}
 	p.mu.Unlock()
 	for _, c := range expired {

@@ -402,6 +402,15 @@ func (c *Cluster) Tasks(ctx context.Context, name string) ([]Task, error) {
 
 type nodeInfo struct{ name, addr string }
 
+// NodeReady reports whether the node with this ID is up as far as the managers know.
+func (c *Cluster) NodeReady(ctx context.Context, id string) (bool, error) {
+	n, _, err := c.cli.NodeInspectWithRaw(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("inspect swarm node %s: %w", id, err)
+	}
+	return n.Status.State == swarm.NodeStateReady, nil
+}
+
 // nodes maps node IDs to their names and addresses.
 func (c *Cluster) nodes(ctx context.Context) (map[string]nodeInfo, error) {
 	list, err := c.cli.NodeList(ctx, swarm.NodeListOptions{})
