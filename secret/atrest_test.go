@@ -2,11 +2,9 @@ package secret
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to look at the table behind the store's back
 
+	"github.com/drover-cd/drover/internal/pgtest"
 	"github.com/drover-cd/drover/store/sqlstore"
 )
 
@@ -88,45 +87,15 @@ func TestNoPlaintextInTheSQLiteFiles(t *testing.T) {
 	}
 }
 
-// postgresBase is the PostgreSQL test database's URL; the test skips without one,
-// except in CI, where a missing PostgreSQL is a failure.
-func postgresBase(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("DROVER_TEST_POSTGRES")
-	if dsn == "" && os.Getenv("CI") != "" {
-		t.Fatal("CI is set but DROVER_TEST_POSTGRES is not: .ci/run must start PostgreSQL and export it")
-	}
-	if dsn == "" {
-		t.Skip("PostgreSQL not tested: set DROVER_TEST_POSTGRES='postgres://drover:drover@127.0.0.1:5432/drover?sslmode=disable'")
-	}
-	return dsn
-}
-
 // No value is in any row of PostgreSQL's secrets or audit tables.
 func TestNoPlaintextInPostgreSQL(t *testing.T) {
-	base := postgresBase(t)
-	admin, err := sql.Open("pgx", base)
+	dsn, schema := pgtest.Schema(t)
+	admin, err := sql.Open("pgx", pgtest.Base(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() })
-	schema := "drover_secret_test_" + strings.ToLower(rand.Text())
-	if _, err := admin.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	st, err := sqlstore.Open(t.Context(), u.String())
+	st, err := sqlstore.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,53 +1,16 @@
 package main
 
 import (
-	"context"
-	"database/sql"
-	"fmt"
-	"net/url"
-	"os"
 	"testing"
-	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx", for making the test's schema
+	"github.com/drover-cd/drover/internal/pgtest"
 )
 
 // postgresDSN returns a DSN for a fresh schema of the test PostgreSQL database, dropped
-// when the test ends. Without DROVER_TEST_POSTGRES the test is skipped, except in CI.
+// when the test ends (see pgtest).
 func postgresDSN(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("DROVER_TEST_POSTGRES")
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI is set but DROVER_TEST_POSTGRES is not: .ci/run must start PostgreSQL and export it")
-		}
-		t.Skip("PostgreSQL not tested: set DROVER_TEST_POSTGRES=postgres://USER:PASS@127.0.0.1:5432/DB?sslmode=disable")
-	}
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	schema := fmt.Sprintf("drover_e2e_%d", time.Now().UnixNano())
-	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err == nil {
-			_, _ = db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			db.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	dsn, _ := pgtest.Schema(t)
+	return dsn
 }
 
 // The same flow as on SQLite, on PostgreSQL: push, run, logs, restart keeps the data.

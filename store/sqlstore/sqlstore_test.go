@@ -1,22 +1,16 @@
 package sqlstore
 
 import (
-	"context"
-	"crypto/rand"
 	"database/sql"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/drover-cd/drover/internal/pgtest"
 	"github.com/drover-cd/drover/store"
 	"github.com/drover-cd/drover/store/storetest"
 )
-
-// postgresEnv names the variable holding the PostgreSQL test database's URL.
-const postgresEnv = "DROVER_TEST_POSTGRES"
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return mustOpen(t, sqliteDSN(t)) })
@@ -33,7 +27,7 @@ type engine struct {
 	dsn  func(t *testing.T) string
 }
 
-// engines runs fn as a subtest on each engine; PostgreSQL's skips without postgresEnv.
+// engines runs fn as a subtest on each engine; PostgreSQL's skips without pgtest.Env.
 func engines(t *testing.T, fn func(t *testing.T, dsn string)) {
 	for _, e := range []engine{
 		{"sqlite", sqliteDSN},
@@ -52,46 +46,13 @@ func sqliteDSN(t *testing.T) string {
 }
 
 // postgresBase is the PostgreSQL test database's URL; the test skips without one.
-func postgresBase(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv(postgresEnv)
-	if dsn == "" && os.Getenv("CI") != "" {
-		// CI installs and starts PostgreSQL: a skip there would hide a broken install.
-		t.Fatalf("CI is set but %s is not: .ci/run must start PostgreSQL and export it", postgresEnv)
-	}
-	if dsn == "" {
-		t.Skipf("PostgreSQL not tested: set %s to a database URL where tests may create schemas, e.g. "+
-			"%[1]s='postgres://drover:drover@127.0.0.1:5432/drover?sslmode=disable'", postgresEnv)
-	}
-	return dsn
-}
+func postgresBase(t *testing.T) string { return pgtest.Base(t) }
 
 // postgresDSN creates a schema of its own for the test, dropped when it ends, and
-// returns base with its search_path set to it.
-func postgresDSN(t *testing.T, base string) string {
-	t.Helper()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	schema := "drover_test_" + strings.ToLower(rand.Text())
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	if _, err := admin.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+// returns the test database's URL with its search_path set to it.
+func postgresDSN(t *testing.T, _ string) string {
+	dsn, _ := pgtest.Schema(t)
+	return dsn
 }
 
 // mustOpen opens dsn and closes it when the test ends.
