@@ -127,6 +127,7 @@ func (s *testServer) pullTokens() []string {
 }
 
 func TestSwarmSingleNode(t *testing.T) {
+	t.Parallel() // it waits on its own dockerd most of the time
 	c := swarmtest.Start(t, swarmtest.Options{Nodes: 1})
 	e := dockertest.Engine(t, dockerengine.Registry{})
 	dockertest.BuildBusybox(t, e)
@@ -297,6 +298,7 @@ steps:
 // A 3-node Swarm: tasks spread over the zones, five blue-green deploys under load lose
 // no request, and a lost worker's tasks come back on the others.
 func TestSwarmThreeNodes(t *testing.T) {
+	t.Parallel()
 	c := swarmtest.Start(t, swarmtest.Options{Nodes: 3})
 	e := dockertest.Engine(t, dockerengine.Registry{})
 	dockertest.BuildBusybox(t, e)
