@@ -185,8 +185,12 @@ func teardown(ctx context.Context, id string, extra []int) error {
 	for _, ns := range namespaces {
 		errs = append(errs, ip(ctx, "netns", "delete", ns))
 	}
+	// The kernel removes the host's end itself once the switch namespace is gone, but
+	// not at once: it may vanish between the look and the delete.
 	if exists("/sys/class/net/" + hostVeth(id)) {
-		errs = append(errs, ip(ctx, "link", "delete", hostVeth(id)))
+		if err := ip(ctx, "link", "delete", hostVeth(id)); err != nil && exists("/sys/class/net/"+hostVeth(id)) {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down cluster %s: %w", id, err)
