@@ -169,6 +169,7 @@ func (f *fleet) refresh(ctx context.Context) error {
 	if len(lost) > 0 {
 		f.s.m.cfg.Proxy.Abort(lost...)
 	}
+	f.rollBackIfSick()
 	if f.s.isLive(f) {
 		if len(left) > 0 {
 			f.s.event("Swarm tasks gone: %s", strings.Join(left, ", "))
@@ -378,4 +379,41 @@ func (ti *taskInstance) end(last swarm.Task) {
 func answers(lastErr string) bool {
 	_, rest, ok := strings.Cut(lastErr, ": ")
 	return ok && len(rest) >= 4 && rest[3] == ' ' && strings.Trim(rest[:3], "0123456789") == ""
+}
+
+// rollBackIfSick rolls the service back when a task of the live generation fails its
+// checks with an answer of its own (an error status: the release's doing, not a lost
+// node's) within the rollback window after the switch, as on one machine. Swarm itself
+// restarts tasks that exit.
+func (f *fleet) rollBackIfSick() {
+	f.mu.Lock()
+	why := ""
+	for _, ft := range f.tasks {
+		if last := ft.inst.checker.LastError(); ft.inst.checker.State() == health.Unhealthy && answers(last) {
+			why = ft.inst.rt.Name() + " failed its health check (" + last + ")"
+			break
+		}
+	}
+	f.mu.Unlock()
+	if why == "" {
+		return
+	}
+	s := f.s
+	s.mu.Lock()
+	current := s.current
+	if s.live != f || current == nil || current.ID == 0 || current.RollbackOf != 0 || s.gone ||
+		time.Since(s.switched) >= s.m.cfg.RollbackWindow || s.rollingBack == current.ID || s.rollbackFailed == current.ID {
+		s.mu.Unlock()
+		return
+	}
+	s.rollingBack = current.ID
+	s.mu.Unlock()
+	if prev := s.previous(current); prev != nil {
+		go s.autoRollback(current, prev, why)
+		return
+	}
+	s.mu.Lock()
+	s.rollingBack = 0
+	s.rollbackFailed = current.ID // nothing to go back to: do not look again
+	s.mu.Unlock()
 }

@@ -149,7 +149,7 @@ func (s *service) failed(inst *instance, reason string, release bool) {
 // failed while it was tried.
 func (s *service) topUp() {
 	s.mu.Lock()
-	if s.gone || s.target == nil {
+	if s.gone || s.target == nil || s.live != nil { // a Swarm replaces its own tasks
 		s.mu.Unlock()
 		return
 	}

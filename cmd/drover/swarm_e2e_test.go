@@ -248,6 +248,28 @@ steps:
 		t.Errorf("under load: %d ok, %d failed %v, bodies %v", l.ok.Load(), l.fail.Load(), l.errs, l.bodies)
 	}
 
+	// v3 turns unhealthy 3s after it started: within the rollback window, staging goes
+	// back to v1 by itself, on v1's kept generation.
+	sick := strings.Replace(imagePipeline(bin, "web", "v3", "api"), "> dist/version", "> dist/version && echo 3s > dist/fail-after", 1)
+	s.commitPipeline(repo, "web", sick)
+	if run := s.waitRun("web", 3, finished); run.Status != "success" {
+		t.Fatalf("web run 3: %+v\n%s", run, s.log)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if code, body, _ := s.viaProxy("web", "staging", "/"); code == 200 && body == "v1 staging" && generations(t, c, "web")[old] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("v3 was not rolled back to v1's generation: %v\n%s", generations(t, c, "web"),
+				s.as(s.Token, "env", "show", "staging").stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if page := s.text("/api/v1/environments/staging"); !strings.Contains(page, "after its switch: rolling back to") {
+		t.Errorf("the automatic rollback is not in the service's events:\n%s", page)
+	}
+
 	// A developer environment copied from staging runs on the same cluster.
 	if res := s.as(s.Token, "env", "up", "alice", "--from", "staging"); res.code != 0 {
 		t.Fatalf("env up alice: %s", res)
