@@ -51,11 +51,12 @@ func (m *Manager) URL(env, name string) (string, error) {
 }
 
 // routeURL is URL by route key. The route listener of a service on a Swarm listens on
-// Config.ClusterHost, where tasks on every node reach it; others on loopback.
+// the host of Config.ClusterRegistry, where tasks on every node reach it; others on
+// loopback.
 func (m *Manager) routeURL(key string) (string, error) {
 	host := "127.0.0.1"
 	if m.runtimeOf(envOfKey(key)) == RuntimeSwarm {
-		if host = m.cfg.ClusterHost; host == "" {
+		if host = hostOf(m.cfg.ClusterRegistry); host == "" {
 			return "", fmt.Errorf("%s runs on a Swarm: start the server with --advertise so its tasks can reach the services they require: %w",
 				key, ErrBadRequest)
 		}

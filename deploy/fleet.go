@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -258,10 +259,7 @@ func (f *fleet) waitReady(ctx context.Context, spec string, n int, timeout time.
 	defer context.AfterFunc(f.s.ctx, cancel)()
 	tick := time.NewTicker(fleetPoll)
 	defer tick.Stop()
-	progress := time.NewTicker(max(f.s.m.cfg.ProgressInterval, time.Second))
-	if f.s.m.cfg.ProgressInterval <= 0 {
-		progress.Reset(5 * time.Second)
-	}
+	progress := time.NewTicker(cmp.Or(f.s.m.cfg.ProgressInterval, 5*time.Second))
 	defer progress.Stop()
 	started := time.Now()
 	for {

@@ -74,12 +74,10 @@ type Config struct {
 	// the engine pulls. Required with Containers.
 	ImageRef func(image string) string
 	// ClusterRegistry is HOST:PORT of this server's registry as other machines reach it
-	// over TLS (--advertise): Swarm nodes pull releases from there. "" refuses deploys to
-	// runtime: swarm, saying why.
+	// over TLS (--advertise): Swarm nodes pull releases from there, and the route
+	// listeners of services on a Swarm (what <NAME>_URL names there) listen on its HOST.
+	// "" refuses deploys to runtime: swarm, saying why.
 	ClusterRegistry string
-	// ClusterHost is the address of this machine other machines reach: the route
-	// listeners of services on a Swarm (what <NAME>_URL names there) listen on it.
-	ClusterHost string
 	// NewToken makes a random token and the hash the store keeps of it: the pull
 	// credentials of Swarm generations.
 	NewToken func() (token string, hash []byte, err error)

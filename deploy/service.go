@@ -379,17 +379,13 @@ func (s *service) stop(inst *instance) {
 func (s *service) stopAll(ctx context.Context) {
 	if s.m.runtimeOf(s.env) == RuntimeSwarm {
 		s.mu.Lock()
-		live := s.live
 		s.live = nil // before the route goes: the fleet publishes nothing from now on
 		s.instances = nil
 		s.gen++
 		s.m.cfg.Proxy.Set(s.key, nil)
 		s.m.routesChanged()
 		s.mu.Unlock()
-		if live != nil {
-			live.stop()
-		}
-		s.swarmStopAll(ctx)
+		s.swarmStopAll(ctx) // stops every fleet, the live one's included
 		return
 	}
 	s.mu.Lock()

@@ -79,7 +79,7 @@ func generationName(service, env, digest string, taken func(string) bool) string
 }
 
 // swarmSpec is the Swarm service spec of t in s's environment with n tasks, named
-// name (its pull credential is added by ensureGeneration).
+// name (its pull credential is added by ensure).
 func (s *service) swarmSpec(ctx context.Context, t *target, name string, n int) (swarm.Generation, error) {
 	if t.rel.Image == "" {
 		return swarm.Generation{}, fmt.Errorf("%s of %s cannot run on a Swarm: its run built no image, and Swarm nodes run images (add a build: step to the pipeline): %w",
@@ -211,34 +211,32 @@ func (s *service) swarmRun(ctx context.Context, t *target, d *store.Deployment, 
 	live := s.live
 	s.mu.Unlock()
 	replicas := max(1, t.service.Replicas)
-	name := ""
-	for _, g := range gens {
-		if g.Labels[labelDigest] == t.rel.Digest.String() && (name == "" || live != nil && g.Name == live.name) {
-			name = g.Name
+	g, err := s.swarmSpec(ctx, t, "", replicas) // named below
+	if err != nil {
+		return err
+	}
+	for _, gen := range gens {
+		if gen.Labels[labelDigest] == t.rel.Digest.String() && (g.Name == "" || live != nil && gen.Name == live.name) {
+			g.Name = gen.Name
 		}
 	}
 	if d.Strategy == Rolling && live != nil {
-		name = live.name
+		g.Name = live.name
 	}
-	if name != "" && d.Strategy != Rolling && live != nil && name == live.name {
+	if g.Name != "" && d.Strategy != Rolling && live != nil && g.Name == live.name {
 		// Blue-green to the digest that serves: a new generation, unless what its
 		// tasks run is the same (then only their count is set).
-		if g, err := s.swarmSpec(ctx, t, name, replicas); err != nil {
-			return err
-		} else if cur, err := cl.Inspect(ctx, name); err != nil || cur.Spec != g.Fingerprint() {
-			name = ""
+		if cur, err := cl.Inspect(ctx, g.Name); err != nil || cur.Spec != g.Fingerprint() {
+			g.Name = ""
 		}
 	}
-	if name == "" {
-		name = generationName(s.name, s.env, t.rel.Digest.String(), func(n string) bool {
+	if g.Name == "" {
+		g.Name = generationName(s.name, s.env, t.rel.Digest.String(), func(n string) bool {
 			_, err := cl.Inspect(ctx, n)
 			return err == nil // taken by any service of the cluster
 		})
 	}
-	g, err := s.swarmSpec(ctx, t, name, replicas)
-	if err != nil {
-		return err
-	}
+	name := g.Name
 	applied, creds, err := s.ensure(ctx, cl, g, repoOf(t.rel.Image))
 	if err != nil {
 		return err

@@ -189,26 +189,7 @@ func TestDockerRuntimeCarriesToCopiesOfAnEnvironment(t *testing.T) {
 		t.Fatalf("env apply: %s", res)
 	}
 
-	yml := fmt.Sprintf(`
-service:
-  name: api
-  image: self
-  health: {path: /healthz, interval: 100ms}
-steps:
-  - name: compile
-    run: mkdir -p dist && cp %[1]s dist/websvc && echo v1 > dist/version
-  - name: image
-    needs: [compile]
-    build: {context: .}
-  - name: e2e
-    needs: [image]
-    environment: ephemeral
-    run: %[1]s get "$API_URL/"
-  - name: staging
-    needs: [e2e]
-    deploy: staging
-`, bin)
-	s.pushImageRepo("api", yml)
+	s.pushImageRepo("api", ephemeralAPIPipeline(bin, "v1"))
 	if run := s.waitRun("api", 1, finished); run.Status != "success" {
 		t.Fatalf("api run: %+v\n%s", run, s.log)
 	}
@@ -234,4 +215,29 @@ steps:
 		t.Errorf("alice runs no instance: %+v", s.env("alice").Services)
 	}
 	stopLeavingNoContainers(t, s)
+}
+
+// ephemeralAPIPipeline builds websvc (answering version) into the image of service api,
+// which has no command, checks it in an ephemeral environment (step e2e fetches
+// $API_URL/) and deploys it to staging.
+func ephemeralAPIPipeline(bin, version string) string {
+	return fmt.Sprintf(`
+service:
+  name: api
+  image: self
+  health: {path: /healthz, interval: 100ms}
+steps:
+  - name: compile
+    run: mkdir -p dist && cp %[1]s dist/websvc && echo %[2]s > dist/version
+  - name: image
+    needs: [compile]
+    build: {context: .}
+  - name: e2e
+    needs: [image]
+    environment: ephemeral
+    run: %[1]s get "$API_URL/"
+  - name: staging
+    needs: [e2e]
+    deploy: staging
+`, bin, version)
 }

@@ -109,7 +109,6 @@ func (o *serverOptions) startDeployments(ctx context.Context, st store.Store, re
 		ImageRef: images.Ref,
 		// Swarm nodes pull releases from the advertised address, with pull tokens.
 		ClusterRegistry: o.advertisedHost(),
-		ClusterHost:     hostOf(o.advertisedHost()),
 		NewToken:        server.NewToken,
 		Dir:             filepath.Join(o.data, "deploy"), Log: log,
 		ReleaseDir:        filepath.Join(o.reach, "deploy", "releases"),
@@ -294,13 +293,4 @@ func (d *deployments) applyAtStart(ctx context.Context, st store.Store, repos fu
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])[:10]
-}
-
-// hostOf is the host of HOST:PORT ("" for "").
-func hostOf(hostport string) string {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return ""
-	}
-	return host
 }

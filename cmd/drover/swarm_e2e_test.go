@@ -22,6 +22,27 @@ import (
 	swarmruntime "github.com/drover-cd/drover/runtime/swarm"
 )
 
+// swarmRig is a Swarm of the test's own and a server deploying to it.
+type swarmRig struct {
+	c    *swarmtest.Cluster
+	s    *testServer
+	args []string // the server's flags, to start it again
+	bin  string   // websvc, static
+}
+
+// startSwarm starts a cluster of nodes and a server for it (see swarmServer), with the
+// test busybox image on this machine's engine for the pipelines' builds.
+func startSwarm(t *testing.T, nodes int, envExtra string) swarmRig {
+	t.Helper()
+	c := swarmtest.Start(t, swarmtest.Options{Nodes: nodes})
+	e := dockertest.Engine(t, dockerengine.Registry{})
+	dockertest.BuildBusybox(t, e)
+	bin := staticWebsvc(t)
+	s, args := swarmServer(t, c, envExtra)
+	dockertest.RemoveImagesOf(t, e, strings.TrimPrefix(s.URL, "http://"))
+	return swarmRig{c: c, s: s, args: args, bin: bin}
+}
+
 // swarmServer starts a server whose registry the cluster's nodes reach over TLS at the
 // host's address on the cluster's network, trusted through certs.d, and declares
 // staging as an environment on the cluster (envExtra adds to its declaration).
@@ -128,12 +149,8 @@ func (s *testServer) pullTokens() []string {
 
 func TestSwarmSingleNode(t *testing.T) {
 	t.Parallel() // it waits on its own dockerd most of the time
-	c := swarmtest.Start(t, swarmtest.Options{Nodes: 1})
-	e := dockertest.Engine(t, dockerengine.Registry{})
-	dockertest.BuildBusybox(t, e)
-	bin := staticWebsvc(t)
-	s, args := swarmServer(t, c, "  ephemeral: {base: staging}\n")
-	dockertest.RemoveImagesOf(t, e, strings.TrimPrefix(s.URL, "http://"))
+	rig := startSwarm(t, 1, "  ephemeral: {base: staging}\n")
+	c, s, args, bin := rig.c, rig.s, rig.args, rig.bin
 
 	// A release without an image is refused on a Swarm, saying why.
 	git(t, gitRepo(t, servicePipeline(bin, "plain", "p1", "", "")), "push", "-q", s.pushURL("plain"), "main")
@@ -159,25 +176,7 @@ func TestSwarmSingleNode(t *testing.T) {
 
 	// api tests itself in an ephemeral environment, which runs on the Swarm too, then
 	// goes to staging.
-	s.pushImageRepo("api", fmt.Sprintf(`
-service:
-  name: api
-  image: self
-  health: {path: /healthz, interval: 100ms}
-steps:
-  - name: compile
-    run: mkdir -p dist && cp %[1]s dist/websvc && echo api-v1 > dist/version
-  - name: image
-    needs: [compile]
-    build: {context: .}
-  - name: e2e
-    needs: [image]
-    environment: ephemeral
-    run: %[1]s get "$API_URL/"
-  - name: staging
-    needs: [e2e]
-    deploy: staging
-`, bin))
+	s.pushImageRepo("api", ephemeralAPIPipeline(bin, "api-v1"))
 	if run := s.waitRun("api", 1, finished); run.Status != "success" {
 		t.Fatalf("api run: %+v\n%s", run, s.log)
 	}
@@ -321,12 +320,8 @@ steps:
 // no request, and a lost worker's tasks come back on the others.
 func TestSwarmThreeNodes(t *testing.T) {
 	t.Parallel()
-	c := swarmtest.Start(t, swarmtest.Options{Nodes: 3})
-	e := dockertest.Engine(t, dockerengine.Registry{})
-	dockertest.BuildBusybox(t, e)
-	bin := staticWebsvc(t)
-	s, _ := swarmServer(t, c, "    services:\n      web: {replicas: 4, placement: {spread: node.labels.zone}}\n")
-	dockertest.RemoveImagesOf(t, e, strings.TrimPrefix(s.URL, "http://"))
+	rig := startSwarm(t, 3, "    services:\n      web: {replicas: 4, placement: {spread: node.labels.zone}}\n")
+	c, s, bin := rig.c, rig.s, rig.bin
 
 	repo := s.pushImageRepo("web", imagePipeline(bin, "web", "v1", ""))
 	if run := s.waitRun("web", 1, finished); run.Status != "success" {

@@ -6,9 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -109,15 +107,7 @@ func TestRunningContainersAreAdoptedWithTheirLabels(t *testing.T) {
 	if ok, err := e.Exists(context.Background(), exitedID); err != nil || ok {
 		t.Errorf("the exited instance's container is still there (err %v)", err)
 	}
-	body := ""
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + inst.Addr() + "/"); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
-		}
-	}
+	body := getRoot(inst.Addr())
 	if body != "ok\n" {
 		t.Errorf("GET the adopted instance: %q", body)
 	}

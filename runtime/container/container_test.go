@@ -34,15 +34,7 @@ func TestInstanceServesOnLoopbackWithLimitsAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := ""
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + inst.Addr() + "/"); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
-		}
-	}
+	body := getRoot(inst.Addr())
 	if body != "hello from drover on 0.0.0.0:8080\n" {
 		t.Fatalf("GET %s: %q", inst.Addr(), body)
 	}
@@ -123,4 +115,17 @@ func TestSecretsAreMaskedInAContainersOutput(t *testing.T) {
 	if strings.Contains(string(data), "k3y") || !strings.Contains(string(data), "key is ***") {
 		t.Errorf("log file %q", data)
 	}
+}
+
+// getRoot GETs / of the instance at addr, trying for up to 10s while it starts, and
+// returns the body ("" when nothing answered).
+func getRoot(addr string) string {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+	}
+	return ""
 }

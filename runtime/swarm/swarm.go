@@ -352,11 +352,6 @@ type Task struct {
 	Spec    string    // the generation spec (LabelSpec) the task runs
 }
 
-// Serving reports whether the task runs, is meant to, and has an address.
-func (t Task) Serving() bool {
-	return t.State == string(swarm.TaskStateRunning) && t.Desired == string(swarm.TaskStateRunning) && t.Addr != ""
-}
-
 // Tasks lists the tasks of the service called name that Swarm has not given up on:
 // those it wants running, and those it is shutting down that have not stopped yet.
 // The nodes' addresses come from the node list.
