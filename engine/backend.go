@@ -2,9 +2,13 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"io"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/report"
 )
 
 // Backend runs the script of one step attempt. backend/process runs it as a local process
@@ -51,7 +55,41 @@ type Spec struct {
 	// Built is called by a backend that ran a build: step with the image it made:
 	// "REPO@DIGEST" when pushed to ImageRef's repository, else the image id.
 	Built func(image string)
+
+	// Inputs are the artifacts of the steps this one needs (layers of the run's
+	// artifact), for a backend that runs the step away from Dir, in a fresh workspace.
+	Inputs []ocispec.Descriptor
+	// Hidden are the values the run masks so far (its secrets), for a backend that masks
+	// the output before it leaves the machine the step ran on.
+	Hidden []string
+	// Far is set by a backend that ran the step away from Dir (on an agent): what was
+	// read where it ran, in place of the engine reading Dir.
+	Far *Far
 }
+
+// Far is what a backend that ran a step on another machine read there: the step's
+// reports and, after a script that succeeded, its artifacts, already stored where the
+// run's artifact store can take them.
+type Far struct {
+	Agent          string // where the step ran, for people
+	Reports        *report.Summary
+	ReportWarnings []string
+	ReportError    string
+	Artifacts      []ocispec.Descriptor
+	ArtifactError  string
+	// ArtifactMissing says a declared artifact path did not exist: the step's fault.
+	ArtifactMissing bool
+}
+
+// LostError is returned by a backend whose step ran somewhere that stopped answering
+// (an agent killed or cut off): the attempt is over without a result, and the step may
+// run again elsewhere.
+type LostError struct {
+	Agent  string
+	Reason string
+}
+
+func (e *LostError) Error() string { return fmt.Sprintf("lost: agent %s %s", e.Agent, e.Reason) }
 
 // User is a numeric user and group a step runs as.
 type User struct{ UID, GID int }

@@ -226,8 +226,8 @@ func (r *run) execute(ctx context.Context) *RunResult {
 					art, err := r.publish(r.finished())
 					env = &envPrep{art: art, err: err}
 				}
-				self := r.self()
-				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n, env, self)} }()
+				in := inputs{self: r.self(), artifacts: r.needed(n)}
+				go func() { r.done <- stepDone{n, r.runStep(stepCtx, n, env, in)} }()
 			}
 		}
 		if finished == len(nodes) {
@@ -272,6 +272,18 @@ func (r *run) execute(ctx context.Context) *RunResult {
 // none has.
 func (r *run) self() string {
 	return builtImage(r.finished())
+}
+
+// needed is the artifacts of the steps n needs, for a backend that runs n in a fresh
+// workspace.
+func (r *run) needed(n *pipeline.Node) []ocispec.Descriptor {
+	var layers []ocispec.Descriptor
+	for _, dep := range n.Needs {
+		if res := r.results[dep]; res != nil {
+			layers = append(layers, res.Artifacts...)
+		}
+	}
+	return layers
 }
 
 // builtImage is the image the last build: step among steps made.
@@ -347,7 +359,7 @@ func (r *run) unsupported(s *pipeline.Step) string {
 // finish records n's result and tells the sink.
 func (r *run) finish(n *pipeline.Node, res *StepResult) {
 	r.results[n] = res
-	if (res.Status == Failure && !res.Allowed) || res.Status == Errored {
+	if (res.Status == Failure && !res.Allowed) || res.Status == Errored || res.Status == Lost {
 		r.failed = true
 	}
 	r.emit(Event{Type: StepFinished, Step: n.Name, Result: res})
@@ -361,7 +373,7 @@ func (r *run) status(ctx context.Context, steps []*StepResult) Status {
 	status, waiting := Success, false
 	for _, s := range steps {
 		switch {
-		case s.Status == Errored:
+		case s.Status == Errored, s.Status == Lost:
 			return Errored
 		case s.Status == Cancelled:
 			status = Cancelled

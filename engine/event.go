@@ -20,6 +20,9 @@ const (
 	StepNote                      // Line is a remark of Drover's about Step: a retry, a report, a skip
 	StepFinished                  // Result is the step's outcome (also for skipped steps)
 	RunFinished                   // Run is the run's outcome
+	// StepLost says an attempt of Step was lost (its agent stopped answering); Line
+	// says why. Another attempt follows unless the step has none left.
+	StepLost
 )
 
 // Event is one thing that happened during a run.
@@ -73,6 +76,7 @@ const (
 	Cancelled Status = "cancelled"
 	Errored   Status = "error"   // Drover could not run the step: not the step's fault
 	Waiting   Status = "waiting" // an approval: step waits for a person; the run stops here and resumes later
+	Lost      Status = "lost"    // the agent running the step stopped answering: no result, not the step's fault
 )
 
 // StepResult is the outcome of one step.
@@ -90,6 +94,8 @@ type StepResult struct {
 	// Image is what a build: step made: "REPO@DIGEST" in Drover's registry, or an image
 	// id ("sha256:...") kept on this machine when the run pushes nowhere.
 	Image string `json:"image,omitempty"`
+	// Agent is the agent that ran the last attempt; "" for this machine.
+	Agent string `json:"agent,omitempty"`
 }
 
 // Duration is how long the step ran; 0 when it did not.

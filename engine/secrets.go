@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/drover-cd/drover/mask"
@@ -118,4 +119,11 @@ func (r *run) maskEvent(ev *Event) {
 			s.Reason = m.String(s.Reason)
 		}
 	}
+}
+
+// hiddenNow is a copy of the values the run masks so far.
+func (r *run) hiddenNow() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.hidden)
 }

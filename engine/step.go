@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/report"
 )
@@ -19,9 +21,15 @@ type TimeoutError struct{ After time.Duration }
 
 func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s", e.After) }
 
+// inputs is what a step takes from the steps before it.
+type inputs struct {
+	self      string               // what image: self means
+	artifacts []ocispec.Descriptor // the artifacts of the steps it needs
+}
+
 // runStep runs every attempt of n and returns its result. It does not touch r.results:
 // the scheduling loop records the result.
-func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self string) *StepResult {
+func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, in inputs) *StepResult {
 	s := n.Step
 	res := &StepResult{Name: n.Name, Started: r.now()}
 	// Secrets first: a missing one fails the step before an environment is made for it.
@@ -38,19 +46,35 @@ func (r *run) runStep(ctx context.Context, n *pipeline.Node, env *envPrep, self 
 		defer lease.Release()
 		extra = slices.Concat(lease.Vars, extra) // a secret wins over a variable of the environment
 	}
-	attempts := 1 + s.Retry
+	attempts, lost := 1+s.Retry, 0
+	var far *Far
 	for attempt := 1; attempt <= attempts; attempt++ {
 		res.Attempts = attempt
 		if attempt > 1 {
 			r.note(n, attempt, fmt.Sprintf("retrying: attempt %d of %d", attempt, attempts))
 		}
-		r.attempt(ctx, n, attempt, res, extra, self)
+		far = r.attempt(ctx, n, attempt, res, extra, in)
+		if res.Status == Lost {
+			// The first lost attempt is the agent's fault, not the step's: it does not
+			// use up retry:. Later ones do, so a step that kills its agent ends.
+			if lost++; lost == 1 {
+				attempts++
+			}
+			if attempt < attempts && ctx.Err() == nil {
+				r.emit(Event{Type: StepLost, Step: n.Name, Attempt: attempt, Line: res.Reason})
+			}
+			continue
+		}
 		if res.Status == Success || res.Status == Cancelled || res.Status == Errored || ctx.Err() != nil {
 			break
 		}
 	}
 	if res.Status == Success && len(s.Artifacts) > 0 {
-		r.pack(ctx, n, res)
+		if far != nil {
+			r.farArtifacts(n, res, far)
+		} else {
+			r.pack(ctx, n, res)
+		}
 	}
 	if res.Status == Failure && s.AllowFailure {
 		res.Allowed = true
@@ -71,7 +95,8 @@ func (r *run) failedToStart(ctx context.Context, n *pipeline.Node, res *StepResu
 }
 
 // attempt runs the script once and reads its reports, setting res.Status and res.Reason.
-func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *StepResult, extra []string, self string) {
+// It returns what a backend that ran the step elsewhere read there, or nil.
+func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *StepResult, extra []string, in inputs) *Far {
 	s := n.Step
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	if s.Timeout > 0 {
@@ -89,7 +114,9 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 		User:     r.job.User,
 		Launcher: r.job.Launcher,
 		Run:      r.job.ID,
-		Self:     self,
+		Self:     in.self,
+		Inputs:   in.artifacts,
+		Hidden:   r.hiddenNow(),
 	}
 	if s.Build != nil && r.job.ImageRepo != "" {
 		spec.ImageRef = fmt.Sprintf("%s:%d", r.job.ImageRepo, r.job.Vars.Run)
@@ -120,28 +147,37 @@ func (r *run) attempt(ctx context.Context, n *pipeline.Node, attempt int, res *S
 	flushMasked()
 	lines.Flush()
 
+	far := spec.Far
+	if far != nil {
+		res.Agent = far.Agent
+	}
 	var timeout *TimeoutError
+	var lost *LostError
 	switch {
 	case ctx.Err() != nil:
 		res.Status, res.Reason = Cancelled, CancelReason(ctx)
-		return
+		return far
 	case errors.As(context.Cause(actx), &timeout):
 		res.Status, res.Reason = Failure, timeout.Error()
+	case errors.As(err, &lost):
+		res.Status, res.Reason, res.Agent = Lost, lost.Error(), lost.Agent
+		return nil
 	case err != nil:
 		res.Status, res.Reason = Errored, "could not run the script: "+err.Error()
-		return
+		return far
 	case code != 0:
 		res.Status, res.Reason = Failure, fmt.Sprintf("exit code %d", code)
 	case s.Build != nil && built == "":
 		res.Status, res.Reason = Errored, "the build step reported no image"
-		return
+		return far
 	case annotateErr != nil:
 		res.Status, res.Reason = Errored, "annotate the built image: "+annotateErr.Error()
-		return
+		return far
 	default:
 		res.Status, res.Reason, res.Image = Success, "", built
 	}
-	r.readReports(n, attempt, res)
+	r.readReports(n, attempt, res, far)
+	return far
 }
 
 // CancelReason says why ctx was cancelled, for people: its cause, or "run cancelled"
@@ -155,12 +191,25 @@ func CancelReason(ctx context.Context) string {
 
 // readReports parses the step's reports and checks its gates; a failed gate fails a
 // step whose script succeeded.
-func (r *run) readReports(n *pipeline.Node, attempt int, res *StepResult) {
+func (r *run) readReports(n *pipeline.Node, attempt int, res *StepResult, far *Far) {
 	s := n.Step
 	if len(s.Reports.JUnit) == 0 && s.Reports.Coverage == "" && s.Gates.Coverage == nil && s.Gates.Failures == nil {
 		return
 	}
-	sum, warnings, err := report.Collect(r.job.Workspace, s.Reports.JUnit, s.Reports.Coverage)
+	var sum report.Summary
+	var warnings []string
+	var err error
+	if far != nil {
+		warnings = far.ReportWarnings
+		if far.Reports != nil {
+			sum = *far.Reports
+		}
+		if far.ReportError != "" {
+			err = errors.New(far.ReportError)
+		}
+	} else {
+		sum, warnings, err = report.Collect(r.job.Workspace, s.Reports.JUnit, s.Reports.Coverage)
+	}
 	for _, w := range warnings {
 		r.note(n, attempt, "reports: "+w)
 	}
@@ -217,6 +266,25 @@ func (r *run) pack(ctx context.Context, n *pipeline.Node, res *StepResult) {
 		}
 		res.Artifacts = append(res.Artifacts, desc)
 		r.note(n, res.Attempts, fmt.Sprintf("artifact %s %s (%d bytes)", p, desc.Digest, desc.Size))
+	}
+}
+
+// farArtifacts takes the artifacts a backend packed where the step ran.
+func (r *run) farArtifacts(n *pipeline.Node, res *StepResult, far *Far) {
+	switch {
+	case far.ArtifactError != "":
+		res.Status, res.Reason = Errored, "artifacts: "+far.ArtifactError
+		if far.ArtifactMissing {
+			res.Status = Failure
+		}
+		return
+	case len(far.Artifacts) != len(n.Step.Artifacts):
+		res.Status, res.Reason = Errored, fmt.Sprintf("artifacts: %d declared, %d packed", len(n.Step.Artifacts), len(far.Artifacts))
+		return
+	}
+	res.Artifacts = far.Artifacts
+	for i, desc := range far.Artifacts {
+		r.note(n, res.Attempts, fmt.Sprintf("artifact %s %s (%d bytes)", n.Step.Artifacts[i], desc.Digest, desc.Size))
 	}
 }
 

@@ -322,6 +322,48 @@ func (d *decoder) secrets(n *yaml.Node, what string) []string {
 }
 
 // env decodes a mapping of variable names to scalar values, keeping the written order.
+// labelName is what an agent label's name may be.
+var labelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+
+// agent decodes an agent: mapping into its labels (empty, not nil, when it has none).
+func (d *decoder) agent(n *yaml.Node, what string) map[string]string {
+	labels := map[string]string{}
+	decodeMapping(d, n, what, agentFields(), &labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return labels
+}
+
+// labels decodes a mapping of label NAME: value.
+func (d *decoder) labels(n *yaml.Node, what string) map[string]string {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s must be a mapping of NAME: value, like {os: linux}, not %s", what, kindName(n))
+		return nil
+	}
+	out := map[string]string{}
+	for _, p := range d.pairs(n) {
+		name := p.key.Value
+		if !labelName.MatchString(name) {
+			d.errorf(p.key, "%s: %q is not a label name (letters, digits, '.', '_', '/' and '-')", what, name)
+			continue
+		}
+		if _, dup := out[name]; dup {
+			d.errorf(p.key, "%s: %s is repeated", what, name)
+			continue
+		}
+		if v := p.value; v.Kind != yaml.ScalarNode || isNull(v) || v.Value == "" {
+			d.errorf(v, "%s: %s needs a value, like %s: linux", what, name, name)
+			continue
+		}
+		out[name] = p.value.Value
+	}
+	return out
+}
+
 func (d *decoder) env(n *yaml.Node, what string) []EnvVar {
 	if isNull(n) {
 		return nil

@@ -29,6 +29,21 @@ func pipelineFields() []field[Pipeline] {
 		{"auto_cancel", "A new run of a branch cancels the runs of that branch still going. Default: false.",
 			booleanSchema,
 			func(d *decoder, n *yaml.Node, p *Pipeline) { p.AutoCancel = d.boolean(n, "auto_cancel") }},
+		{"agent", "Which agents run the steps, when the server has agents: `labels:` every such agent has. A step's own agent: labels go over these. Default: any agent.",
+			func() schema { return objectSchema(agentFields()) },
+			func(d *decoder, n *yaml.Node, p *Pipeline) { p.Agent = d.agent(n, "agent") }},
+	}
+}
+
+// agentFields are the fields of agent:, at the top and in a step.
+func agentFields() []field[map[string]string] {
+	return []field[map[string]string]{
+		{"labels", "NAME: value pairs an agent must have (drover agent run --labels), e.g. {os: linux, docker: \"true\"}.",
+			func() schema {
+				return schema{"type": "object", "propertyNames": schema{"pattern": labelName.String()},
+					"additionalProperties": schema{"type": []string{"string", "number", "boolean"}}}
+			},
+			func(d *decoder, n *yaml.Node, m *map[string]string) { *m = d.labels(n, "agent.labels") }},
 	}
 }
 
@@ -77,6 +92,9 @@ func stepFields() []field[Step] {
 			func(d *decoder, n *yaml.Node, s *Step) { decodeMapping(d, n, "gates", gatesFields(), &s.Gates) }},
 		{"artifacts", "Workspace paths published, content-addressed, as the run's artifact.", stringListSchema,
 			func(d *decoder, n *yaml.Node, s *Step) { s.Artifacts = d.artifacts(n) }},
+		{"agent", "Which agents may run this step: `labels:` the agent must have, over the pipeline's agent: labels. A step whose labels the run's agent lacks runs on another agent, from a fresh checkout plus the artifacts of the steps it needs. Default: the pipeline's.",
+			func() schema { return objectSchema(agentFields()) },
+			func(d *decoder, n *yaml.Node, s *Step) { s.Agent = d.agent(n, "agent") }},
 		{"image", "Container image the script runs in (Docker backend).", stringSchema,
 			func(d *decoder, n *yaml.Node, s *Step) { s.Image = d.str(n, "image") }},
 		{"services", "Sidecar containers started beside the step, reachable by name (Docker backend).",

@@ -19,6 +19,9 @@ type Pipeline struct {
 	Steps      []*Step  // in the order written
 	Service    *Service // how the project's release runs; nil when the file has none
 	AutoCancel bool     // a newer run of a branch cancels the older ones still going
+	// Agent is the labels an agent needs to run the pipeline's steps (agent: labels:),
+	// under each step's own.
+	Agent map[string]string
 }
 
 // EnvVar is one NAME: value pair. Value may reference other variables as ${NAME}.
@@ -46,6 +49,9 @@ type Step struct {
 	Reports      Reports
 	Gates        Gates
 	Artifacts    []string // workspace paths published as the run's artifact
+	// Agent is the labels an agent needs to run the step: the pipeline's agent: labels
+	// with the step's own over them. nil runs it on any agent.
+	Agent map[string]string
 
 	// Fields acted on by the server, the Docker backend and deployments.
 	Image       string    // run the script in a container of this image

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -32,7 +33,22 @@ func Parse(file string, data []byte) (*Pipeline, error) {
 	if len(d.errs) > 0 {
 		return p, d.errs.report()
 	}
+	for _, s := range p.Steps {
+		s.Agent = underLabels(p.Agent, s.Agent)
+	}
 	return p, nil
+}
+
+// underLabels is a step's agent labels: the pipeline's with the step's over them; nil
+// when neither has any.
+func underLabels(pipeline, step map[string]string) map[string]string {
+	if len(pipeline) == 0 && len(step) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(pipeline)+len(step))
+	maps.Copy(out, pipeline)
+	maps.Copy(out, step)
+	return out
 }
 
 // syntaxError turns the YAML library's error into a positioned one.

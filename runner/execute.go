@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/drover-cd/drover/artifact"
+	"github.com/drover-cd/drover/dispatch"
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/release"
@@ -152,11 +153,16 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 	ws := r.workspace(run.ID)
 	_ = os.RemoveAll(ws)
 	defer os.RemoveAll(ws)
+	// Steps go to agents once the server has any: the run's workspace is on them.
+	remote := r.remote() || slot >= r.cfg.Workers
 	checkout := source.CheckoutCommit
 	if iso := r.cfg.Isolation; iso != nil && !iso.SharedCheckout() {
 		// A step user cannot read the server's repositories, which a shared clone
 		// borrows its objects from: copy them.
 		checkout = source.CheckoutCopy
+	}
+	if remote {
+		checkout = func(_ context.Context, _, _, dest string) error { return os.MkdirAll(dest, 0o700) }
 	}
 	if err := checkout(ctx, repo, run.Commit, ws); err != nil {
 		if ctx.Err() != nil {
@@ -167,10 +173,13 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 	var user engine.User
 	var launcher []string
 	env := minimalEnv()
+	if remote {
+		env = nil // an agent gives steps its own PATH, HOME and the like
+	}
 	if err := os.Chmod(ws, 0o700); err != nil {
 		return Errored, "check out: " + err.Error(), ""
 	}
-	if r.cfg.Isolation != nil {
+	if r.cfg.Isolation != nil && !remote {
 		lease, end, err := r.cfg.Isolation.Lease(slot, r.homeOf(rec, run), ws, repo)
 		if err != nil {
 			return Errored, "isolate the steps: " + err.Error(), ""
@@ -184,7 +193,7 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 		trigger.Changed, trigger.ChangedKnown = files, err == nil
 	}
 	sink := &sink{r: r, run: run, rec: rec, server: serverCtx, positions: map[string]int{}, needs: map[string][]string{},
-		logs: map[string]*steplog.Writer{}}
+		logs: map[string]*steplog.Writer{}, started: map[string]time.Time{}}
 	for i, n := range g.Nodes {
 		sink.positions[n.Name] = i
 		for _, d := range n.Needs {
@@ -207,6 +216,12 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 		"dev.drover.branch":                 run.Branch,
 	}
 	eng := &engine.Engine{Backend: r.cfg.Backend, Parallel: r.cfg.Parallel}
+	if remote {
+		eng.Backend = r.cfg.Agents.Backend(r.agentRun(run, layout))
+		if eng.Parallel <= 0 {
+			eng.Parallel = 64 // the agents' capacity bounds them, not this machine's CPUs
+		}
+	}
 	res, err := eng.Run(ctx, engine.Job{
 		Graph:         g,
 		Workspace:     ws,
@@ -265,6 +280,19 @@ func (r *Runner) perform(ctx, serverCtx, rec context.Context, run *store.Run, sl
 		return Errored, firstReason(res), artifact
 	}
 	return Success, "", artifact
+}
+
+// agentRun is what the dispatcher needs of run: where its artifacts go and how they
+// reach its artifact store.
+func (r *Runner) agentRun(run *store.Run, layout *artifact.Store) dispatch.Run {
+	repo, _ := release.Repository(run.Project)
+	return dispatch.Run{ID: run.ID, Project: run.Project, Commit: run.Commit, Repository: repo,
+		Seed: func(ctx context.Context, layers []ocispec.Descriptor) error {
+			if layout == nil {
+				return errors.New("the server keeps no artifacts (no registry)")
+			}
+			return r.cfg.Publisher.Seed(ctx, layout, run.Project, layers)
+		}}
 }
 
 // annotateImage is the engine's Job.AnnotateImage: images a run builds carry its
@@ -379,7 +407,7 @@ func waitingReason(res *engine.RunResult) string {
 // firstReason is the reason of the first step that failed the run.
 func firstReason(res *engine.RunResult) string {
 	for _, s := range res.Steps {
-		if (s.Status == engine.Failure && !s.Allowed) || s.Status == engine.Errored {
+		if (s.Status == engine.Failure && !s.Allowed) || s.Status == engine.Errored || s.Status == engine.Lost {
 			if s.Reports != nil && s.Reports.Tests != nil && s.Reports.Tests.Failed > 0 && strings.HasSuffix(s.Reason, " failed") {
 				return fmt.Sprintf("%s in step %s", s.Reason, s.Name) // "2 tests failed in step test"
 			}

@@ -32,8 +32,8 @@ func runInterrupted(outside string) string {
 // Anything else may have changed the world half-way, so it ends in error with what it
 // had started, for a person to re-run.
 //
-// Steps that run on agents (a later issue) outlive a server stop; their runs will be
-// asked of their agents here before either fate is chosen.
+// Steps on agents outlive a server stop: a run with such steps resumes where it was
+// (resume), its agents reporting on them once they reach the server again.
 func (r *Runner) recover(ctx context.Context) error {
 	runs, err := r.cfg.Store.Runs(ctx, store.RunFilter{Status: []string{Running}, Limit: 10000})
 	if err != nil {
@@ -43,6 +43,12 @@ func (r *Runner) recover(ctx context.Context) error {
 		steps, err := r.cfg.Store.Steps(ctx, run.ID)
 		if err != nil {
 			return fmt.Errorf("steps of interrupted run %s #%d: %w", run.Project, run.Number, err)
+		}
+		if r.cfg.Agents != nil && r.cfg.Agents.Outlived(run.ID) {
+			if err := r.resumeOnAgents(ctx, run, steps); err != nil {
+				return fmt.Errorf("run %s #%d on agents: %w", run.Project, run.Number, err)
+			}
+			continue
 		}
 		outside := r.reachedOutside(ctx, run, steps)
 		if outside == "" {
@@ -132,6 +138,58 @@ func (r *Runner) requeue(ctx context.Context, run *store.Run, steps []*store.Ste
 	r.cfg.Log.Warn("run interrupted by a server stop, queued again: nothing it did reached outside its workspace",
 		"project", run.Project, "run", run.Number)
 	return nil
+}
+
+// runResumed is the reason of a run whose steps on agents outlived a server stop.
+const runResumed = "resumed: its steps on agents went on while the server was stopped"
+
+// resumeOnAgents queues a run whose steps on agents outlived a server stop: it goes on from
+// where it was, keeping its finished steps and taking up the leases of the running
+// ones. Only a step the server itself was carrying out (a deploy or an environment)
+// ends it in error, as an interrupted run, and its agents are told to stop.
+func (r *Runner) resumeOnAgents(ctx context.Context, run *store.Run, steps []*store.Step) error {
+	for _, s := range steps {
+		if s.Status == Running {
+			if kind := r.serverStep(ctx, run, s.Name); kind != "" {
+				outside := fmt.Sprintf("its step %s had started %s", s.Name, kind)
+				r.cfg.Agents.EndOutlived(ctx, run.ID, runInterrupted(outside))
+				return r.endInterrupted(ctx, run, outside)
+			}
+		}
+	}
+	if _, err := r.cfg.Store.TransitionRun(ctx, run.ID, []string{Running}, Pending, runResumed); err != nil {
+		return err
+	}
+	r.cfg.Log.Info("run resumes: its steps on agents outlived the server's stop", "project", run.Project, "run", run.Number)
+	r.cfg.Hub.Notify(runKey(run.ID), projectKey(run.Project))
+	return nil
+}
+
+// serverStep says what a step of run the server carries out itself had started
+// ("deploying to staging"); "" for a compute step, which runs on an agent.
+func (r *Runner) serverStep(ctx context.Context, run *store.Run, name string) string {
+	data, err := source.ReadFileLimit(ctx, r.cfg.Repos(run.Project), run.Commit, PipelineFile, pipeline.MaxFileSize)
+	if err != nil {
+		return "(its kind is unknown: " + err.Error() + ")"
+	}
+	p, err := pipeline.Parse(PipelineFile, data)
+	if err != nil {
+		return "(its kind is unknown: " + err.Error() + ")"
+	}
+	g, err := pipeline.Compile(p)
+	if err != nil {
+		return "(its kind is unknown: " + err.Error() + ")"
+	}
+	for _, n := range g.Nodes {
+		switch {
+		case n.Name != name:
+		case n.Step.Deploy != "":
+			return "deploying to " + n.Step.Deploy
+		case n.Step.Environment != "":
+			return "the " + n.Step.Environment + " environment"
+		}
+	}
+	return ""
 }
 
 // endInterrupted ends an interrupted run in error, saying what it had started.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-cd/drover/dispatch"
 	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/release"
@@ -30,6 +31,9 @@ const (
 	Failure   = "failure"
 	Cancelled = "cancelled"
 	Errored   = "error"
+	// Lost is a step whose agent stopped answering: it runs again elsewhere unless it
+	// has no attempt left.
+	Lost = "lost"
 )
 
 // Active reports whether a run in this state may still change: queued, running or
@@ -75,7 +79,13 @@ type Config struct {
 	// user per worker (sandbox.StepUsers) or Landlock (sandbox.StepConfiner). nil runs
 	// them as the server's user, unconfined.
 	Isolation sandbox.Steps
-	Workers   int // runs executing at once; 0 means the number of CPUs
+	Workers   int // runs executing at once on this machine; 0 means the number of CPUs
+	// Agents, when set, sends the compute steps of runs to agents once any is
+	// registered (dispatch.Dispatcher.Remote); such runs take no worker of Workers:
+	// up to RemoteRuns of them execute at once.
+	Agents *dispatch.Dispatcher
+	// RemoteRuns is how many runs whose steps go to agents execute at once; 0 means 256.
+	RemoteRuns int
 	Parallel  int // steps of one run executing at once; 0 means the number of CPUs
 	Log       *slog.Logger
 }
@@ -84,6 +94,9 @@ type Config struct {
 type Runner struct {
 	cfg  Config
 	wake chan struct{}
+	// wakeRemote wakes the workers beyond Workers, which take only runs whose steps
+	// go to agents.
+	wakeRemote chan struct{}
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
@@ -101,13 +114,16 @@ func New(cfg Config) *Runner {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.NumCPU()
 	}
+	if cfg.RemoteRuns <= 0 {
+		cfg.RemoteRuns = 256
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Hub == nil {
 		cfg.Hub = &notify.Hub{}
 	}
-	return &Runner{cfg: cfg, wake: make(chan struct{}, cfg.Workers), cancels: map[int64]context.CancelCauseFunc{},
+	return &Runner{cfg: cfg, wake: make(chan struct{}, cfg.Workers), wakeRemote: make(chan struct{}, cfg.RemoteRuns), cancels: map[int64]context.CancelCauseFunc{},
 		cancelled:     map[int64]error{},
 		StepDurations: NewHistogram(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)}
 }
@@ -127,7 +143,11 @@ func (r *Runner) Start(ctx context.Context) error {
 	if u, ok := r.cfg.Isolation.(*sandbox.StepUsers); ok && u.UIDs.Len() < r.cfg.Workers {
 		return fmt.Errorf("%d workers need %d step uids; the range %s has %d", r.cfg.Workers, r.cfg.Workers, u.UIDs, u.UIDs.Len())
 	}
-	for slot := range r.cfg.Workers {
+	workers := r.cfg.Workers
+	if r.cfg.Agents != nil {
+		workers += r.cfg.RemoteRuns
+	}
+	for slot := range workers {
 		r.wg.Add(1)
 		go r.worker(ctx, slot)
 	}
@@ -144,6 +164,12 @@ func (r *Runner) kick() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
+	}
+	if r.cfg.Agents != nil {
+		select {
+		case r.wakeRemote <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -171,14 +197,22 @@ func (r *Runner) endSteps(ctx context.Context, runID int64, status, reason strin
 	return nil
 }
 
-// worker runs queued runs one after another; slot, from 0, picks its step user.
+// worker runs queued runs one after another; slot, from 0, picks its step user. Slots
+// from Workers on take only runs whose steps go to agents.
 func (r *Runner) worker(ctx context.Context, slot int) {
 	defer r.wg.Done()
+	wake := r.wake
+	if slot >= r.cfg.Workers {
+		wake = r.wakeRemote
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.wake:
+		case <-wake:
+		}
+		if slot >= r.cfg.Workers && !r.remote() {
+			continue // runs execute on this machine now: the first Workers take them
 		}
 		for ctx.Err() == nil {
 			run, err := r.claim(ctx)
@@ -215,6 +249,11 @@ func (r *Runner) claim(ctx context.Context) (*store.Run, error) {
 		}
 	}
 	return nil, nil
+}
+
+// remote reports whether new runs send their compute steps to agents.
+func (r *Runner) remote() bool {
+	return r.cfg.Agents != nil && r.cfg.Agents.Remote()
 }
 
 func (r *Runner) workspace(runID int64) string {

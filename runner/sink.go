@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/drover-cd/drover/engine"
@@ -24,11 +25,15 @@ type sink struct {
 	positions map[string]int
 	needs     map[string][]string
 	logs      map[string]*steplog.Writer
+	started   map[string]time.Time // when each step's first attempt started
 }
 
 func (s *sink) Handle(e engine.Event) {
 	switch e.Type {
 	case engine.StepStarted:
+		if s.started[e.Step].IsZero() {
+			s.started[e.Step] = e.Time
+		}
 		s.save(&store.Step{Name: e.Step, Status: Running, Attempts: e.Attempt, Started: e.Time})
 		if s.logs[e.Step] == nil {
 			w, err := s.r.cfg.Logs.Create(s.run.ID, s.positions[e.Step])
@@ -46,10 +51,15 @@ func (s *sink) Handle(e engine.Event) {
 		if w := s.logs[e.Step]; w != nil {
 			w.WriteLine("drover: " + e.Line)
 		}
+	case engine.StepLost:
+		if w := s.logs[e.Step]; w != nil {
+			w.WriteLine(fmt.Sprintf("drover: attempt %d %s; the step runs again", e.Attempt, e.Line))
+		}
+		s.save(&store.Step{Name: e.Step, Status: Lost, Reason: e.Line, Attempts: e.Attempt, Started: s.started[e.Step]})
 	case engine.StepFinished:
 		res := e.Result
 		st := &store.Step{Name: res.Name, Status: string(res.Status), Allowed: res.Allowed, Reason: res.Reason,
-			ExitCode: res.ExitCode, Attempts: res.Attempts, Started: res.Started, Finished: res.Finished}
+			ExitCode: res.ExitCode, Attempts: res.Attempts, Started: res.Started, Finished: res.Finished, Agent: res.Agent}
 		if res.Status == engine.Cancelled && s.server != nil && s.server.Err() != nil {
 			st.Status, st.Reason = Errored, stepInterrupted
 		}

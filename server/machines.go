@@ -14,8 +14,8 @@ import (
 // Machine tokens belong to machines, not people. Each holds no role and opens only
 // the routes of its job; everywhere else it gets 403.
 const (
-	// MachineAgent takes and reports work for `drover agent`. Its routes come with
-	// remote agents; until then it opens nothing.
+	// MachineAgent asks for work for `drover agent run` (POST /api/v1/agent/poll);
+	// each step it gets comes with a credential of its own (MachineStep).
 	MachineAgent = "agent"
 	// MachineProxy reads the route table (GET /api/v1/routes) for a standalone proxy.
 	MachineProxy = "proxy"
@@ -30,7 +30,8 @@ var machines = []string{MachineAgent, MachineProxy, MachinePull}
 
 // machineJobs says what each machine token is for, in refusals.
 var machineJobs = map[string]string{
-	MachineAgent: "is for drover agent, whose routes come with remote agents",
+	MachineAgent: "only asks for work: POST /api/v1/agent/poll",
+	MachineStep:  "only fetches its project, reads and uploads its repository's blobs and reports on its own lease",
 	MachineProxy: "only reads the route table: GET /api/v1/routes",
 	MachinePull:  "only pulls its repository from the registry",
 }

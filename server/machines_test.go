@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/dispatch"
 	"github.com/drover-cd/drover/edge"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/proxy"
@@ -62,12 +64,20 @@ var everyRoute = map[string]routeCase{
 	"POST /api/v1/secrets/rekey":                         {},
 	"/api/":                                              {public: true, reqs: []string{"GET /api/v1/nothing", "POST /api/v2/x"}}, // 404 for everyone
 
-	"/git/": {reqs: []string{"GET /git/app.git/info/refs?service=git-upload-pack", "POST /git/app.git/git-upload-pack",
-		"GET /git/app.git/info/refs?service=git-receive-pack", "POST /git/app.git/git-receive-pack"}},
-	"/v2/": {jobs: []string{MachinePull}, reqs: []string{
-		"GET /v2/", "HEAD /v2/", "GET /v2/shop/image/tags/list", "GET /v2/shop/image/manifests/1",
-		"HEAD /v2/shop/image/manifests/1", "GET /v2/shop/image/blobs/sha256:" + strings.Repeat("a", 64),
-		"GET /v2/shop/image/referrers/sha256:" + strings.Repeat("a", 64),
+	// A step token fetches its own project (app), nothing else.
+	"/git/": {jobs: []string{MachineStep}, reqs: []string{"GET /git/app.git/info/refs?service=git-upload-pack", "POST /git/app.git/git-upload-pack",
+		"!GET /git/app.git/info/refs?service=git-receive-pack", "!POST /git/app.git/git-receive-pack",
+		"!GET /git/shop.git/info/refs?service=git-upload-pack", "!POST /git/shop.git/git-upload-pack",
+		"!GET /git/app.git/info/refs", "!GET /git/app.git/HEAD"}},
+	"/v2/": {jobs: []string{MachinePull, MachineStep}, reqs: []string{
+		// A step token reads and uploads blobs of its project's repository (app).
+		"step:GET /v2/app/blobs/sha256:" + strings.Repeat("a", 64), "step:HEAD /v2/app/blobs/sha256:" + strings.Repeat("a", 64),
+		"step:POST /v2/app/blobs/uploads/", "step:PATCH /v2/app/blobs/uploads/123", "step:PUT /v2/app/blobs/uploads/123?digest=sha256:" + strings.Repeat("a", 64),
+		"!PUT /v2/app/manifests/1", "!GET /v2/app/manifests/1", "!GET /v2/app/tags/list", "!DELETE /v2/app/blobs/sha256:" + strings.Repeat("a", 64),
+		"!POST /v2/app/image/blobs/uploads/", "!GET /v2/appx/blobs/sha256:" + strings.Repeat("a", 64),
+		"GET /v2/", "HEAD /v2/", "pull:GET /v2/shop/image/tags/list", "pull:GET /v2/shop/image/manifests/1",
+		"pull:HEAD /v2/shop/image/manifests/1", "pull:GET /v2/shop/image/blobs/sha256:" + strings.Repeat("a", 64),
+		"pull:GET /v2/shop/image/referrers/sha256:" + strings.Repeat("a", 64),
 		// Not its job: other repositories, writes, upload sessions, deletes.
 		"!GET /v2/shop/other/manifests/1", "!GET /v2/shop/tags/list", "!GET /v2/shop/image/x/manifests/1",
 		"!PUT /v2/shop/image/manifests/1", "!POST /v2/shop/image/blobs/uploads/",
@@ -76,6 +86,15 @@ var everyRoute = map[string]routeCase{
 	}},
 	"GET /auth/token":          {jobs: []string{MachinePull}},
 	"POST /api/v1/registry/gc": {},
+
+	// Agents: an agent token asks for work; a step token reports on its own lease (a
+	// lease that is not its own answers 409: it reached the route, which is its job).
+	"POST /api/v1/agent/poll":             {jobs: []string{MachineAgent}},
+	"POST /api/v1/agent/leases/{id}/log":  {jobs: []string{MachineStep}},
+	"POST /api/v1/agent/leases/{id}/done": {jobs: []string{MachineStep}},
+	"GET /api/v1/agents":                  {},
+	"POST /api/v1/agents/{name}/drain":    {},
+	"DELETE /api/v1/agents/{name}/drain":  {},
 
 	"GET /api/v1/routes":                       {jobs: []string{MachineProxy}},
 	"GET /api/v1/environments":                 {},
@@ -134,8 +153,10 @@ func fullServer(t *testing.T, public bool) (*Server, store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	issue, revoke := StepCredentials(st, slog.New(slog.DiscardHandler))
+	agents := dispatch.New(dispatch.Config{Store: st, Credential: issue, Revoke: revoke, GitURL: GitPath})
 	srv := New(Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg, Releases: cat, Deploys: deps,
-		Secrets: secret.NewVault(st, keys), Public: public, Started: time.Now()})
+		Secrets: secret.NewVault(st, keys), Public: public, Started: time.Now(), Agents: agents})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	for _, name := range []string{"app", "shop"} {
 		if err := st.CreateProject(ctx, &store.Project{Name: name}); err != nil {
@@ -154,6 +175,14 @@ func fill(path string) string {
 // machineToken makes a token of machine kind.
 func machineToken(t *testing.T, st store.Store, kind string) string {
 	t.Helper()
+	if kind == MachineStep {
+		issue, _ := StepCredentials(st, slog.New(slog.DiscardHandler))
+		secret, _, err := issue(context.Background(), "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret
+	}
 	tok := &store.Token{Machine: kind, Label: "test"}
 	if kind == MachinePull {
 		tok.Repository = "shop/image"
@@ -185,7 +214,8 @@ func TestEveryRouteRefusesMachineTokens(t *testing.T) {
 		}
 
 		tokens := map[string]string{}
-		for _, kind := range machines {
+		kinds := append(slices.Clone(machines), MachineStep)
+		for _, kind := range kinds {
 			tokens[kind] = machineToken(t, st, kind)
 		}
 		send := func(req, token string) (int, string) {
@@ -219,10 +249,16 @@ func TestEveryRouteRefusesMachineTokens(t *testing.T) {
 			for _, req := range reqs {
 				notJob := strings.HasPrefix(req, "!")
 				req = strings.TrimPrefix(req, "!")
+				only, rest, found := strings.Cut(req, ":") // "step:GET ...": that kind's job only
+				if !found || strings.Contains(only, " ") {
+					only = ""
+				} else {
+					req = rest
+				}
 				anonymous, _ := send(req, "")
-				for _, kind := range machines {
+				for _, kind := range kinds {
 					code, body := send(req, tokens[kind])
-					job := slices.Contains(rc.jobs, kind) && !notJob
+					job := slices.Contains(rc.jobs, kind) && !notJob && (only == "" || only == kind)
 					switch {
 					case job && (code == http.StatusUnauthorized || code == http.StatusForbidden):
 						t.Errorf("public=%v: %s with a %s token: %d, but it is its job\n%s", public, req, kind, code, body)

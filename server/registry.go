@@ -28,7 +28,7 @@ func (s *Server) registryHandler() http.Handler {
 		}
 		p := principal(r)
 		switch {
-		case p.Machine != "" && mayPull(p, r):
+		case p.Machine != "" && (mayPull(p, r) || mayStepRegistry(p, r)):
 			s.cfg.Registry.ServeHTTP(w, r)
 		case p.Machine != "":
 			registryError(w, http.StatusForbidden, "DENIED", machineRefusal(p, r))

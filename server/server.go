@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/dispatch"
 	"github.com/drover-cd/drover/edge"
 	"github.com/drover-cd/drover/notify"
 	"github.com/drover-cd/drover/registry"
@@ -60,6 +61,9 @@ type Config struct {
 	CA []byte
 	// Started is when the server started, for /healthz.
 	Started time.Time
+	// Agents hands compute steps to agents (drover agent run); nil serves no agent
+	// routes.
+	Agents *dispatch.Dispatcher
 }
 
 // Server handles Drover's HTTP requests.
@@ -163,6 +167,14 @@ func (s *Server) routes() {
 		m.HandleFunc("GET /api/v1/projects/{p}/releases", s.require(RoleViewer, s.listReleases))
 		m.HandleFunc("GET /api/v1/projects/{p}/releases/{ref}", s.require(RoleViewer, s.getRelease))
 		m.HandleFunc("GET /artifacts/{p}/{ref}/{path...}", s.require(RoleViewer, s.download))
+	}
+	if s.cfg.Agents != nil {
+		m.HandleFunc("POST /api/v1/agent/poll", s.requireMachine(MachineAgent, s.agentPoll))
+		m.HandleFunc("POST /api/v1/agent/leases/{id}/log", s.requireMachine(MachineStep, s.leaseLog))
+		m.HandleFunc("POST /api/v1/agent/leases/{id}/done", s.requireMachine(MachineStep, s.leaseDone))
+		m.HandleFunc("GET /api/v1/agents", s.require(RoleViewer, s.listAgents))
+		m.HandleFunc("POST /api/v1/agents/{name}/drain", s.require(RoleAdmin, s.drainAgent))
+		m.HandleFunc("DELETE /api/v1/agents/{name}/drain", s.require(RoleAdmin, s.drainAgent))
 	}
 	s.webRoutes()
 	m.HandleFunc("POST /hooks/{p}", s.webhook)

@@ -69,6 +69,7 @@ type stepJSON struct {
 	Failures   []report.Failure `json:"failures,omitempty"`
 	Coverage   *float64         `json:"coverage,omitempty"`
 	Artifacts  []artifactJSON   `json:"artifacts,omitempty"`
+	Agent      string           `json:"agent,omitempty"` // the agent that ran it; "" for the server
 }
 
 type runJSON struct {
@@ -119,7 +120,7 @@ func toRunJSON(r *store.Run) runJSON {
 }
 
 func toStepJSON(s *store.Step) stepJSON {
-	out := stepJSON{Name: s.Name, Status: s.Status, Needs: s.Needs, Allowed: s.Allowed, Reason: s.Reason,
+	out := stepJSON{Name: s.Name, Status: s.Status, Needs: s.Needs, Allowed: s.Allowed, Reason: s.Reason, Agent: s.Agent,
 		ExitCode: s.ExitCode, Attempts: s.Attempts, Started: timePtr(s.Started), Finished: timePtr(s.Finished),
 		DurationMS: elapsedMS(s.Started, s.Finished)}
 	if out.Needs == nil {

@@ -70,6 +70,53 @@ type Step struct {
 	Finished  time.Time
 	Reports   []byte // JSON of report.Summary; nil when none
 	Artifacts []byte // JSON of the step's layer descriptors; nil when none
+	Agent     string // the agent that ran its last attempt; "" for the server itself
+}
+
+// Agent is a machine that runs steps for the server (drover agent run). It is recorded
+// when it first asks for work and kept up to date while it does.
+type Agent struct {
+	Name     string
+	Labels   map[string]string // what steps' agent: labels select it by
+	Version  string            // the agent's drover version
+	Capacity int               // steps it runs at once
+	Drained  bool              // it finishes its steps and takes no new ones
+	Created  time.Time         // first seen
+	Seen     time.Time         // last asked for work or sent a heartbeat
+}
+
+// Lease states.
+const (
+	LeaseActive = "active" // the agent runs it
+	LeaseDone   = "done"   // the agent reported its result
+	LeaseLost   = "lost"   // the agent stopped answering; the attempt is over
+	LeaseEnded  = "ended"  // the server gave it up: the run was cancelled or the step timed out
+)
+
+// Lease is one attempt of one step handed to an agent. Its token (a step machine token)
+// is the attempt's credential and fencing token: revoked once the attempt is over, so a
+// late report of an attempt that was given up is refused.
+type Lease struct {
+	ID      int64
+	RunID   int64
+	Step    string
+	Attempt int
+	Agent   string
+	TokenID int64
+	Status  string // LeaseActive, LeaseDone, LeaseLost or LeaseEnded
+	Reason  string // why it was lost or ended
+	// Home says the step runs in the run's workspace on Agent (the run's first compute
+	// step, or a later one with the same labels); false for a fresh checkout elsewhere.
+	Home    bool
+	Created time.Time
+	Updated time.Time
+}
+
+// LeaseFilter selects leases. Zero fields do not filter.
+type LeaseFilter struct {
+	RunID  int64
+	Agent  string
+	Status []string
 }
 
 // User is a person who holds tokens: their role and approval roles are the tokens'.
@@ -354,6 +401,22 @@ type Store interface {
 	// version (a rekey must not overwrite a value set meanwhile): ErrNotFound when no
 	// secret has that key at that version. Version, Actor and Updated stay.
 	ReplaceSecretCiphertext(ctx context.Context, name, project, env string, version int, ciphertext []byte, keyID string) error
+
+	// SaveAgent records a, inserting it (Created set) or replacing every field but
+	// Created.
+	SaveAgent(ctx context.Context, a *Agent) error
+	Agent(ctx context.Context, name string) (*Agent, error)
+	Agents(ctx context.Context) ([]*Agent, error) // by name
+	// DeleteAgent forgets an agent; ErrNotFound when there is none.
+	DeleteAgent(ctx context.Context, name string) error
+
+	// CreateLease records l, setting ID, Created and Updated.
+	CreateLease(ctx context.Context, l *Lease) error
+	// EndLease moves lease id from LeaseActive to status with reason, reporting whether
+	// it was still active: only one of a result, a loss and a give-up wins.
+	EndLease(ctx context.Context, id int64, status, reason string) (bool, error)
+	Lease(ctx context.Context, id int64) (*Lease, error)
+	Leases(ctx context.Context, f LeaseFilter) ([]*Lease, error) // by ID
 
 	Close() error
 }

@@ -167,7 +167,7 @@ Exit codes: 0 success, 1 a step or gate failed, 2 invalid input, 130 interrupted
 	root.SetErr(stderr)
 	root.AddCommand(runCommand(), validateCommand(), schemaCommand(), versionCommand(), serverCommand(), userCommand(), tokenCommand(), projectCommand(), artifactCommand(), registryCommand(),
 		deployCommand(), rollbackCommand(), promoteCommand(), scaleCommand(), envCommand(), auditCommand(), approveCommand(), upCommand(), sandboxCommand(),
-		secretCommand(), proxyCommand(), caCommand())
+		secretCommand(), proxyCommand(), caCommand(), agentCommand())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{cmd: cmd, err: err} })
 	root.InitDefaultCompletionCmd() // now, so that checkUsage sees it too
 	checkUsage(root)

@@ -23,6 +23,7 @@ import (
 	"github.com/drover-cd/drover/backend/container"
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/deploy"
+	"github.com/drover-cd/drover/dispatch"
 	"github.com/drover-cd/drover/docker"
 	"github.com/drover-cd/drover/edge"
 	"github.com/drover-cd/drover/internal/datadir"
@@ -41,13 +42,17 @@ import (
 )
 
 type serverOptions struct {
-	data      string
-	listen    string
-	db        string
-	public    bool
-	workers   int
-	grace     time.Duration
-	retention server.Retention
+	data    string
+	listen  string
+	db      string
+	public  bool
+	workers int
+	grace   time.Duration
+	// noLocalSteps: compute steps always wait for agents.
+	noLocalSteps bool
+	leasePeriod  time.Duration
+	agentRuns    int
+	retention    server.Retention
 
 	stepUIDs    string
 	hide        []string // sockets confined steps and instances must not reach
@@ -111,7 +116,10 @@ func (o *serverOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
 	f.StringVar(&o.db, "db", "", "database: a postgres:// URL, or empty for SQLite in --data")
 	f.BoolVar(&o.public, "public", false, "let anonymous users read projects, runs and logs")
-	f.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs executing at once")
+	f.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs executing at once on this machine")
+	f.BoolVar(&o.noLocalSteps, "no-local-steps", false, "agents: never run compute steps on this machine, even with no agent registered")
+	f.Var(duration.Flag(&o.leasePeriod, dispatch.DefaultPeriod), "lease-period", "agents: how long an agent may stay silent before its steps run again elsewhere")
+	f.IntVar(&o.agentRuns, "agent-runs", 256, "agents: runs whose steps go to agents executing at once")
 	f.Var(duration.Flag(&o.grace, 10*time.Second), "grace", "time a stopped step gets between SIGTERM and SIGKILL")
 	f.IntVar(&o.retention.KeepRuns, "keep-runs", 20, "registry: keep the artifacts of each project's last N runs (drover project set overrides)")
 	f.Var(duration.Flag(&o.retention.KeepFor, 30*duration.Day), "keep-for", "registry: keep artifacts younger than this")
@@ -248,6 +256,18 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	if err != nil {
 		return err
 	}
+	local := &container.Backend{Engine: dockerEngine, Grace: o.grace,
+		Local: &process.Backend{Grace: o.grace, Leftovers: leftovers}}
+	issue, revoke := server.StepCredentials(st, log)
+	cfg := dispatch.Config{Store: st, Local: local, Period: o.leasePeriod, Credential: issue, Revoke: revoke,
+		GitURL: server.GitPath, Log: log}
+	if o.noLocalSteps {
+		cfg.Local = nil
+	}
+	agents := dispatch.New(cfg)
+	if err := agents.Start(ctx); err != nil {
+		return err
+	}
 	run := runner.New(runner.Config{
 		Store: st, Logs: logs, Hub: hub, Publisher: &release.Publisher{Registry: reg}, Deploy: deps.deployRun,
 		Environment: deps.environmentFor(o.ephemeralBase),
@@ -256,17 +276,19 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 		Released: func(run *store.Run) {
 			deps.manager.Track(context.Background(), run.Project, run.Branch, run.Number)
 		},
-		Repos:   hosting.RepoPath,
-		WorkDir: work,
-		Backend: &container.Backend{Engine: dockerEngine, Grace: o.grace,
-			Local: &process.Backend{Grace: o.grace, Leftovers: leftovers}},
-		Isolation: isolation,
-		Workers:   o.workers,
-		Log:       log,
+		Repos:      hosting.RepoPath,
+		WorkDir:    work,
+		Backend:    local,
+		Agents:     agents,
+		RemoteRuns: o.agentRuns,
+		Isolation:  isolation,
+		Workers:    o.workers,
+		Log:        log,
 	})
 	srv := server.New(server.Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg,
 		Releases: releases, Retention: o.retention, Deploys: deps.manager, Proxies: proxies, Secrets: o.vault, ProxyHost: portOf(deps.ln.Addr()),
-		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, IsolationWarning: isolationWarning, CA: tlsLn.caPEM()})
+		Log: log, Public: o.public, Started: time.Now(), EngineToken: engineToken, IsolationWarning: isolationWarning, CA: tlsLn.caPEM(),
+		Agents: agents})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
 	if err := srv.ReportNames(ctx); err != nil {
 		return err

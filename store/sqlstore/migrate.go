@@ -212,6 +212,38 @@ var migrations = []migration{
 	{name: "environments' settings", stmts: []string{
 		`ALTER TABLE environments ADD COLUMN settings TEXT NOT NULL DEFAULT ''`,
 	}},
+	// 14: agents and the leases of steps they run: machines that ask the server for
+	// steps, and each attempt of a step handed to one, whose status says whether it is
+	// still running there. A step notes the agent that ran its last attempt ("" for the
+	// server itself); an agent's labels are a JSON object.
+	{name: "agents and the leases of steps they run", stmts: []string{
+		`ALTER TABLE steps ADD COLUMN agent TEXT NOT NULL DEFAULT ''`,
+		`CREATE TABLE agents (
+			name TEXT PRIMARY KEY,
+			labels TEXT NOT NULL DEFAULT '{}',
+			version TEXT NOT NULL DEFAULT '',
+			capacity INTEGER NOT NULL DEFAULT 0,
+			drained BOOLEAN NOT NULL DEFAULT FALSE,
+			created ${time} NOT NULL,
+			seen ${time}
+		)`,
+		`CREATE TABLE leases (
+			id ${id},
+			run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+			step TEXT NOT NULL,
+			attempt INTEGER NOT NULL DEFAULT 0,
+			agent TEXT NOT NULL,
+			token_id BIGINT NOT NULL DEFAULT 0,
+			status TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '',
+			home BOOLEAN NOT NULL DEFAULT FALSE,
+			created ${time} NOT NULL,
+			updated ${time} NOT NULL
+		)`,
+		// The active leases (the server's sweep for lost agents) and a run's leases.
+		`CREATE INDEX leases_status ON leases (status, id)`,
+		`CREATE INDEX leases_run ON leases (run_id)`,
+	}},
 }
 
 // usersFromTokens makes each token its own user, with the token's role and approval

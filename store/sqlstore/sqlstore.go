@@ -5,7 +5,8 @@
 // Open connects and migrates the schema to the version this binary knows, so a store it
 // returns is ready to use. Times are kept in UTC to the microsecond (PostgreSQL's
 // precision, applied to SQLite too, so that what is written is what is read); the zero
-// time is stored as NULL. Empty Step.Needs, Reports and Artifacts are read back as nil.
+// time is stored as NULL. Empty Step.Needs, Reports and Artifacts, and empty
+// Agent.Labels, are read back as nil.
 //
 // SQLite runs in WAL mode with two connection pools: one connection writes, in
 // IMMEDIATE transactions, so that writers queue in the process instead of failing with

@@ -16,11 +16,12 @@ func testSteps(t *testing.T, s store.Store) {
 
 	// Saved out of order: Steps orders them by Position.
 	deploy := &store.Step{RunID: r.ID, Name: "deploy", Position: 2, Needs: []string{"test", "lint"}, Status: "pending"}
-	build := &store.Step{RunID: r.ID, Name: "build", Position: 0, Status: "running", Attempts: 1, Started: t1}
+	build := &store.Step{RunID: r.ID, Name: "build", Position: 0, Status: "running", Attempts: 1, Started: t1,
+		Agent: "builder-1"}
 	test := &store.Step{RunID: r.ID, Name: "test", Position: 1, Needs: []string{"build"}, Status: "failure",
 		Allowed: true, Reason: "exit status 3", ExitCode: 3, Attempts: 2, Started: t1, Finished: t2,
 		Reports:   []byte(`{"tests":12,"failed":1}`),
-		Artifacts: []byte{0x00, 0x01, 0xfe, 0xff, '[', ']'}}
+		Artifacts: []byte{0x00, 0x01, 0xfe, 0xff, '[', ']'}, Agent: "tester"}
 	elsewhere := &store.Step{RunID: other.ID, Name: "build", Position: 0, Status: "success", ExitCode: 1}
 	for _, st := range []*store.Step{deploy, build, test, elsewhere} {
 		if err := s.SaveStep(ctx, st); err != nil {
@@ -29,11 +30,12 @@ func testSteps(t *testing.T, s store.Store) {
 	}
 	checkSteps(t, s, "after inserts", r.ID, []*store.Step{build, test, deploy})
 
-	// Saving a step again replaces every field.
+	// Saving a step again replaces every field: test's last attempt ran on the server,
+	// build's on another agent.
 	test2 := &store.Step{RunID: r.ID, Name: "test", Position: 1, Needs: []string{"build", "fetch"}, Status: "success",
 		ExitCode: 0, Attempts: 3, Started: t2, Reports: []byte(`{"tests":12}`)}
 	build2 := &store.Step{RunID: r.ID, Name: "build", Position: 0, Status: "success", Attempts: 1, Started: t1,
-		Finished: t2, Artifacts: []byte(`[{"digest":"sha256:1"}]`)}
+		Finished: t2, Artifacts: []byte(`[{"digest":"sha256:1"}]`), Agent: "builder-2"}
 	for _, st := range []*store.Step{test2, build2} {
 		if err := s.SaveStep(ctx, st); err != nil {
 			t.Fatalf("SaveStep(%s) again: %v", st.Name, err)

@@ -58,6 +58,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Secrets", testSecrets},
 		{"SecretVersionsConcurrent", testSecretVersionsConcurrent},
 		{"ReplaceSecretCiphertext", testReplaceSecretCiphertext},
+		{"Agents", testAgents},
+		{"Leases", testLeases},
+		{"EndLeaseRace", testEndLeaseRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,6 +240,16 @@ func testCancelled(t *testing.T, s store.Store) {
 		"ReplaceSecretCiphertext": func() error {
 			return s.ReplaceSecretCiphertext(ctx, "X", "", "", 1, []byte("c"), "k")
 		},
+		"SaveAgent":   func() error { return s.SaveAgent(ctx, &store.Agent{Name: "a", Capacity: 1}) },
+		"Agent":       func() error { _, err := s.Agent(ctx, "a"); return err },
+		"Agents":      func() error { _, err := s.Agents(ctx); return err },
+		"DeleteAgent": func() error { return s.DeleteAgent(ctx, "a") },
+		"CreateLease": func() error {
+			return s.CreateLease(ctx, &store.Lease{RunID: r.ID, Step: "x", Agent: "a", Status: store.LeaseActive})
+		},
+		"EndLease": func() error { _, err := s.EndLease(ctx, 1, store.LeaseDone, ""); return err },
+		"Lease":    func() error { _, err := s.Lease(ctx, 1); return err },
+		"Leases":   func() error { _, err := s.Leases(ctx, store.LeaseFilter{}); return err },
 	}
 	for name, call := range calls {
 		wantErr(t, fmt.Sprintf("%s with a cancelled context", name), call(), context.Canceled)
@@ -263,5 +276,11 @@ func testCancelled(t *testing.T, s store.Store) {
 	}
 	if ss, err := s.Secrets(t.Context(), store.SecretFilter{All: true}); err != nil || len(ss) != 0 {
 		t.Errorf("after cancelled writes, Secrets = %d, %v; want 0", len(ss), err)
+	}
+	if as, err := s.Agents(t.Context()); err != nil || len(as) != 0 {
+		t.Errorf("after cancelled writes, Agents = %d, %v; want 0", len(as), err)
+	}
+	if ls, err := s.Leases(t.Context(), store.LeaseFilter{}); err != nil || len(ls) != 0 {
+		t.Errorf("after cancelled writes, Leases = %d, %v; want 0", len(ls), err)
 	}
 }

@@ -1,0 +1,236 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/drover-cd/drover/engine"
+	"github.com/drover-cd/drover/pipeline"
+	"github.com/drover-cd/drover/store"
+)
+
+// Run is what the dispatcher needs to know of a run whose steps go to agents.
+type Run struct {
+	ID         int64 // the store's
+	Project    string
+	Commit     string
+	Repository string // the project's registry repository, where artifacts go
+	// Seed copies layers an agent pushed to Repository into the run's artifact store.
+	Seed func(ctx context.Context, layers []ocispec.Descriptor) error
+}
+
+// workspace names the folder on the agent a lease's step runs in: the run's own for a
+// step in the run's home workspace, one of the lease's own otherwise. Stable across
+// restarts of the server.
+func (r Run) workspace(l *store.Lease) string {
+	if l.Home {
+		return fmt.Sprintf("run-%d", r.ID)
+	}
+	return fmt.Sprintf("run-%d-lease-%d", r.ID, l.ID)
+}
+
+// Backend is the engine.Backend of one run whose compute steps go to agents.
+func (d *Dispatcher) Backend(run Run) engine.Backend { return &runBackend{d: d, run: run} }
+
+var (
+	_ engine.Backend   = (*runBackend)(nil)
+	_ engine.RunEnder  = (*runBackend)(nil)
+	_ engine.Supporter = (*runBackend)(nil)
+)
+
+type runBackend struct {
+	d   *Dispatcher
+	run Run
+}
+
+// stopGrace is how long an agent gets to report a step it was told to stop.
+const stopGrace = 15 * time.Second
+
+// Supports refuses what agents cannot do yet.
+func (b *runBackend) Supports(s *pipeline.Step) error {
+	if s.Build != nil {
+		return errors.New("build: steps need the server's own Docker Engine, and this server sends steps to agents; build images in a step with image: and docker, or run without agents")
+	}
+	return nil
+}
+
+// Exec queues the attempt for an agent, or takes up the lease it had before the
+// server restarted, and waits for its result. See engine.Backend.
+func (b *runBackend) Exec(ctx context.Context, spec *engine.Spec, out io.Writer) (int, error) {
+	d := b.d
+	t := d.takeUp(b, spec, out)
+	if t == nil {
+		t = &task{run: b, spec: spec, labels: spec.Step.Agent, queued: d.cfg.Now(), out: out, done: make(chan result, 1)}
+		d.mu.Lock()
+		d.queue = append(d.queue, t)
+		d.pokeAll()
+		d.mu.Unlock()
+	}
+	said := ""
+	why := time.NewTicker(time.Second)
+	defer why.Stop()
+	for {
+		select {
+		case r := <-t.done:
+			return b.result(ctx, t, spec, r)
+		case <-why.C:
+			if w := d.whyWaiting(t); w != "" && w != said {
+				said = w
+				t.write("drover: " + w + "\n")
+			}
+		case <-ctx.Done():
+			return b.stop(ctx, t)
+		}
+	}
+}
+
+// takeUp finds the lease of spec's step that outlived a restart of the server and
+// makes it t's; nil when there is none.
+func (d *Dispatcher) takeUp(b *runBackend, spec *engine.Spec, out io.Writer) *task {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, t := range d.active {
+		if t.run == nil && t.lease.RunID == b.run.ID && t.lease.Step == spec.Name {
+			t.run, t.spec, t.out, t.labels = b, spec, out, spec.Step.Agent
+			spec.Attempt = t.lease.Attempt
+			workspace := b.run.workspace(t.lease)
+			places := d.places[spec.Run]
+			if places == nil {
+				places = map[string][]string{}
+				d.places[spec.Run] = places
+			}
+			places[t.agent] = append(places[t.agent], workspace)
+			return t
+		}
+	}
+	return nil
+}
+
+// result turns how the attempt ended into what the engine expects.
+func (b *runBackend) result(ctx context.Context, t *task, spec *engine.Spec, r result) (int, error) {
+	switch {
+	case r.lost:
+		return -1, &engine.LostError{Agent: t.agent, Reason: r.reason}
+	case r.done == nil:
+		return -1, errors.New(r.reason)
+	}
+	done := r.done
+	spec.Far = &engine.Far{Agent: t.agent, Reports: done.Reports, ReportWarnings: done.ReportWarnings, ReportError: done.ReportError,
+		Artifacts: done.Artifacts, ArtifactError: done.ArtifactError, ArtifactMissing: done.ArtifactMissing}
+	if len(done.Artifacts) > 0 && done.ArtifactError == "" {
+		if err := b.run.Seed(ctx, done.Artifacts); err != nil {
+			spec.Far.ArtifactError = "take the artifacts the agent pushed: " + err.Error()
+		}
+	}
+	if done.Error != "" {
+		return done.ExitCode, fmt.Errorf("on agent %s: %s", t.agent, done.Error)
+	}
+	return done.ExitCode, nil
+}
+
+// stop ends an attempt whose run was cancelled or whose step timed out: a queued one
+// leaves the queue; a leased one's agent is told to stop it and given stopGrace to say
+// it did.
+func (b *runBackend) stop(ctx context.Context, t *task) (int, error) {
+	d := b.d
+	cause := context.Cause(ctx)
+	d.mu.Lock()
+	if i := slices.Index(d.queue, t); i >= 0 {
+		d.queue = slices.Delete(d.queue, i, i+1)
+		d.mu.Unlock()
+		return -1, cause
+	}
+	if d.stopping.Err() != nil {
+		// The server stops: the step goes on on its agent, and the next server takes
+		// the lease up.
+		d.mu.Unlock()
+		return -1, cause
+	}
+	t.stop = true
+	if a := d.agents[t.agent]; a != nil {
+		a.poke()
+	}
+	d.mu.Unlock()
+	select {
+	case <-t.done:
+	case <-time.After(stopGrace):
+		d.end(context.WithoutCancel(ctx), t, store.LeaseEnded, "stopped: "+engine.CancelReason(ctx))
+	}
+	return -1, cause
+}
+
+// EndRun tells the agents that ran the run's steps to remove its workspaces.
+func (b *runBackend) EndRun(_ context.Context, run string) {
+	d := b.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for agent, workspaces := range d.places[run] {
+		d.forget[agent] = append(d.forget[agent], workspaces...)
+		if a := d.agents[agent]; a != nil {
+			a.poke()
+		}
+	}
+	delete(d.places, run)
+	delete(d.homes, b.run.ID)
+}
+
+// write adds text to the attempt's log.
+func (t *task) write(text string) {
+	t.outMu.Lock()
+	defer t.outMu.Unlock()
+	if t.out != nil {
+		_, _ = io.WriteString(t.out, text)
+	}
+}
+
+// whyWaiting says why a queued attempt has no agent yet; "" when it is leased or has
+// waited less than a second.
+func (d *Dispatcher) whyWaiting(t *task) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !slices.Contains(d.queue, t) || d.cfg.Now().Sub(t.queued) < time.Second {
+		return ""
+	}
+	labels := labelString(t.labels)
+	online := d.cfg.Now().Add(-d.cfg.Period)
+	var up, fit, drained, plain []string
+	for name, a := range d.agents {
+		if !a.rec.Seen.After(online) {
+			continue
+		}
+		up = append(up, fmt.Sprintf("%s (%s)", name, labelString(a.rec.Labels)))
+		if !matches(a.rec.Labels, t.labels) {
+			continue
+		}
+		switch {
+		case a.rec.Drained:
+			drained = append(drained, name)
+		case t.secret() && !a.secure:
+			plain = append(plain, name)
+		default:
+			fit = append(fit, name)
+		}
+	}
+	slices.Sort(up)
+	switch {
+	case len(up) == 0:
+		return "waiting for an agent: none is connected (start one with drover agent run)"
+	case len(fit)+len(drained)+len(plain) == 0:
+		return fmt.Sprintf("waiting for an agent with the labels %s: no connected agent has them (%s)", labels, strings.Join(up, ", "))
+	case len(fit) == 0 && len(plain) > 0:
+		return fmt.Sprintf("waiting for an agent with the labels %s that connects over TLS or loopback: the step has secrets, and %s connect over plain HTTP", labels, strings.Join(plain, ", "))
+	case len(fit) == 0:
+		return fmt.Sprintf("waiting for an agent with the labels %s: %s drained", labels, strings.Join(drained, ", "))
+	}
+	if h := d.homes[t.run.run.ID]; h != "" && slices.Contains(fit, h) {
+		return fmt.Sprintf("waiting for a free slot on agent %s, which holds the run's workspace", h)
+	}
+	return fmt.Sprintf("waiting for a free slot on an agent with the labels %s (%s)", labels, strings.Join(fit, ", "))
+}

@@ -1,0 +1,310 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/drover-cd/drover/agentproto"
+	"github.com/drover-cd/drover/store"
+)
+
+// Errors of the lease routes.
+var (
+	// ErrGone: the attempt is over for the server (lost, given up or reported): the
+	// agent must drop it.
+	ErrGone = errors.New("the server gave this attempt up or has its result already: drop it")
+	// ErrNotYet: a lease from before the server restarted whose run has not been taken
+	// up again yet: try again shortly.
+	ErrNotYet = errors.New("the server is taking the run up again after a restart: try again shortly")
+)
+
+// MaxWait caps how long a poll is held.
+const MaxWait = 20 * time.Second
+
+// Poll answers an agent's poll (see agentproto). secure says it came over TLS or
+// loopback: only then does the agent get steps with secrets.
+func (d *Dispatcher) Poll(ctx context.Context, p agentproto.Poll, secure bool) (*agentproto.PollReply, error) {
+	if p.Name == "" || p.Capacity < 1 {
+		return nil, fmt.Errorf("a poll needs the agent's name and a capacity of 1 or more")
+	}
+	a, err := d.see(ctx, p, secure)
+	if err != nil {
+		return nil, err
+	}
+	wait := p.Wait
+	if wait <= 0 || wait > MaxWait {
+		wait = MaxWait
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	reply := &agentproto.PollReply{LeasePeriod: d.cfg.Period}
+	d.mu.Lock()
+	freed := a.freed
+	d.mu.Unlock()
+	for {
+		d.heartbeat(ctx, a, p.Running, reply)
+		// Free slots: what the agent said, and the ones its results freed since.
+		d.mu.Lock()
+		free := p.Free + a.freed - freed - len(reply.Leases)
+		d.mu.Unlock()
+		leases, err := d.assign(ctx, a, free)
+		if err != nil {
+			d.cfg.Log.Error("hand an agent work", "agent", p.Name, "err", err)
+		}
+		reply.Leases = append(reply.Leases, leases...)
+		if len(reply.Leases)+len(reply.Stop)+len(reply.Forget) > 0 {
+			return reply, nil
+		}
+		select {
+		case <-a.wake:
+		case <-timer.C:
+			return reply, nil
+		case <-ctx.Done():
+			return reply, nil
+		}
+	}
+}
+
+// see records the agent as seen, and in the store when it is new or changed or when
+// the store's record is older than a tenth of the lease period.
+func (d *Dispatcher) see(ctx context.Context, p agentproto.Poll, secure bool) (*agentState, error) {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	a := d.agents[p.Name]
+	if a == nil {
+		a = &agentState{rec: store.Agent{Name: p.Name, Created: now}, running: map[int64]bool{}, wake: make(chan struct{}, 1)}
+		d.agents[p.Name] = a
+		d.cfg.Log.Info("agent connected", "agent", p.Name, "labels", labelString(p.Labels), "capacity", p.Capacity)
+	}
+	changed := !maps.Equal(a.rec.Labels, p.Labels) || a.rec.Version != p.Version || a.rec.Capacity != p.Capacity
+	a.rec.Labels, a.rec.Version, a.rec.Capacity, a.rec.Seen = maps.Clone(p.Labels), p.Version, p.Capacity, now
+	a.secure = secure
+	save := changed || now.Sub(a.saved) > d.cfg.Period/10
+	rec := a.rec
+	if save {
+		a.saved = now
+	}
+	d.mu.Unlock()
+	if save {
+		if err := d.cfg.Store.SaveAgent(ctx, &rec); err != nil {
+			return nil, fmt.Errorf("record agent %s: %w", p.Name, err)
+		}
+	}
+	return a, nil
+}
+
+// heartbeat extends the leases the agent says it runs, and adds to reply the ones it
+// must stop and the workspaces it may remove. A lease the server handed it that it
+// does not list is lost: the agent restarted without it.
+func (d *Dispatcher) heartbeat(ctx context.Context, a *agentState, running []int64, reply *agentproto.PollReply) {
+	now := d.cfg.Now()
+	var dropped []*task
+	d.mu.Lock()
+	for _, id := range running {
+		t := d.active[id]
+		switch {
+		case t == nil || t.agent != a.rec.Name:
+			if !slices.Contains(reply.Stop, id) {
+				reply.Stop = append(reply.Stop, id)
+			}
+		default:
+			t.expires = now.Add(d.cfg.Period)
+			if t.stop && !slices.Contains(reply.Stop, id) {
+				reply.Stop = append(reply.Stop, id)
+			}
+		}
+	}
+	for id := range a.running {
+		if t := d.active[id]; t != nil && !slices.Contains(running, id) && t.handed.Before(a.rec.Seen) && !t.handed.IsZero() {
+			dropped = append(dropped, t)
+		}
+	}
+	reply.Forget = append(reply.Forget, d.forget[a.rec.Name]...)
+	delete(d.forget, a.rec.Name)
+	reply.Drained = a.rec.Drained
+	d.mu.Unlock()
+	for _, t := range dropped {
+		d.end(context.WithoutCancel(ctx), t, store.LeaseLost, "does not run it any more (it restarted)")
+	}
+}
+
+// assign hands up to free queued attempts to the agent.
+func (d *Dispatcher) assign(ctx context.Context, a *agentState, free int) ([]agentproto.Lease, error) {
+	d.mu.Lock()
+	if a.rec.Drained || free <= 0 || len(d.queue) == 0 {
+		d.mu.Unlock()
+		return nil, nil
+	}
+	type pick struct {
+		t          *task
+		home, init bool
+	}
+	var picks []pick
+	for i := 0; i < len(d.queue) && len(picks) < free; i++ {
+		t := d.queue[i]
+		home, init, ok := d.fits(a, t)
+		if !ok {
+			continue
+		}
+		d.queue = slices.Delete(d.queue, i, i+1)
+		i--
+		t.agent = a.rec.Name
+		if init {
+			d.homes[t.run.run.ID] = a.rec.Name
+		}
+		picks = append(picks, pick{t, home, init})
+	}
+	d.mu.Unlock()
+	var leases []agentproto.Lease
+	var firstErr error
+	for _, p := range picks {
+		l, err := d.lease(ctx, a, p.t, p.home, p.init)
+		if err != nil {
+			firstErr = cmpErr(firstErr, err)
+			d.mu.Lock()
+			p.t.agent = ""
+			d.queue = slices.Insert(d.queue, 0, p.t)
+			if p.init {
+				delete(d.homes, p.t.run.run.ID)
+			}
+			d.mu.Unlock()
+			continue
+		}
+		leases = append(leases, *l)
+	}
+	return leases, firstErr
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// fits says whether agent a may take t, and how: in the run's home workspace (home),
+// becoming the run's home (init), or else in a fresh workspace. Called with d.mu held.
+func (d *Dispatcher) fits(a *agentState, t *task) (home, init, ok bool) {
+	if !matches(a.rec.Labels, t.labels) {
+		return false, false, false
+	}
+	if t.secret() && !a.secure {
+		return false, false, false
+	}
+	h := d.homes[t.run.run.ID]
+	switch {
+	case h == "":
+		return true, true, true
+	case h == a.rec.Name:
+		return true, false, true
+	}
+	if ha := d.agents[h]; ha != nil && matches(ha.rec.Labels, t.labels) && (!t.secret() || ha.secure) {
+		return false, false, false // it belongs in the run's workspace on h
+	}
+	return false, false, true
+}
+
+// lease records t as leased to a and makes the lease the agent gets.
+func (d *Dispatcher) lease(ctx context.Context, a *agentState, t *task, home, init bool) (*agentproto.Lease, error) {
+	run := t.run.run
+	token, tokenID, err := d.cfg.Credential(ctx, run.Project)
+	if err != nil {
+		return nil, fmt.Errorf("make a step credential: %w", err)
+	}
+	rec := &store.Lease{RunID: run.ID, Step: t.spec.Name, Attempt: t.spec.Attempt, Agent: a.rec.Name, TokenID: tokenID,
+		Status: store.LeaseActive, Home: home}
+	if err := d.cfg.Store.CreateLease(ctx, rec); err != nil {
+		d.cfg.Revoke(ctx, tokenID)
+		return nil, fmt.Errorf("record the lease: %w", err)
+	}
+	workspace := run.workspace(rec)
+	now := d.cfg.Now()
+	d.mu.Lock()
+	t.lease, t.tokenID, t.token, t.expires, t.handed = rec, tokenID, token, now.Add(d.cfg.Period), now
+	d.active[rec.ID] = t
+	a.running[rec.ID] = true
+	places := d.places[t.spec.Run]
+	if places == nil {
+		places = map[string][]string{}
+		d.places[t.spec.Run] = places
+	}
+	if !slices.Contains(places[a.rec.Name], workspace) {
+		places[a.rec.Name] = append(places[a.rec.Name], workspace)
+	}
+	d.mu.Unlock()
+	l := &agentproto.Lease{
+		ID: rec.ID, Token: token, Workspace: workspace, Fresh: !home || init,
+		Checkout:   agentproto.Checkout{URL: d.cfg.GitURL(run.Project), Commit: run.Commit},
+		Repository: run.Repository,
+		Name:       t.spec.Name, Step: t.spec.Step, Script: t.spec.Script, Attempt: t.spec.Attempt, Run: t.spec.Run,
+		Env: t.spec.Env, Hidden: t.spec.Hidden,
+	}
+	if l.Fresh {
+		l.Inputs = t.spec.Inputs
+	}
+	d.cfg.Log.Debug("step leased", "agent", a.rec.Name, "lease", rec.ID, "run", run.ID, "step", t.spec.Name,
+		"waited", now.Sub(t.queued).Round(time.Millisecond))
+	return l, nil
+}
+
+// Log takes a chunk of lease id's output starting at byte offset; tokenID is the
+// credential it came with.
+func (d *Dispatcher) Log(id, tokenID, offset int64, chunk []byte) error {
+	t, err := d.reporting(id, tokenID)
+	if err != nil {
+		return err
+	}
+	t.outMu.Lock()
+	defer t.outMu.Unlock()
+	if t.offset < 0 {
+		t.offset = offset // the first chunk since a restart: what came before is in the log
+	}
+	if skip := t.offset - offset; skip > 0 {
+		if skip >= int64(len(chunk)) {
+			return nil // sent again: taken already
+		}
+		chunk = chunk[skip:]
+	}
+	_, _ = t.out.Write(chunk)
+	t.offset = max(t.offset, offset) + int64(len(chunk))
+	return nil
+}
+
+// Done takes lease id's result; tokenID is the credential it came with.
+func (d *Dispatcher) Done(ctx context.Context, id, tokenID int64, done *agentproto.Done) error {
+	t, err := d.reporting(id, tokenID)
+	if err != nil {
+		return err
+	}
+	ok, err := d.cfg.Store.EndLease(ctx, id, store.LeaseDone, "")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrGone
+	}
+	d.release(t)
+	d.cfg.Revoke(ctx, t.tokenID)
+	t.finish(result{done: done})
+	return nil
+}
+
+// reporting finds the lease an agent reports on, refreshing it: a report is a sign of
+// life too.
+func (d *Dispatcher) reporting(id, tokenID int64) (*task, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.active[id]
+	switch {
+	case t == nil || t.tokenID != tokenID:
+		return nil, ErrGone
+	case t.run == nil:
+		return nil, ErrNotYet
+	}
+	t.expires = d.cfg.Now().Add(d.cfg.Period)
+	return t, nil
+}
