@@ -202,7 +202,7 @@ func (d *Dispatcher) whyWaiting(t *task) string {
 	online := d.cfg.Now().Add(-d.cfg.Period)
 	var up, fit, drained, plain []string
 	for name, a := range d.agents {
-		if !a.rec.Seen.After(online) {
+		if !a.online(online) {
 			continue
 		}
 		up = append(up, fmt.Sprintf("%s (%s)", name, labelString(a.rec.Labels)))

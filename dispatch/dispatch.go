@@ -85,6 +85,7 @@ type agentState struct {
 	saved   time.Time // when rec was last written to the store
 	running map[int64]bool
 	freed   int // leases that ended, ever: a poll waiting gives their slots out again
+	polling int // polls of it being held now
 	wake    chan struct{}
 	secure  bool // its last poll came over TLS or loopback
 }
@@ -192,7 +193,7 @@ func (d *Dispatcher) Remote() bool {
 type Agent struct {
 	store.Agent
 	Running []Running // the steps it runs, by lease ID
-	Online  bool      // seen within the lease period
+	Online  bool      // polling now, or seen within the lease period
 }
 
 // Running is a step an agent runs.
@@ -210,7 +211,7 @@ func (d *Dispatcher) Agents() []Agent {
 	online := d.cfg.Now().Add(-d.cfg.Period)
 	var out []Agent
 	for _, a := range d.agents {
-		ag := Agent{Agent: a.rec, Online: a.rec.Seen.After(online)}
+		ag := Agent{Agent: a.rec, Online: a.online(online)}
 		ag.Labels = maps.Clone(a.rec.Labels)
 		for id := range a.running {
 			if t := d.active[id]; t != nil {
@@ -241,6 +242,11 @@ func (d *Dispatcher) Drain(ctx context.Context, name string, drain bool) error {
 		d.cfg.Log.Info("agent drained: it takes no new steps", "agent", name)
 	}
 	return d.cfg.Store.SaveAgent(ctx, &rec)
+}
+
+// online reports whether the agent is polling now or was seen since since.
+func (a *agentState) online(since time.Time) bool {
+	return a.polling > 0 || a.rec.Seen.After(since)
 }
 
 // poke wakes the agent's poll, if one waits.

@@ -35,10 +35,20 @@ func (d *Dispatcher) Poll(ctx context.Context, p agentproto.Poll, secure bool) (
 	if err != nil {
 		return nil, err
 	}
-	wait := p.Wait
-	if wait <= 0 || wait > MaxWait {
-		wait = MaxWait
+	// A held poll is the agent's heartbeat: it must come back well within the period.
+	wait := min(MaxWait, d.cfg.Period/3)
+	if p.Wait > 0 {
+		wait = min(wait, p.Wait)
 	}
+	d.mu.Lock()
+	a.polling++
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		a.polling--
+		a.rec.Seen = d.cfg.Now() // it was there until now
+		d.mu.Unlock()
+	}()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	reply := &agentproto.PollReply{LeasePeriod: d.cfg.Period}

@@ -86,8 +86,8 @@ type Config struct {
 	Agents *dispatch.Dispatcher
 	// RemoteRuns is how many runs whose steps go to agents execute at once; 0 means 256.
 	RemoteRuns int
-	Parallel  int // steps of one run executing at once; 0 means the number of CPUs
-	Log       *slog.Logger
+	Parallel   int // steps of one run executing at once; 0 means the number of CPUs
+	Log        *slog.Logger
 }
 
 // Runner runs queued runs. Create it with New, then Start it.
@@ -97,7 +97,7 @@ type Runner struct {
 	// wakeRemote wakes the workers beyond Workers, which take only runs whose steps
 	// go to agents.
 	wakeRemote chan struct{}
-	wg   sync.WaitGroup
+	wg         sync.WaitGroup
 
 	mu      sync.Mutex
 	cancels map[int64]context.CancelCauseFunc

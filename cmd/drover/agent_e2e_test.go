@@ -122,7 +122,7 @@ func (s *testServer) waitAgents(n int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.t.Fatalf("%d agents never came online\nserver log:\n%s", n, s.log)
+	s.t.Fatalf("%d agents never came online: %s\nserver log:\n%s", n, s.text("/api/v1/agents"), s.log)
 }
 
 // Issue 19 on one machine: steps go to agents by labels, share the run's workspace on

@@ -131,6 +131,27 @@ func killAll(ctx context.Context, collect func() []int, extra []int) error {
 	}
 }
 
+// Cut takes node i's link to the others down (a partition); Mend brings it back. Its
+// processes go on running.
+func (c *Cluster) Cut(i int) error { return c.link(i, "down") }
+
+// Mend brings node i's link back up after Cut.
+func (c *Cluster) Mend(i int) error { return c.link(i, "up") }
+
+func (c *Cluster) link(i int, state string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return ip(ctx, "-n", switchNetns(c.id), "link", "set", switchPort(c.Nodes[i].index), state)
+}
+
+// KillHost kills every process in node i's namespace with SIGKILL, as a crash of the
+// machine would, leaving its link up: for hosts of Options.HostsOnly.
+func (c *Cluster) KillHost(i int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return killAll(ctx, func() []int { return netnsPids(ctx, c.Nodes[i].netns) }, nil)
+}
+
 // LoseNode takes node i (0-based) away as a crash would: its link to the others goes
 // down, then its engine, containerd, shims and every container it ran are killed with
 // SIGKILL. The managers then see the node go down. Losing a lost node does nothing.

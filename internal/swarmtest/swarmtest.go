@@ -41,6 +41,9 @@ type Options struct {
 	Nodes int
 	// Managers is how many of them are swarm managers (the first ones); 0 means 1.
 	Managers int
+	// HostsOnly makes the namespaces and their network without engines: hosts for
+	// programs the test starts in them itself (Cluster.Exec), such as build agents.
+	HostsOnly bool
 }
 
 // MaxNodes is the most nodes a cluster can have.
@@ -94,6 +97,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		dockertest.Skip(t, "swarm test clusters need root")
 	}
 	for _, bin := range []string{"dockerd", "nsenter", "ip"} {
+		if o.HostsOnly && bin != "ip" {
+			continue
+		}
 		if _, err := exec.LookPath(bin); err != nil {
 			dockertest.Skip(t, "swarm test clusters need "+bin+": "+err.Error())
 		}
@@ -161,6 +167,9 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 	if err := c.network(ctx); err != nil {
 		return err
 	}
+	if o.HostsOnly {
+		return nil
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.Nodes))
 	for i, n := range c.Nodes {
@@ -171,6 +180,11 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 		return err
 	}
 	return c.formSwarm(ctx)
+}
+
+// Exec is the command line that runs argv in node i's network namespace (0-based).
+func (c *Cluster) Exec(i int, argv ...string) []string {
+	return append([]string{"ip", "netns", "exec", c.Nodes[i].netns}, argv...)
 }
 
 // Client is a client of node i's engine (0-based), valid until the cluster closes.
@@ -221,6 +235,9 @@ func (c *Cluster) Close() error {
 // logTails logs the end of every engine's log.
 func (c *Cluster) logTails(t testing.TB) {
 	for _, n := range c.Nodes {
+		if n.cmd == nil {
+			continue // a host without an engine
+		}
 		data, err := os.ReadFile(filepath.Join(n.dir, "dockerd.log"))
 		if err != nil {
 			t.Logf("swarmtest: %s's log: %v", n.Name, err)
