@@ -91,9 +91,10 @@ type agent struct {
 	storeErr  error
 
 	mu         sync.Mutex
-	leases     map[int64]*lease      // run or still to report
-	workspaces map[string]*workspace // known workspaces, by name
-	packing    int                   // leases packing or pushing artifacts
+	leases     map[int64]*lease       // run or still to report
+	workspaces map[string]*workspace  // known workspaces, by name
+	repoLocks  map[string]*sync.Mutex // of the repository cache's repositories, by folder
+	packing    int                    // leases packing or pushing artifacts
 	drained    bool
 
 	wg sync.WaitGroup // lease goroutines and workspace removals
@@ -154,7 +155,7 @@ func newAgent(cfg Config) (*agent, error) {
 		cfg: cfg, log: log, client: client, dir: dir,
 		spaces: filepath.Join(dir, "workspaces"), trash: filepath.Join(dir, "trash"),
 		slots:  make(chan struct{}, cfg.Capacity),
-		leases: map[int64]*lease{}, workspaces: map[string]*workspace{},
+		leases: map[int64]*lease{}, workspaces: map[string]*workspace{}, repoLocks: map[string]*sync.Mutex{},
 	}, nil
 }
 
@@ -187,7 +188,8 @@ func (a *agent) prepareDir() error {
 	if err := os.Chmod(a.dir, 0o700); err != nil {
 		return fmt.Errorf("agent: work folder: %w", err)
 	}
-	for _, d := range []string{a.spaces, a.trash, filepath.Join(a.dir, "layout")} {
+	unfinished, _ := filepath.Glob(filepath.Join(a.dir, "pristine", "*.new")) // checkouts a crash cut short
+	for _, d := range append([]string{a.spaces, a.trash, filepath.Join(a.dir, "layout")}, unfinished...) {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("agent: remove leftovers: %w", err)
 		}
@@ -331,7 +333,9 @@ func (a *agent) start(ctx context.Context, p agentproto.Lease) {
 		return
 	}
 	if len(a.leases) >= a.cfg.Capacity {
-		a.log.Warn("the server leased more steps than this agent has free slots; the step waits for one",
+		// Usual for a moment: the server frees a slot once it takes a result, before
+		// the agent has heard that it did.
+		a.log.Debug("the server leased more steps than this agent has free slots; the step waits for one",
 			"lease", p.ID, "capacity", a.cfg.Capacity)
 	}
 	l := newLease(ctx, a, p)
@@ -343,6 +347,7 @@ func (a *agent) start(ctx context.Context, p agentproto.Lease) {
 		a.mu.Lock()
 		delete(a.leases, p.ID)
 		a.mu.Unlock()
+		a.log.Debug("slot free", "lease", p.ID) // bench/agents.sh times dispatch from here
 		l.cancel(nil)
 	}()
 }

@@ -119,6 +119,7 @@ func (l *lease) execute() agentproto.Done {
 	}
 	spec := &engine.Spec{Name: l.p.Name, Step: s, Script: l.p.Script, Dir: dir, Env: l.env(dir),
 		Attempt: l.p.Attempt, Run: l.p.Run}
+	l.log.Debug("step process starting") // bench/agents.sh times dispatch to here
 	code, err := l.a.cfg.Backend.Exec(l.ctx, spec, out)
 	flush()
 	done := agentproto.Done{ExitCode: code}

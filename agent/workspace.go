@@ -191,34 +191,20 @@ func (l *lease) checkout(dir string) error {
 	if strings.HasPrefix(url, "-") {
 		return fmt.Errorf("bad git URL %q", c.URL)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if _, err := l.git(dir, "init", "-q"); err != nil {
-		return err
-	}
-	if _, err := l.git(dir, "fetch", "-q", "--depth=1", url, c.Commit); err != nil {
-		// A server that does not give commits by id gives its branches.
-		l.log.Debug("fetch the commit by id failed; fetching every branch", "err", err)
-		if _, err2 := l.git(dir, "fetch", "-q", url, "+refs/heads/*:refs/remotes/origin/*"); err2 != nil {
-			return fmt.Errorf("fetch commit %s: %w", c.Commit, errors.Join(err, err2))
-		}
-	}
-	_, err := l.git(dir, "checkout", "-q", "--detach", c.Commit)
-	return err
+	return l.a.checkout(l, url, c.Commit, dir)
 }
 
-// git runs git in dir with the lease's token as an extra HTTP header, given through the
-// environment.
 func (l *lease) git(dir string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(l.ctx, "git", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"GIT_TERMINAL_PROMPT=0",
 		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_COUNT=2",
 		"GIT_CONFIG_KEY_0=http.extraHeader",
 		"GIT_CONFIG_VALUE_0=Authorization: Bearer "+l.p.Token,
+		"GIT_CONFIG_KEY_1=gc.auto", // the repository cache keeps what workspaces borrow
+		"GIT_CONFIG_VALUE_1=0",
 	)
 	if l.a.cfg.CAFile != "" {
 		ca, err := filepath.Abs(l.a.cfg.CAFile)

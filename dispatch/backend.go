@@ -67,23 +67,27 @@ func (b *runBackend) Exec(ctx context.Context, spec *engine.Spec, out io.Writer)
 	d := b.d
 	t := d.takeUp(b, spec, out)
 	if t == nil {
-		t = &task{run: b, spec: spec, labels: spec.Step.Agent, queued: d.cfg.Now(), out: out, done: make(chan result, 1)}
+		t = &task{run: b, spec: spec, labels: spec.Step.Agent, queued: d.cfg.Now(), out: out, done: make(chan result, 1), inQueue: true}
 		d.mu.Lock()
 		d.queue = append(d.queue, t)
-		d.pokeAll()
+		d.pokeIdle()
 		d.mu.Unlock()
 	}
 	said := ""
-	why := time.NewTicker(time.Second)
+	why := time.NewTimer(time.Second)
 	defer why.Stop()
 	for {
 		select {
 		case r := <-t.done:
 			return b.result(ctx, t, spec, r)
 		case <-why.C:
-			if w := d.whyWaiting(t); w != "" && w != said {
+			w := d.whyWaiting(t)
+			if w != "" && w != said {
 				said = w
 				t.write("drover: " + w + "\n")
+			}
+			if w != "" {
+				why.Reset(2 * time.Second) // while it waits: it may have to say something else
 			}
 		case <-ctx.Done():
 			return b.stop(ctx, t)
@@ -142,8 +146,9 @@ func (b *runBackend) stop(ctx context.Context, t *task) (int, error) {
 	d := b.d
 	cause := context.Cause(ctx)
 	d.mu.Lock()
-	if i := slices.Index(d.queue, t); i >= 0 {
-		d.queue = slices.Delete(d.queue, i, i+1)
+	if t.inQueue {
+		d.queue = slices.DeleteFunc(d.queue, func(q *task) bool { return q == t })
+		t.inQueue = false
 		d.mu.Unlock()
 		return -1, cause
 	}
@@ -191,46 +196,69 @@ func (t *task) write(text string) {
 }
 
 // whyWaiting says why a queued attempt has no agent yet; "" when it is leased or has
-// waited less than a second.
+// waited less than a second. It counts rather than names while some agent could take
+// the attempt (every one being busy is no news), so it stays cheap with many agents.
 func (d *Dispatcher) whyWaiting(t *task) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !slices.Contains(d.queue, t) || d.cfg.Now().Sub(t.queued) < time.Second {
+	now := d.cfg.Now()
+	if !t.inQueue || now.Sub(t.queued) < time.Second {
 		return ""
 	}
 	labels := labelString(t.labels)
-	online := d.cfg.Now().Add(-d.cfg.Period)
-	var up, fit, drained, plain []string
-	for name, a := range d.agents {
+	online := now.Add(-d.cfg.Period)
+	up, fit, drained, plain := 0, 0, 0, 0
+	for _, a := range d.agents {
 		if !a.online(online) {
 			continue
 		}
-		up = append(up, fmt.Sprintf("%s (%s)", name, labelString(a.rec.Labels)))
+		up++
 		if !matches(a.rec.Labels, t.labels) {
 			continue
 		}
 		switch {
 		case a.rec.Drained:
-			drained = append(drained, name)
+			drained++
 		case t.secret() && !a.secure:
-			plain = append(plain, name)
+			plain++
 		default:
-			fit = append(fit, name)
+			fit++
 		}
 	}
-	slices.Sort(up)
+	if h := d.homes[t.run.run.ID]; h != "" && fit > 0 {
+		if a := d.agents[h]; a != nil && matches(a.rec.Labels, t.labels) {
+			return fmt.Sprintf("waiting for a free slot on agent %s, which holds the run's workspace", h)
+		}
+	}
 	switch {
-	case len(up) == 0:
+	case up == 0:
 		return "waiting for an agent: none is connected (start one with drover agent run)"
-	case len(fit)+len(drained)+len(plain) == 0:
-		return fmt.Sprintf("waiting for an agent with the labels %s: no connected agent has them (%s)", labels, strings.Join(up, ", "))
-	case len(fit) == 0 && len(plain) > 0:
-		return fmt.Sprintf("waiting for an agent with the labels %s that connects over TLS or loopback: the step has secrets, and %s connect over plain HTTP", labels, strings.Join(plain, ", "))
-	case len(fit) == 0:
-		return fmt.Sprintf("waiting for an agent with the labels %s: %s drained", labels, strings.Join(drained, ", "))
+	case fit > 0:
+		return fmt.Sprintf("waiting for a free slot: the %d agents with the labels %s are busy", fit, labels)
 	}
-	if h := d.homes[t.run.run.ID]; h != "" && slices.Contains(fit, h) {
-		return fmt.Sprintf("waiting for a free slot on agent %s, which holds the run's workspace", h)
+	// No agent can take it: name them, so that whoever reads this can tell why.
+	var names, drainedNames, plainNames []string
+	for name, a := range d.agents {
+		if !a.online(online) {
+			continue
+		}
+		names = append(names, fmt.Sprintf("%s (%s)", name, labelString(a.rec.Labels)))
+		if matches(a.rec.Labels, t.labels) {
+			if a.rec.Drained {
+				drainedNames = append(drainedNames, name)
+			} else {
+				plainNames = append(plainNames, name)
+			}
+		}
 	}
-	return fmt.Sprintf("waiting for a free slot on an agent with the labels %s (%s)", labels, strings.Join(fit, ", "))
+	slices.Sort(names)
+	slices.Sort(drainedNames)
+	slices.Sort(plainNames)
+	switch {
+	case drained+plain == 0:
+		return fmt.Sprintf("waiting for an agent with the labels %s: no connected agent has them (%s)", labels, strings.Join(names, ", "))
+	case plain > 0:
+		return fmt.Sprintf("waiting for an agent with the labels %s that connects over TLS or loopback: the step has secrets, and %s connect over plain HTTP", labels, strings.Join(plainNames, ", "))
+	}
+	return fmt.Sprintf("waiting for an agent with the labels %s: %s drained", labels, strings.Join(drainedNames, ", "))
 }

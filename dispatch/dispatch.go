@@ -16,6 +16,7 @@ package dispatch
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,7 +40,7 @@ const DefaultPeriod = 30 * time.Second
 // the server.
 const Registered = 24 * time.Hour
 
-// Config is what a Dispatcher needs. Store and Credential are required.
+// Config is what a Dispatcher needs. Store is required.
 type Config struct {
 	Store store.Store
 	// Local runs steps on the server while no agent is registered; nil makes steps
@@ -48,12 +49,6 @@ type Config struct {
 	// Period is the lease period: an agent silent this long loses its leases.
 	// Default DefaultPeriod.
 	Period time.Duration
-	// Credential makes the token of one attempt of a step of project: a step machine
-	// token that clones the project, reads and writes its registry repository's blobs
-	// and reports on its lease. It returns the token and its store ID.
-	Credential func(ctx context.Context, project string) (token string, id int64, err error)
-	// Revoke revokes a credential once its attempt is over.
-	Revoke func(ctx context.Context, id int64)
 	// GitURL is the path of a project's repository on the server, e.g. /git/shop.git.
 	GitURL func(project string) string
 	Log    *slog.Logger
@@ -72,6 +67,7 @@ type Dispatcher struct {
 	agents map[string]*agentState
 	queue  []*task          // attempts waiting for an agent, oldest first
 	active map[int64]*task  // leases out, by ID
+	byHash map[string]*task // leases out, by the SHA-256 of their token
 	homes  map[int64]string // a run's home agent, by run ID
 	// forget holds, per agent, workspaces of runs that ended.
 	forget map[string][]string
@@ -86,6 +82,9 @@ type agentState struct {
 	running map[int64]bool
 	freed   int // leases that ended, ever: a poll waiting gives their slots out again
 	polling int // polls of it being held now
+	// freedAt is when a lease of it last ended, freeing a slot; zero once a lease took
+	// the slot (for the dispatch latency in the debug log).
+	freedAt time.Time
 	wake    chan struct{}
 	secure  bool // its last poll came over TLS or loopback
 }
@@ -101,7 +100,8 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Dispatcher{cfg: cfg, stopping: context.Background(), agents: map[string]*agentState{}, active: map[int64]*task{}, homes: map[int64]string{},
+	return &Dispatcher{cfg: cfg, stopping: context.Background(), agents: map[string]*agentState{}, active: map[int64]*task{},
+		byHash: map[string]*task{}, homes: map[int64]string{},
 		forget: map[string][]string{}, places: map[string]map[string][]string{}}
 }
 
@@ -119,6 +119,12 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load leases: %w", err)
 	}
+	projects := map[int64]string{}
+	for _, l := range leases {
+		if r, err := d.cfg.Store.RunByID(ctx, l.RunID); err == nil {
+			projects[l.RunID] = r.Project
+		}
+	}
 	now := d.cfg.Now()
 	d.mu.Lock()
 	d.stopping = ctx
@@ -126,8 +132,9 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		d.agents[a.Name] = &agentState{rec: *a, saved: now, running: map[int64]bool{}, wake: make(chan struct{}, 1)}
 	}
 	for _, l := range leases {
-		t := &task{lease: l, agent: l.Agent, tokenID: l.TokenID, expires: now.Add(d.cfg.Period), done: make(chan result, 1), offset: -1}
+		t := &task{lease: l, agent: l.Agent, project: projects[l.RunID], expires: now.Add(d.cfg.Period), done: make(chan result, 1), offset: -1}
 		d.active[l.ID] = t
+		d.byHash[string(l.TokenHash)] = t
 		if a := d.agents[l.Agent]; a != nil {
 			a.running[l.ID] = true
 		}
@@ -257,10 +264,13 @@ func (a *agentState) poke() {
 	}
 }
 
-// pokeAll wakes every agent's poll. Called with d.mu held or not.
-func (d *Dispatcher) pokeAll() {
+// pokeIdle wakes the polls of the agents with a free slot, as far as the server
+// knows: a new attempt is theirs to take. Called with d.mu held.
+func (d *Dispatcher) pokeIdle() {
 	for _, a := range d.agents {
-		a.poke()
+		if len(a.running) < a.rec.Capacity && !a.rec.Drained {
+			a.poke()
+		}
 	}
 }
 
@@ -291,8 +301,8 @@ func (d *Dispatcher) watch(ctx context.Context) {
 	}
 }
 
-// end closes lease t as status (lost or ended) unless its result came first, revokes its
-// credential and tells its waiting engine.
+// end closes lease t as status (lost or ended) unless its result came first, which also
+// ends its credential, and tells its waiting engine.
 func (d *Dispatcher) end(ctx context.Context, t *task, status, reason string) bool {
 	ok, err := d.cfg.Store.EndLease(ctx, t.lease.ID, status, reason)
 	if err != nil {
@@ -301,7 +311,6 @@ func (d *Dispatcher) end(ctx context.Context, t *task, status, reason string) bo
 	}
 	d.release(t)
 	if ok {
-		d.cfg.Revoke(ctx, t.tokenID)
 		t.finish(result{lost: status == store.LeaseLost, reason: reason})
 		if status == store.LeaseLost {
 			d.mu.Lock()
@@ -314,14 +323,16 @@ func (d *Dispatcher) end(ctx context.Context, t *task, status, reason string) bo
 	return ok
 }
 
-// release forgets lease t: it is no longer out.
+// release forgets lease t: it is no longer out, and its token opens nothing.
 func (d *Dispatcher) release(t *task) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.active, t.lease.ID)
+	delete(d.byHash, string(t.lease.TokenHash))
 	if a := d.agents[t.agent]; a != nil && a.running[t.lease.ID] {
 		delete(a.running, t.lease.ID)
 		a.freed++
+		a.freedAt = d.cfg.Now()
 		a.poke() // a free slot
 	}
 }
@@ -355,10 +366,10 @@ type task struct {
 	spec    *engine.Spec
 	labels  map[string]string
 	queued  time.Time
+	inQueue bool // waiting in Dispatcher.queue; under Dispatcher.mu
 	lease   *store.Lease
 	agent   string
-	tokenID int64
-	token   string
+	project string
 	expires time.Time // under Dispatcher.mu
 	handed  time.Time // when it went to its agent; zero for a lease from before a restart
 	stop    bool      // the agent must stop it; under Dispatcher.mu
@@ -381,7 +392,27 @@ type result struct {
 // secret says the attempt carries secret values: it goes only to an agent that
 // connects over TLS or loopback.
 func (t *task) secret() bool {
-	return len(t.spec.Step.Secrets) > 0 || len(t.spec.Hidden) > 0
+	return len(t.spec.Step.Secrets) > 0
+}
+
+// TokenPrefix starts every lease's token, so that a server can tell one from an API
+// token without a look in the store.
+const TokenPrefix = "drover_lease_"
+
+// Credential says which lease token belongs to, and the project its run is of, while the
+// lease is out; ok is false for any other token, including one of a lease that ended.
+func (d *Dispatcher) Credential(token string) (lease int64, project string, ok bool) {
+	if !strings.HasPrefix(token, TokenPrefix) {
+		return 0, "", false
+	}
+	sum := sha256.Sum256([]byte(token))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.byHash[string(sum[:])]
+	if t == nil {
+		return 0, "", false
+	}
+	return t.lease.ID, t.project, true
 }
 
 func (t *task) finish(r result) {

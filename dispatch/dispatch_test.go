@@ -24,14 +24,12 @@ import (
 
 // harness is a Dispatcher over a real SQLite store, with credentials counted.
 type harness struct {
-	t       *testing.T
-	d       *Dispatcher
-	st      store.Store
-	run     *store.Run
-	mu      sync.Mutex
-	revoked map[int64]bool
-	next    int64
-	seeded  [][]ocispec.Descriptor
+	t      *testing.T
+	d      *Dispatcher
+	st     store.Store
+	run    *store.Run
+	mu     sync.Mutex
+	seeded [][]ocispec.Descriptor
 }
 
 func newHarness(t *testing.T, period time.Duration, local engine.Backend) *harness {
@@ -50,7 +48,7 @@ func newHarness(t *testing.T, period time.Duration, local engine.Backend) *harne
 	if err := st.CreateRun(ctx, run); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, run: run, revoked: map[int64]bool{}}
+	h := &harness{t: t, st: st, run: run}
 	ctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	h.d = h.dispatcher(ctx, period, local)
@@ -58,20 +56,7 @@ func newHarness(t *testing.T, period time.Duration, local engine.Backend) *harne
 }
 
 func (h *harness) dispatcher(ctx context.Context, period time.Duration, local engine.Backend) *Dispatcher {
-	d := New(Config{Store: h.st, Local: local, Period: period,
-		Credential: func(ctx context.Context, project string) (string, int64, error) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			h.next++
-			return fmt.Sprintf("tok-%d", h.next), h.next, nil
-		},
-		Revoke: func(ctx context.Context, id int64) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			h.revoked[id] = true
-		},
-		GitURL: func(p string) string { return "/git/" + p + ".git" },
-	})
+	d := New(Config{Store: h.st, Local: local, Period: period, GitURL: func(p string) string { return "/git/" + p + ".git" }})
 	if err := d.Start(ctx); err != nil {
 		h.t.Fatal(err)
 	}
@@ -188,7 +173,13 @@ func TestStepsGoByLabelsAndStayInTheRunsWorkspace(t *testing.T) {
 		t.Errorf("a step on another agent: %+v", l3)
 	}
 
-	// Output and results come back; the credential is revoked after.
+	// Output and results come back; the credential opens nothing after.
+	if id, project, ok := h.d.Credential(l.Token); !ok || id != l.ID || project != "shop" || !strings.HasPrefix(l.Token, TokenPrefix) {
+		t.Errorf("the credential of lease %d: %d %q %v", l.ID, id, project, ok)
+	}
+	if _, _, ok := h.d.Credential(TokenPrefix + "guess"); ok {
+		t.Error("a made-up lease token opens doors")
+	}
 	if err := h.d.Log(l.ID, l.ID, 0, []byte("hello\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +196,8 @@ func TestStepsGoByLabelsAndStayInTheRunsWorkspace(t *testing.T) {
 	if first.spec.Far == nil || first.spec.Far.Agent != "l2" || len(h.seeded) != 1 {
 		t.Errorf("first's far result %+v, seeded %v", first.spec.Far, h.seeded)
 	}
-	if !h.revoked[l.ID] {
-		t.Error("the first lease's credential was not revoked")
+	if _, _, ok := h.d.Credential(l.Token); ok {
+		t.Error("the first lease's credential still opens doors")
 	}
 	// A second result for the same lease, or one with another lease's credential, is refused.
 	if err := h.d.Done(ctx, l.ID, l.ID, &agentproto.Done{}); !errors.Is(err, ErrGone) {
@@ -241,7 +232,7 @@ func TestSilentAgentLosesItsStepAndALateResultIsRefused(t *testing.T) {
 	if !errors.As(e.err, &lost) || lost.Agent != "a1" || !strings.Contains(lost.Error(), "stopped answering") {
 		t.Fatalf("Exec: %v", e.err)
 	}
-	if !h.revoked[l.ID] {
+	if _, _, ok := h.d.Credential(l.Token); ok {
 		t.Error("the lost lease's credential is still valid")
 	}
 	if err := h.d.Done(ctx, l.ID, l.ID, &agentproto.Done{}); !errors.Is(err, ErrGone) {
@@ -355,11 +346,26 @@ func TestSecretsGoOnlyOverTLSOrLoopback(t *testing.T) {
 		t.Errorf("why it waits: %q", got)
 	}
 	l := pollFor(t, h.d, "s1", nil)
-	if l.Name != "deploy" || l.Hidden[0] != "hunter2" {
+	if l.Name != "deploy" || len(l.Hidden) != 1 || l.Hidden[0] != "hunter2" {
 		t.Errorf("lease over TLS: %+v", l)
 	}
 	_ = h.d.Done(ctx, l.ID, l.ID, &agentproto.Done{})
 	e.wait(t)
+	// A later step without secrets (in the run's workspace on s1) learns none of the run's.
+	e2 := &exec{out: &lockedBuffer{}, done: make(chan struct{}),
+		spec: &engine.Spec{Name: "test", Step: &pipeline.Step{Name: "test"}, Attempt: 1, Run: "shop-1-x", Hidden: []string{"hunter2"}}}
+	go func() { defer close(e2.done); e2.code, e2.err = h.backend().Exec(ctx, e2.spec, e2.out) }()
+	var got *agentproto.PollReply
+	for range 20 {
+		if got, _ = h.d.Poll(ctx, agentproto.Poll{Name: "s1", Capacity: 1, Free: 1, Wait: 100 * time.Millisecond}, true); len(got.Leases) > 0 {
+			break
+		}
+	}
+	if len(got.Leases) != 1 || len(got.Leases[0].Hidden) != 0 {
+		t.Fatalf("a step without secrets: %+v", got)
+	}
+	_ = h.d.Done(ctx, got.Leases[0].ID, got.Leases[0].ID, &agentproto.Done{})
+	e2.wait(t)
 }
 
 func TestLeasesOutliveARestart(t *testing.T) {
@@ -376,10 +382,14 @@ func TestLeasesOutliveARestart(t *testing.T) {
 		t.Fatalf("a server's stop ended the lease: %+v", got)
 	}
 
-	// A new server loads the lease. Until the run is taken up, reports wait.
+	// A new server loads the lease, its credential valid. Until the run is taken up,
+	// reports wait.
 	h.d = h.dispatcher(ctx, time.Minute, nil)
 	if !h.d.Outlived(h.run.ID) {
 		t.Fatal("the restarted dispatcher does not know the lease")
+	}
+	if id, project, ok := h.d.Credential(l.Token); !ok || id != l.ID || project != "shop" {
+		t.Errorf("the lease's credential after the restart: %d %q %v", id, project, ok)
 	}
 	if err := h.d.Log(l.ID, l.ID, 7, []byte("after\n")); !errors.Is(err, ErrNotYet) {
 		t.Errorf("a report before the run is taken up: %v", err)
@@ -396,8 +406,9 @@ func TestLeasesOutliveARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2.wait(t)
-	if e2.err != nil || e2.out.String() != "after\n" || h.next != 1 {
-		t.Errorf("taken up: %v %q, %d credentials made", e2.err, e2.out, h.next)
+	leases, _ := h.st.Leases(ctx, store.LeaseFilter{RunID: h.run.ID})
+	if e2.err != nil || e2.out.String() != "after\n" || len(leases) != 1 {
+		t.Errorf("taken up: %v %q, %d leases", e2.err, e2.out, len(leases))
 	}
 }
 

@@ -2,13 +2,17 @@ package dispatch
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/drover-cd/drover/agentproto"
+	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -93,7 +97,7 @@ func (d *Dispatcher) see(ctx context.Context, p agentproto.Poll, secure bool) (*
 	changed := !maps.Equal(a.rec.Labels, p.Labels) || a.rec.Version != p.Version || a.rec.Capacity != p.Capacity
 	a.rec.Labels, a.rec.Version, a.rec.Capacity, a.rec.Seen = maps.Clone(p.Labels), p.Version, p.Capacity, now
 	a.secure = secure
-	save := changed || now.Sub(a.saved) > d.cfg.Period/10
+	save := changed || now.Sub(a.saved) > time.Minute // the store's Seen only tells a restarted server who is registered
 	rec := a.rec
 	if save {
 		a.saved = now
@@ -162,7 +166,7 @@ func (d *Dispatcher) assign(ctx context.Context, a *agentState, free int) ([]age
 		}
 		d.queue = slices.Delete(d.queue, i, i+1)
 		i--
-		t.agent = a.rec.Name
+		t.agent, t.inQueue = a.rec.Name, false
 		if init {
 			d.homes[t.run.run.ID] = a.rec.Name
 		}
@@ -176,7 +180,7 @@ func (d *Dispatcher) assign(ctx context.Context, a *agentState, free int) ([]age
 		if err != nil {
 			firstErr = cmpErr(firstErr, err)
 			d.mu.Lock()
-			p.t.agent = ""
+			p.t.agent, p.t.inQueue = "", true
 			d.queue = slices.Insert(d.queue, 0, p.t)
 			if p.init {
 				delete(d.homes, p.t.run.run.ID)
@@ -221,21 +225,23 @@ func (d *Dispatcher) fits(a *agentState, t *task) (home, init, ok bool) {
 // lease records t as leased to a and makes the lease the agent gets.
 func (d *Dispatcher) lease(ctx context.Context, a *agentState, t *task, home, init bool) (*agentproto.Lease, error) {
 	run := t.run.run
-	token, tokenID, err := d.cfg.Credential(ctx, run.Project)
-	if err != nil {
-		return nil, fmt.Errorf("make a step credential: %w", err)
-	}
-	rec := &store.Lease{RunID: run.ID, Step: t.spec.Name, Attempt: t.spec.Attempt, Agent: a.rec.Name, TokenID: tokenID,
+	token := TokenPrefix + strings.ToLower(rand.Text())
+	sum := sha256.Sum256([]byte(token))
+	rec := &store.Lease{RunID: run.ID, Step: t.spec.Name, Attempt: t.spec.Attempt, Agent: a.rec.Name, TokenHash: sum[:],
 		Status: store.LeaseActive, Home: home}
 	if err := d.cfg.Store.CreateLease(ctx, rec); err != nil {
-		d.cfg.Revoke(ctx, tokenID)
 		return nil, fmt.Errorf("record the lease: %w", err)
 	}
 	workspace := run.workspace(rec)
 	now := d.cfg.Now()
 	d.mu.Lock()
-	t.lease, t.tokenID, t.token, t.expires, t.handed = rec, tokenID, token, now.Add(d.cfg.Period), now
+	var slotFree time.Duration // how long the slot this lease takes was free, when known
+	if !a.freedAt.IsZero() {
+		slotFree, a.freedAt = now.Sub(a.freedAt), time.Time{}
+	}
+	t.lease, t.project, t.expires, t.handed = rec, run.Project, now.Add(d.cfg.Period), now
 	d.active[rec.ID] = t
+	d.byHash[string(sum[:])] = t
 	a.running[rec.ID] = true
 	places := d.places[t.spec.Run]
 	if places == nil {
@@ -251,20 +257,35 @@ func (d *Dispatcher) lease(ctx context.Context, a *agentState, t *task, home, in
 		Checkout:   agentproto.Checkout{URL: d.cfg.GitURL(run.Project), Commit: run.Commit},
 		Repository: run.Repository,
 		Name:       t.spec.Name, Step: t.spec.Step, Script: t.spec.Script, Attempt: t.spec.Attempt, Run: t.spec.Run,
-		Env: t.spec.Env, Hidden: t.spec.Hidden,
+		Env: t.spec.Env, Hidden: ownSecrets(t.spec),
 	}
 	if l.Fresh {
 		l.Inputs = t.spec.Inputs
 	}
 	d.cfg.Log.Debug("step leased", "agent", a.rec.Name, "lease", rec.ID, "run", run.ID, "step", t.spec.Name,
-		"waited", now.Sub(t.queued).Round(time.Millisecond))
+		"waited", now.Sub(t.queued).Round(time.Millisecond), "slot_free_us", slotFree.Microseconds())
 	return l, nil
 }
 
-// Log takes a chunk of lease id's output starting at byte offset; tokenID is the
-// credential it came with.
-func (d *Dispatcher) Log(id, tokenID, offset int64, chunk []byte) error {
-	t, err := d.reporting(id, tokenID)
+// ownSecrets are the values of the secrets spec's step asked for: what its agent masks.
+// The run's other secrets never go to the agent (the server masks them too, in what
+// comes back).
+func ownSecrets(spec *engine.Spec) []string {
+	var values []string
+	for _, name := range spec.Step.Secrets {
+		for _, kv := range spec.Env {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok && v != "" {
+				values = append(values, v)
+			}
+		}
+	}
+	return values
+}
+
+// Log takes a chunk of lease id's output starting at byte offset; by is the lease whose
+// credential it came with (Credential).
+func (d *Dispatcher) Log(id, by, offset int64, chunk []byte) error {
+	t, err := d.reporting(id, by)
 	if err != nil {
 		return err
 	}
@@ -284,9 +305,9 @@ func (d *Dispatcher) Log(id, tokenID, offset int64, chunk []byte) error {
 	return nil
 }
 
-// Done takes lease id's result; tokenID is the credential it came with.
-func (d *Dispatcher) Done(ctx context.Context, id, tokenID int64, done *agentproto.Done) error {
-	t, err := d.reporting(id, tokenID)
+// Done takes lease id's result; by is the lease whose credential it came with.
+func (d *Dispatcher) Done(ctx context.Context, id, by int64, done *agentproto.Done) error {
+	t, err := d.reporting(id, by)
 	if err != nil {
 		return err
 	}
@@ -298,19 +319,18 @@ func (d *Dispatcher) Done(ctx context.Context, id, tokenID int64, done *agentpro
 		return ErrGone
 	}
 	d.release(t)
-	d.cfg.Revoke(ctx, t.tokenID)
 	t.finish(result{done: done})
 	return nil
 }
 
 // reporting finds the lease an agent reports on, refreshing it: a report is a sign of
 // life too.
-func (d *Dispatcher) reporting(id, tokenID int64) (*task, error) {
+func (d *Dispatcher) reporting(id, by int64) (*task, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t := d.active[id]
 	switch {
-	case t == nil || t.tokenID != tokenID:
+	case t == nil || id != by:
 		return nil, ErrGone
 	case t.run == nil:
 		return nil, ErrNotYet

@@ -31,6 +31,7 @@ type sink struct {
 func (s *sink) Handle(e engine.Event) {
 	switch e.Type {
 	case engine.StepStarted:
+		s.r.cfg.Log.Debug("step started", "project", s.run.Project, "run", s.run.Number, "step", e.Step) // bench/agents.sh
 		if s.started[e.Step].IsZero() {
 			s.started[e.Step] = e.Time
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -20,40 +19,12 @@ import (
 	"github.com/drover-cd/drover/store"
 )
 
-// MachineStep is the credential of one attempt of a step on an agent, made by the
-// server for each lease and revoked when the attempt is over; nobody creates one by
+// MachineStep is the credential of one attempt of a step on an agent: the token of its
+// lease (dispatch.TokenPrefix), valid while the lease is out; nobody creates one by
 // hand. It clones its project (git upload-pack), reads and writes blobs of the project's
 // registry repository (no manifests or tags: only the server publishes), and reports
 // on its own lease.
 const MachineStep = "step"
-
-// stepCredentialLife bounds a step credential that somehow outlives its attempt (it is
-// revoked when the attempt ends).
-const stepCredentialLife = 48 * time.Hour
-
-// StepCredentials are dispatch.Config's Credential and Revoke over st: the credential
-// of one attempt of a step of a project, and its revocation once the attempt is over.
-func StepCredentials(st store.Store, log *slog.Logger) (issue func(ctx context.Context, project string) (string, int64, error), revoke func(ctx context.Context, id int64)) {
-	issue = func(ctx context.Context, project string) (string, int64, error) {
-		t := &store.Token{Machine: MachineStep, Repository: project, Label: "a step of " + project + " on an agent",
-			Expires: time.Now().Add(stepCredentialLife)}
-		token, hash, err := NewToken() // not IssueToken: nobody asks for one by hand
-		if err != nil {
-			return "", 0, err
-		}
-		t.Hash = hash
-		if err := st.CreateToken(ctx, t); err != nil {
-			return "", 0, err
-		}
-		return token, t.ID, nil
-	}
-	revoke = func(ctx context.Context, id int64) {
-		if err := st.RevokeToken(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
-			log.Error("revoke a step credential", "token", id, "err", err)
-		}
-	}
-	return issue, revoke
-}
 
 // GitPath is the path of a project's repository on the server, for git.
 func GitPath(project string) string { return "/git/" + project + ".git" }
@@ -174,7 +145,7 @@ func (s *Server) leaseLog(w http.ResponseWriter, r *http.Request) {
 		s.errorJSON(w, http.StatusBadRequest, "read the log chunk: "+err.Error())
 		return
 	}
-	if err := s.cfg.Agents.Log(id, principal(r).TokenID, offset, chunk); err != nil {
+	if err := s.cfg.Agents.Log(id, principal(r).Lease, offset, chunk); err != nil {
 		s.leaseError(w, err)
 		return
 	}
@@ -193,7 +164,7 @@ func (s *Server) leaseDone(w http.ResponseWriter, r *http.Request) {
 		s.errorJSON(w, http.StatusBadRequest, "read the result: "+err.Error())
 		return
 	}
-	if err := s.cfg.Agents.Done(r.Context(), id, principal(r).TokenID, &done); err != nil {
+	if err := s.cfg.Agents.Done(r.Context(), id, principal(r).Lease, &done); err != nil {
 		s.leaseError(w, err)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-cd/drover/dispatch"
 	"github.com/drover-cd/drover/store"
 )
 
@@ -51,8 +52,11 @@ type Principal struct {
 	// Machine is the job of a machine token (MachineAgent, MachineProxy, MachinePull),
 	// which holds no role: it opens only the routes of its job.
 	Machine string
-	// Repository is the one repository a pull token reads.
+	// Repository is the one repository a pull token reads; for a step's credential
+	// (MachineStep), the project whose run it is.
 	Repository string
+	// Lease is the lease whose credential was presented (MachineStep).
+	Lease int64
 	// Runs marks the server's own Docker Engine, which pushes the images runs build
 	// with a token that lives in the server's memory only. Only it writes projects'
 	// image repositories over HTTP; a token's name can never make a caller this.
@@ -116,6 +120,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		if token != "" && s.cfg.EngineToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.EngineToken)) == 1 {
 			p = Principal{Name: "docker-engine", Role: RoleDeveloper, Authenticated: true, Runs: true}
+			token = ""
+		}
+		if token != "" && s.cfg.Agents != nil && strings.HasPrefix(token, dispatch.TokenPrefix) {
+			// A step's credential lives in the dispatcher's memory, as long as its lease.
+			lease, project, ok := s.cfg.Agents.Credential(token)
+			if !ok {
+				s.unauthorized(w, r, "the lease of this step is over: the server lost it, gave it up or has its result")
+				return
+			}
+			p = Principal{Name: fmt.Sprintf("step lease %d", lease), Authenticated: true, Machine: MachineStep, Repository: project, Lease: lease}
 			token = ""
 		}
 		if token != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -13,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-cd/drover/agentproto"
 	"github.com/drover-cd/drover/deploy"
 	"github.com/drover-cd/drover/dispatch"
 	"github.com/drover-cd/drover/edge"
+	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/notify"
+	"github.com/drover-cd/drover/pipeline"
 	"github.com/drover-cd/drover/proxy"
 	"github.com/drover-cd/drover/release"
 	"github.com/drover-cd/drover/runner"
@@ -90,8 +92,8 @@ var everyRoute = map[string]routeCase{
 	// Agents: an agent token asks for work; a step token reports on its own lease (a
 	// lease that is not its own answers 409: it reached the route, which is its job).
 	"POST /api/v1/agent/poll":             {jobs: []string{MachineAgent}},
-	"POST /api/v1/agent/leases/{id}/log":  {jobs: []string{MachineStep}},
-	"POST /api/v1/agent/leases/{id}/done": {jobs: []string{MachineStep}},
+	"POST /api/v1/agent/leases/{id}/log":  {jobs: []string{MachineStep}, reqs: []string{"POST /api/v1/agent/leases/99999/log"}},
+	"POST /api/v1/agent/leases/{id}/done": {jobs: []string{MachineStep}, reqs: []string{"POST /api/v1/agent/leases/99999/done"}},
 	"GET /api/v1/agents":                  {},
 	"POST /api/v1/agents/{name}/drain":    {},
 	"DELETE /api/v1/agents/{name}/drain":  {},
@@ -122,6 +124,7 @@ var everyRoute = map[string]routeCase{
 	"GET /env/{env}":                   {},
 	"GET /env/{env}/events":            {},
 	"GET /audit":                       {},
+	"GET /agents":                      {},
 	"GET /pipeline":                    {},
 	"GET /p/{p}/runs/{n}":              {},
 	"GET /p/{p}/runs/{n}/events":       {},
@@ -153,8 +156,7 @@ func fullServer(t *testing.T, public bool) (*Server, store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issue, revoke := StepCredentials(st, slog.New(slog.DiscardHandler))
-	agents := dispatch.New(dispatch.Config{Store: st, Credential: issue, Revoke: revoke, GitURL: GitPath})
+	agents := dispatch.New(dispatch.Config{Store: st, GitURL: GitPath})
 	srv := New(Config{Store: st, Runner: run, Logs: logs, Hub: hub, Hosting: hosting, Registry: reg, Releases: cat, Deploys: deps,
 		Secrets: secret.NewVault(st, keys), Public: public, Started: time.Now(), Agents: agents})
 	hosting.OnPush, hosting.AllowCreate = srv.OnPush, srv.AllowCreate
@@ -172,16 +174,36 @@ func fill(path string) string {
 		"{path...}", "dist/app", "{file}", "drover.css", "{id}", "1", "{name}", "DB_PASSWORD").Replace(path)
 }
 
-// machineToken makes a token of machine kind.
-func machineToken(t *testing.T, st store.Store, kind string) string {
+// stepToken leases a step of a run of project app to an agent and returns the lease's
+// token, valid until the test ends.
+func stepToken(t *testing.T, st store.Store, agents *dispatch.Dispatcher) string {
 	t.Helper()
-	if kind == MachineStep {
-		issue, _ := StepCredentials(st, slog.New(slog.DiscardHandler))
-		secret, _, err := issue(context.Background(), "app")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	run := &store.Run{Project: "app", Status: "running", Branch: "main", Commit: "abc"}
+	if err := st.CreateRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	b := agents.Backend(dispatch.Run{ID: run.ID, Project: "app", Commit: "abc", Repository: "app"})
+	go b.Exec(ctx, &engine.Spec{Name: "build", Step: &pipeline.Step{Name: "build"}, Attempt: 1, Run: "app-1"}, io.Discard)
+	for range 100 {
+		reply, err := agents.Poll(ctx, agentproto.Poll{Name: "a1", Capacity: 1, Free: 1, Wait: 50 * time.Millisecond}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return secret
+		if len(reply.Leases) > 0 {
+			return reply.Leases[0].Token
+		}
+	}
+	t.Fatal("no lease")
+	return ""
+}
+
+// machineToken makes a token of machine kind.
+func machineToken(t *testing.T, st store.Store, kind string, agents ...*dispatch.Dispatcher) string {
+	t.Helper()
+	if kind == MachineStep {
+		return stepToken(t, st, agents[0])
 	}
 	tok := &store.Token{Machine: kind, Label: "test"}
 	if kind == MachinePull {
@@ -216,7 +238,7 @@ func TestEveryRouteRefusesMachineTokens(t *testing.T) {
 		tokens := map[string]string{}
 		kinds := append(slices.Clone(machines), MachineStep)
 		for _, kind := range kinds {
-			tokens[kind] = machineToken(t, st, kind)
+			tokens[kind] = machineToken(t, st, kind, srv.cfg.Agents)
 		}
 		send := func(req, token string) (int, string) {
 			t.Helper()

@@ -48,6 +48,9 @@ func (s *Server) webRoutes() {
 		m.HandleFunc("GET /audit", w.page(RoleViewer, w.auditPage))
 		m.HandleFunc("GET /pipeline", w.page(RoleViewer, w.pipelineOverview))
 	}
+	if s.cfg.Agents != nil {
+		m.HandleFunc("GET /agents", w.page(RoleViewer, w.agents))
+	}
 	m.HandleFunc("GET /p/{p}/runs/{n}", w.page(RoleViewer, w.run))
 	m.HandleFunc("GET /p/{p}/runs/{n}/events", s.require(RoleViewer, w.runEvents))
 	m.HandleFunc("GET /p/{p}/runs/{n}/steps/{step}", w.page(RoleViewer, w.step))
@@ -82,6 +85,7 @@ type pageData struct {
 	User    Principal
 	Path    string // the request's path and query, for the sign-in link
 	Develop bool   // the user may cancel and re-run
+	Agents  bool   // the server has build agents: the navigation links their page
 	Page    any    // the page's own data
 }
 
@@ -90,7 +94,7 @@ func (w *web) render(rw http.ResponseWriter, r *http.Request, status int, page, 
 	p := principal(r)
 	var buf bytes.Buffer
 	err := w.pages[page].ExecuteTemplate(&buf, "layout.html", pageData{Title: title, User: p,
-		Path: r.URL.RequestURI(), Develop: p.Can(RoleDeveloper), Page: data})
+		Path: r.URL.RequestURI(), Develop: p.Can(RoleDeveloper), Agents: w.s.cfg.Agents != nil, Page: data})
 	if err != nil {
 		w.s.cfg.Log.Error("render page", "page", page, "err", err)
 		http.Error(rw, "the page could not be rendered: "+err.Error(), http.StatusInternalServerError)

@@ -17,7 +17,7 @@ const iconOther = "none"
 
 // iconStatuses are the statuses with an icon of their own.
 func iconStatuses() []string {
-	return []string{"success", "failure", "running", "pending", "waiting", "cancelled", "error", "skipped"}
+	return []string{"success", "failure", "running", "pending", "waiting", "cancelled", "error", "lost", "skipped"}
 }
 
 // iconShape is the drawing of status's icon: strokes of currentColor unless it says
@@ -39,6 +39,8 @@ func iconShape(status string) string {
 		return `<circle cx="8" cy="8" r="5.5"/><path d="M4.1 11.9l7.8-7.8"/>`
 	case "error": // an exclamation mark
 		return `<path d="M8 2.5v7"/><circle cx="8" cy="13" r="1.3" ` + dot + `/>`
+	case "lost": // a question mark: the agent went silent, the outcome is unknown
+		return `<path d="M5.5 5.8a2.6 2.6 0 1 1 3.6 2.4c-.7.3-1.1.9-1.1 1.6v.4"/><circle cx="8" cy="13.2" r="1.2" ` + dot + `/>`
 	case "skipped": // an arrow jumping over
 		return `<path d="M2.5 11.5a5.5 5.5 0 0 1 10.5-2.5"/><path d="M13.5 4.5v4.5H9"/>`
 	}

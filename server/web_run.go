@@ -115,7 +115,7 @@ func newRunPage(detail runJSON) runPage {
 		for _, a := range st.Artifacts {
 			page.Artifacts = append(page.Artifacts, stepArtifact{Step: st.Name, artifactJSON: a})
 		}
-		if st.Status == "failure" || st.Status == "error" || st.Status == "cancelled" {
+		if st.Status == "failure" || st.Status == "error" || st.Status == "cancelled" || st.Status == "lost" {
 			page.Failed = append(page.Failed, st.Name)
 		}
 	}

@@ -93,18 +93,19 @@ const (
 	LeaseEnded  = "ended"  // the server gave it up: the run was cancelled or the step timed out
 )
 
-// Lease is one attempt of one step handed to an agent. Its token (a step machine token)
-// is the attempt's credential and fencing token: revoked once the attempt is over, so a
-// late report of an attempt that was given up is refused.
+// Lease is one attempt of one step handed to an agent. Its token is the attempt's
+// credential and fencing token: valid only while the lease is active, so a late report
+// of an attempt that was given up is refused.
 type Lease struct {
 	ID      int64
 	RunID   int64
 	Step    string
 	Attempt int
 	Agent   string
-	TokenID int64
-	Status  string // LeaseActive, LeaseDone, LeaseLost or LeaseEnded
-	Reason  string // why it was lost or ended
+	// TokenHash is the SHA-256 of the lease's token, as for API tokens.
+	TokenHash []byte
+	Status    string // LeaseActive, LeaseDone, LeaseLost or LeaseEnded
+	Reason    string // why it was lost or ended
 	// Home says the step runs in the run's workspace on Agent (the run's first compute
 	// step, or a later one with the same labels); false for a fresh checkout elsewhere.
 	Home    bool

@@ -119,7 +119,7 @@ func (o *agentRunOptions) run(cmd *cobra.Command) error {
 		return badInput(fmt.Errorf("--workdir %s: %w", o.workdir, err))
 	}
 
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// A signal stops the agent: its steps are killed (the backend's grace applies) and

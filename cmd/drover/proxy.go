@@ -68,7 +68,7 @@ It needs a proxy machine token, which may only read the route table:
 }
 
 func (o *proxyOptions) run(cmd *cobra.Command) error {
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	token, err := o.client.bearer()

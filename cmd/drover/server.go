@@ -139,7 +139,7 @@ func (o *serverOptions) flags(cmd *cobra.Command) {
 }
 
 func (o *serverOptions) run(cmd *cobra.Command) error {
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return o.serve(ctx, log, stop, nil)
@@ -258,9 +258,7 @@ func (o *serverOptions) serve(ctx context.Context, log *slog.Logger, stopping fu
 	}
 	local := &container.Backend{Engine: dockerEngine, Grace: o.grace,
 		Local: &process.Backend{Grace: o.grace, Leftovers: leftovers}}
-	issue, revoke := server.StepCredentials(st, log)
-	cfg := dispatch.Config{Store: st, Local: local, Period: o.leasePeriod, Credential: issue, Revoke: revoke,
-		GitURL: server.GitPath, Log: log}
+	cfg := dispatch.Config{Store: st, Local: local, Period: o.leasePeriod, GitURL: server.GitPath, Log: log}
 	if o.noLocalSteps {
 		cfg.Local = nil
 	}

@@ -87,10 +87,10 @@ func (db *DB) DeleteAgent(ctx context.Context, name string) error {
 func (db *DB) CreateLease(ctx context.Context, l *store.Lease) error {
 	created := now()
 	var id int64
-	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO leases (run_id, step, attempt, agent, token_id, status,
+	err := db.w.QueryRowContext(ctx, db.d.rebind(`INSERT INTO leases (run_id, step, attempt, agent, token_hash, status,
 		reason, home, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		l.RunID, l.Step, l.Attempt, l.Agent, l.TokenID, l.Status, l.Reason, l.Home,
+		l.RunID, l.Step, l.Attempt, l.Agent, blobArg(l.TokenHash), l.Status, l.Reason, l.Home,
 		db.d.timeArg(created), db.d.timeArg(created)).Scan(&id)
 	if db.d.isForeignKey(err) {
 		return fmt.Errorf("store: create lease of step %q: run id %d: %w", l.Step, l.RunID, store.ErrNotFound)
@@ -131,12 +131,12 @@ func (db *DB) EndLease(ctx context.Context, id int64, status, reason string) (bo
 	return false, nil
 }
 
-const leaseCols = `id, run_id, step, attempt, agent, token_id, status, reason, home, created, updated`
+const leaseCols = `id, run_id, step, attempt, agent, token_hash, status, reason, home, created, updated`
 
 // scanLease reads a row of leaseCols.
 func scanLease(sc scanner) (*store.Lease, error) {
 	l := &store.Lease{}
-	err := sc.Scan(&l.ID, &l.RunID, &l.Step, &l.Attempt, &l.Agent, &l.TokenID, &l.Status, &l.Reason, &l.Home,
+	err := sc.Scan(&l.ID, &l.RunID, &l.Step, &l.Attempt, &l.Agent, &l.TokenHash, &l.Status, &l.Reason, &l.Home,
 		dbTime{&l.Created}, dbTime{&l.Updated})
 	return l, err
 }

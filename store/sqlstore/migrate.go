@@ -233,7 +233,7 @@ var migrations = []migration{
 			step TEXT NOT NULL,
 			attempt INTEGER NOT NULL DEFAULT 0,
 			agent TEXT NOT NULL,
-			token_id BIGINT NOT NULL DEFAULT 0,
+			token_hash ${blob},
 			status TEXT NOT NULL,
 			reason TEXT NOT NULL DEFAULT '',
 			home BOOLEAN NOT NULL DEFAULT FALSE,

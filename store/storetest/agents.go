@@ -99,10 +99,10 @@ func testLeases(t *testing.T, s store.Store) {
 		t.Fatalf("Leases of an empty store = %v, %v; want none", ls, err)
 	}
 
-	build := &store.Lease{RunID: r.ID, Step: "build", Attempt: 1, Agent: "linux-1", TokenID: 7,
+	build := &store.Lease{RunID: r.ID, Step: "build", Attempt: 1, Agent: "linux-1", TokenHash: []byte{7},
 		Status: store.LeaseActive, Home: true}
-	test := &store.Lease{RunID: r.ID, Step: "test", Attempt: 2, Agent: "arm-1", TokenID: 8, Status: store.LeaseActive}
-	elsewhere := &store.Lease{RunID: other.ID, Step: "build", Attempt: 1, Agent: "linux-1", TokenID: 9,
+	test := &store.Lease{RunID: r.ID, Step: "test", Attempt: 2, Agent: "arm-1", TokenHash: []byte{8}, Status: store.LeaseActive}
+	elsewhere := &store.Lease{RunID: other.ID, Step: "build", Attempt: 1, Agent: "linux-1", TokenHash: []byte{9},
 		Status: store.LeaseActive, Home: true}
 	for _, l := range []*store.Lease{build, test, elsewhere} {
 		if err := s.CreateLease(ctx, l); err != nil {

@@ -4,10 +4,10 @@
 (function () {
   'use strict';
 
-  var STATUSES = ['pending', 'running', 'waiting', 'success', 'failure', 'cancelled', 'error', 'skipped', 'none'];
+  var STATUSES = ['pending', 'running', 'waiting', 'success', 'failure', 'cancelled', 'error', 'lost', 'skipped', 'none'];
   // ICONS are the statuses with an icon of their own in the page's sprite (iconStatuses in
   // web_icons.go); others show #i-none.
-  var ICONS = ['success', 'failure', 'running', 'pending', 'waiting', 'cancelled', 'error', 'skipped'];
+  var ICONS = ['success', 'failure', 'running', 'pending', 'waiting', 'cancelled', 'error', 'lost', 'skipped'];
 
   function active(status) { return status === 'pending' || status === 'running' || status === 'waiting'; }
 
@@ -219,6 +219,14 @@
     });
   }
 
+  // The agents page has no event stream: it reloads its list every data-poll seconds
+  // while the tab is visible.
+  function pollAgents(box) {
+    var secs = parseInt(box.getAttribute('data-poll'), 10);
+    if (!(secs > 0)) return;
+    setInterval(function () { if (!document.hidden) refresh('agents'); }, secs * 1000);
+  }
+
   // Log search: highlight matching lines, optionally hide the others; Enter jumps.
   var search = { q: '', only: false, at: -1 };
   function matches(line) { return search.q !== '' && line.textContent.toLowerCase().indexOf(search.q) >= 0; }
@@ -321,6 +329,8 @@
     if (runs && window.EventSource && runs.getAttribute('data-events')) followProject(runs);
     var env = document.getElementById('env');
     if (env && window.EventSource && env.getAttribute('data-events')) followEnv(env);
+    var agents = document.getElementById('agents');
+    if (agents && window.fetch && agents.hasAttribute('data-poll')) pollAgents(agents);
     var log = document.getElementById('log');
     if (log && log.getAttribute('data-follow') && window.fetch && window.ReadableStream) followLog(log);
     var input = document.getElementById('log-search');
