@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	dockerengine "github.com/drover-cd/drover/docker"
+	"github.com/drover-cd/drover/docker/dockertest"
 )
 
 // testAgent is a `drover agent run` process started by a test.
@@ -218,5 +221,38 @@ steps:
 	}
 	if run := s.waitRun("shop", 2, finished); run.Status != "success" {
 		t.Errorf("run 2 after the resume: %+v", run)
+	}
+}
+
+// A container step (image:) runs on an agent with a Docker Engine, in its workspace.
+func TestAgentRunsAContainerStep(t *testing.T) {
+	t.Parallel()
+	e := dockertest.Engine(t, dockerengine.Registry{})
+	image := dockertest.BuildBusybox(t, e)
+	s := startServer(t, t.TempDir(), "", "--no-local-steps")
+	startAgent(t, s.URL, s.mint("--machine", "agent"), "d1", "docker=true", nil)
+	s.waitAgents(1)
+	repo := gitRepo(t, fmt.Sprintf(`
+agent: {labels: {docker: "true"}}
+steps:
+  - name: write
+    run: echo from-the-host > note
+  - name: boxed
+    image: %s
+    run: cat note && busybox uname -s > uname
+    artifacts: [uname]
+`, image))
+	git(t, repo, "push", "-q", s.pushURL("boxed"), "main")
+	if run := s.waitRun("boxed", 1, finished); run.Status != "success" {
+		t.Fatalf("run: %+v\nserver:\n%s", run, s.log)
+	}
+	if log := s.text("/api/v1/projects/boxed/runs/1/steps/boxed/log"); !strings.Contains(log, "from-the-host") {
+		t.Errorf("the container step's log: %q", log)
+	}
+	if got := s.agentRun("boxed", 1).stepAgents(); got["boxed"] != "d1" {
+		t.Errorf("where the steps ran: %v", got)
+	}
+	if body := s.text("/artifacts/boxed/r1/uname"); body != "Linux\n" {
+		t.Errorf("the container's artifact: %q", body)
 	}
 }
