@@ -48,6 +48,10 @@ type Config struct {
 	WorkDir string
 	// Backend runs the steps. Required.
 	Backend engine.Backend
+	// ForRegistry, when set, gives the backend for a step that pushes or pulls the run's
+	// images in the server's registry (build:, image: self): host is the registry's
+	// host:port, token the lease's credential to sign in with. done releases it.
+	ForRegistry func(host, token string) (b engine.Backend, done func(), err error)
 	// Client makes every request to the server. Default: a client with the system's
 	// roots plus CAFile's; requests are bounded by their own deadlines.
 	Client *http.Client

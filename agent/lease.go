@@ -9,7 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -76,6 +78,23 @@ func (l *lease) run(ctx context.Context) {
 	l.report(ctx, done)
 }
 
+// registryHost is the host:port of the server's registry, which the server serves at
+// its own address: what a Docker Engine names its images by.
+func registryHost(server string) string {
+	u, err := url.Parse(server)
+	if err != nil {
+		return ""
+	}
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		return net.JoinHostPort(u.Hostname(), port)
+	}
+	return u.Host
+}
+
 // execute takes a slot, prepares the workspace and runs the step there, then reads its
 // reports and packs and pushes its artifacts.
 func (l *lease) execute() agentproto.Done {
@@ -90,10 +109,21 @@ func (l *lease) execute() agentproto.Done {
 	if s == nil {
 		return fail("the lease has no step")
 	}
-	if s.Build != nil {
-		return fail("build: steps cannot run on an agent: the agent protocol has no way to hand the built image back")
+	backend := l.a.cfg.Backend
+	if l.p.ImageRef != "" || l.p.Self != "" {
+		// The step pushes or pulls the run's images in the server's registry, signed
+		// in with the lease's credential.
+		if l.a.cfg.ForRegistry == nil {
+			return fail(fmt.Sprintf("agent %s cannot reach the server's registry for this step's images", l.a.cfg.Name))
+		}
+		b, done, err := l.a.cfg.ForRegistry(registryHost(l.a.cfg.Server), l.p.Token)
+		if err != nil {
+			return fail(fmt.Sprintf("agent %s: the server's registry: %v", l.a.cfg.Name, err))
+		}
+		defer done()
+		backend = b
 	}
-	if sup, ok := l.a.cfg.Backend.(engine.Supporter); ok {
+	if sup, ok := backend.(engine.Supporter); ok {
 		if err := sup.Supports(s); err != nil {
 			return fail(fmt.Sprintf("agent %s cannot run this step: %v", l.a.cfg.Name, err))
 		}
@@ -117,12 +147,14 @@ func (l *lease) execute() agentproto.Done {
 		lw := &lockedWriter{w: mw}
 		out, flush = lw, func() { lw.mu.Lock(); _ = mw.Flush(); lw.mu.Unlock() }
 	}
+	var built string
 	spec := &engine.Spec{Name: l.p.Name, Step: s, Script: l.p.Script, Dir: dir, Env: l.env(dir),
-		Attempt: l.p.Attempt, Run: l.p.Run}
+		Attempt: l.p.Attempt, Run: l.p.Run, ImageRef: l.p.ImageRef, Self: l.p.Self, Annotations: l.p.Annotations,
+		Built: func(image string) { built = image }}
 	l.log.Debug("step process starting") // bench/agents.sh times dispatch to here
-	code, err := l.a.cfg.Backend.Exec(l.ctx, spec, out)
+	code, err := backend.Exec(l.ctx, spec, out)
 	flush()
-	done := agentproto.Done{ExitCode: code}
+	done := agentproto.Done{ExitCode: code, Built: built}
 	if err != nil {
 		done.Error = err.Error()
 	}

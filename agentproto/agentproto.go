@@ -13,7 +13,8 @@
 //     sent once every byte of its log was accepted.
 //
 // The lease's token is the attempt's credential: it clones the run's project, reads and
-// writes blobs of the project's registry repository, and reports on its lease. It is
+// writes blobs of the project's registry repository, pushes and pulls the project's
+// images (PROJECT/image, as build: steps do), and reports on its lease. It is
 // revoked once the attempt is over, which fences off a late report of an attempt the
 // server gave up on (409 Conflict, or 401 for the revoked token).
 package agentproto
@@ -94,9 +95,16 @@ type Lease struct {
 	// the agent adds below it. DROVER_WORKSPACE is the agent's to set. Secrets are here:
 	// the agent keeps them in memory only and masks them in the output.
 	Env []string `json:"env"`
-	// Hidden are values the agent masks in the step's output before it leaves (the
-	// secrets among Env and any the run hid).
+	// Hidden are values the agent masks in the step's output before it leaves: the
+	// secrets the step asked for.
 	Hidden []string `json:"hidden,omitempty"`
+
+	// ImageRef, for a build: step, is "REPO:TAG" in the server's registry to push the
+	// image to (with Token as the password); Self is what image: self means, a
+	// "REPO@DIGEST" there; Annotations label a built image.
+	ImageRef    string            `json:"image_ref,omitempty"`
+	Self        string            `json:"self,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Checkout says where a run's source comes from.
@@ -123,4 +131,6 @@ type Done struct {
 	Artifacts       []ocispec.Descriptor `json:"artifacts,omitempty"`
 	ArtifactError   string               `json:"artifact_error,omitempty"`
 	ArtifactMissing bool                 `json:"artifact_missing,omitempty"` // a declared path does not exist
+	// Built is what a build: step made: "REPO@DIGEST" pushed to the server's registry.
+	Built string `json:"built,omitempty"`
 }

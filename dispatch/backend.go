@@ -53,13 +53,9 @@ type runBackend struct {
 // stopGrace is how long an agent gets to report a step it was told to stop.
 const stopGrace = 15 * time.Second
 
-// Supports refuses what agents cannot do yet.
-func (b *runBackend) Supports(s *pipeline.Step) error {
-	if s.Build != nil {
-		return errors.New("build: steps need the server's own Docker Engine, and this server sends steps to agents; build images in a step with image: and docker, or run without agents")
-	}
-	return nil
-}
+// Supports accepts every compute step: which agent can run it is the agents' business
+// (labels), and one that cannot says so in the step's result.
+func (b *runBackend) Supports(*pipeline.Step) error { return nil }
 
 // Exec queues the attempt for an agent, or takes up the lease it had before the
 // server restarted, and waits for its result. See engine.Backend.
@@ -132,6 +128,9 @@ func (b *runBackend) result(ctx context.Context, t *task, spec *engine.Spec, r r
 		if err := b.run.Seed(ctx, done.Artifacts); err != nil {
 			spec.Far.ArtifactError = "take the artifacts the agent pushed: " + err.Error()
 		}
+	}
+	if done.Built != "" && spec.Built != nil {
+		spec.Built(done.Built)
 	}
 	if done.Error != "" {
 		return done.ExitCode, fmt.Errorf("on agent %s: %s", t.agent, done.Error)

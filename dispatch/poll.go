@@ -258,6 +258,7 @@ func (d *Dispatcher) lease(ctx context.Context, a *agentState, t *task, home, in
 		Repository: run.Repository,
 		Name:       t.spec.Name, Step: t.spec.Step, Script: t.spec.Script, Attempt: t.spec.Attempt, Run: t.spec.Run,
 		Env: t.spec.Env, Hidden: ownSecrets(t.spec),
+		ImageRef: t.spec.ImageRef, Self: t.spec.Self, Annotations: t.spec.Annotations,
 	}
 	if l.Fresh {
 		l.Inputs = t.spec.Inputs

@@ -45,25 +45,31 @@ func mayStepGit(p Principal, r *http.Request) bool {
 }
 
 // mayStepRegistry reports whether step token p may make registry request r: the /v2/
-// base, and reading and uploading blobs of its project's repository.
+// base; reading and uploading blobs of its project's repository (artifacts); and
+// pulling and pushing its project's images, PROJECT/image (build: steps, image: self).
+// Never a manifest of the project's own repository (the server publishes releases),
+// never a delete.
 func mayStepRegistry(p Principal, r *http.Request) bool {
 	if p.Machine != MachineStep {
 		return false
 	}
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
 	if r.URL.Path == "/v2/" {
-		return r.Method == http.MethodGet || r.Method == http.MethodHead
+		return read
 	}
 	want, err := release.Repository(p.Repository)
 	repo, ok := registry.RepositoryOf(r.URL.Path)
-	if err != nil || !ok || repo != want {
+	if err != nil || !ok || (repo != want && repo != want+"/image") {
 		return false
 	}
 	rest := strings.TrimPrefix(r.URL.Path, "/v2/"+repo)
 	switch {
 	case strings.HasPrefix(rest, "/blobs/uploads/"):
-		return r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodGet
+		return read || r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut
 	case strings.HasPrefix(rest, "/blobs/sha256:"):
-		return r.Method == http.MethodGet || r.Method == http.MethodHead
+		return read
+	case strings.HasPrefix(rest, "/manifests/") && repo != want:
+		return read || r.Method == http.MethodPut
 	}
 	return false
 }

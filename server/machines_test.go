@@ -75,8 +75,12 @@ var everyRoute = map[string]routeCase{
 		// A step token reads and uploads blobs of its project's repository (app).
 		"step:GET /v2/app/blobs/sha256:" + strings.Repeat("a", 64), "step:HEAD /v2/app/blobs/sha256:" + strings.Repeat("a", 64),
 		"step:POST /v2/app/blobs/uploads/", "step:PATCH /v2/app/blobs/uploads/123", "step:PUT /v2/app/blobs/uploads/123?digest=sha256:" + strings.Repeat("a", 64),
+		// And pushes and pulls its project's images (build:, image: self).
+		"step:PUT /v2/app/image/manifests/1", "step:GET /v2/app/image/manifests/1", "step:HEAD /v2/app/image/manifests/latest",
+		"step:POST /v2/app/image/blobs/uploads/", "step:GET /v2/app/image/blobs/sha256:" + strings.Repeat("a", 64),
 		"!PUT /v2/app/manifests/1", "!GET /v2/app/manifests/1", "!GET /v2/app/tags/list", "!DELETE /v2/app/blobs/sha256:" + strings.Repeat("a", 64),
-		"!POST /v2/app/image/blobs/uploads/", "!GET /v2/appx/blobs/sha256:" + strings.Repeat("a", 64),
+		"!DELETE /v2/app/image/manifests/1", "!GET /v2/app/image/tags/list", "!PUT /v2/app/other/manifests/1",
+		"!POST /v2/shop/image/blobs/uploads/", "!GET /v2/appx/blobs/sha256:" + strings.Repeat("a", 64),
 		"GET /v2/", "HEAD /v2/", "pull:GET /v2/shop/image/tags/list", "pull:GET /v2/shop/image/manifests/1",
 		"pull:HEAD /v2/shop/image/manifests/1", "pull:GET /v2/shop/image/blobs/sha256:" + strings.Repeat("a", 64),
 		"pull:GET /v2/shop/image/referrers/sha256:" + strings.Repeat("a", 64),
@@ -86,7 +90,7 @@ var everyRoute = map[string]routeCase{
 		"!GET /v2/shop/image/blobs/uploads/123", "!DELETE /v2/shop/image/manifests/1",
 		"!PATCH /v2/shop/image/blobs/uploads/123", "!GET /v2/_catalog", "!POST /v2/",
 	}},
-	"GET /auth/token":          {jobs: []string{MachinePull}},
+	"GET /auth/token":          {jobs: []string{MachinePull, MachineStep}},
 	"POST /api/v1/registry/gc": {},
 
 	// Agents: an agent token asks for work; a step token reports on its own lease (a

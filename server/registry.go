@@ -93,7 +93,7 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	token := anonymousToken
 	switch {
-	case p.Machine != "" && p.Machine != MachinePull:
+	case p.Machine != "" && p.Machine != MachinePull && p.Machine != MachineStep:
 		registryError(w, http.StatusForbidden, "DENIED", machineRefusal(p, r))
 		return
 	case p.Authenticated:

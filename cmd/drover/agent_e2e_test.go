@@ -256,3 +256,46 @@ steps:
 		t.Errorf("the container's artifact: %q", body)
 	}
 }
+
+// A build: step runs on an agent: it builds with the agent's engine and pushes to the
+// server's registry with its lease's credential; the next step runs in that image
+// (image: self) on the agent, and the release names the image.
+func TestAgentBuildsAndTestsAnImage(t *testing.T) {
+	t.Parallel()
+	e := dockertest.Engine(t, dockerengine.Registry{})
+	dockertest.BuildBusybox(t, e)
+	s := startServer(t, t.TempDir(), "", "--no-local-steps")
+	dockertest.RemoveImagesOf(t, e, strings.TrimPrefix(s.URL, "http://"))
+	startAgent(t, s.URL, s.mint("--machine", "agent"), "b1", "docker=true", nil)
+	s.waitAgents(1)
+	s.pushImageRepo("built", `
+agent: {labels: {docker: "true"}}
+steps:
+  - name: compile
+    run: mkdir -p dist && echo built-on-an-agent > dist/version
+  - name: image
+    build: {context: ., tags: [latest]}
+  - name: inside the image
+    image: self
+    run: cat /app/dist/version
+`)
+	if run := s.waitRun("built", 1, finished); run.Status != "success" {
+		t.Fatalf("run: %+v\nserver:\n%s", run, s.log)
+	}
+	if got := s.agentRun("built", 1).stepAgents(); got["image"] != "b1" || got["inside the image"] != "b1" {
+		t.Errorf("where the steps ran: %v", got)
+	}
+	if log := s.text("/api/v1/projects/built/runs/1/steps/inside%20the%20image/log"); !strings.Contains(log, "built-on-an-agent") {
+		t.Errorf("the step in the built image: %q", log)
+	}
+	var rel apiRelease
+	s.api("GET", "/api/v1/projects/built/releases/r1", "", nil, &rel)
+	if !strings.HasPrefix(rel.Image, "built/image@sha256:") {
+		t.Errorf("the release's image: %+v", rel)
+	}
+	for _, tag := range []string{"1", "latest"} {
+		if resp := s.do("HEAD", "/v2/built/image/manifests/"+tag, nil, nil); resp.StatusCode != 200 {
+			t.Errorf("built/image:%s: %d", tag, resp.StatusCode)
+		}
+	}
+}

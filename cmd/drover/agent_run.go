@@ -21,6 +21,7 @@ import (
 	"github.com/drover-cd/drover/backend/container"
 	"github.com/drover-cd/drover/backend/process"
 	"github.com/drover-cd/drover/docker"
+	"github.com/drover-cd/drover/engine"
 	"github.com/drover-cd/drover/internal/duration"
 )
 
@@ -134,17 +135,30 @@ func (o *agentRunOptions) run(cmd *cobra.Command) error {
 		case <-ran:
 		}
 	}()
+	local := &process.Backend{Grace: o.grace}
 	backend := &container.Backend{
-		// No registry: images built here stay here; image: pulls as the engine does.
+		// Steps that neither build nor use image: self need no registry.
 		Engine: docker.Lazy(docker.Owner(workdir), docker.Registry{}),
 		Grace:  o.grace,
-		Local:  &process.Backend{Grace: o.grace},
+		Local:  local,
+	}
+	// A build: step pushes to the server's registry, and image: self pulls from it, signed
+	// in with the step's own credential: an engine connection of their own each.
+	forRegistry := func(host, token string) (engine.Backend, func(), error) {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		e, err := docker.Connect(cctx, docker.Owner(workdir), docker.Registry{Host: host, Token: token})
+		if err != nil {
+			return nil, nil, err
+		}
+		b := &container.Backend{Engine: func(context.Context) (*docker.Engine, error) { return e, nil }, Grace: o.grace, Local: local}
+		return b, func() { e.Close() }, nil
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "drover agent %s: running steps of %s, %d at once, in %s\n", o.name, o.client.server, o.capacity, workdir)
 	// Stopped by a signal, it returns nil, as drover server and drover proxy do.
 	return agent.Run(ctx, agent.Config{
 		Server: o.client.server, Token: o.client.token, Name: o.name, Labels: labels,
-		Capacity: o.capacity, WorkDir: workdir, Backend: backend, CAFile: o.ca,
+		Capacity: o.capacity, WorkDir: workdir, Backend: backend, ForRegistry: forRegistry, CAFile: o.ca,
 		LogBuffer: int64(o.logBuffer), Version: versionString(), Log: log,
 	})
 }
