@@ -476,12 +476,24 @@ func TestStepFailsToPrepare(t *testing.T) {
 	l.Checkout.Commit = "0123456789abcdef0123456789abcdef01234567"
 	l2 := f.lease(2, "w2", "echo never")
 	l2.Inputs = []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromString("x"), Size: 1}}
-	f.give(l, l2)
-	for _, id := range []int64{1, 2} {
+	// A commit that is no commit id, or a URL off the server, is refused before git
+	// sees it: nothing outside the work folder is touched, no credential leaves.
+	victim := t.TempDir()
+	l3 := f.lease(3, "w3", "echo never")
+	l3.Checkout.Commit = "x/../../../../../../../.." + victim
+	l4 := f.lease(4, "w4", "echo never")
+	l4.Checkout.URL = "file:///etc"
+	l5 := f.lease(5, "w5", "echo never")
+	l5.Checkout.URL = "//evil.example/shop.git"
+	f.give(l, l2, l3, l4, l5)
+	for _, id := range []int64{1, 2, 3, 4, 5} {
 		d := f.waitDone(id, 20*time.Second)
 		if !strings.HasPrefix(d.Error, "prepare the workspace: ") || f.logOf(id) != "" {
 			t.Errorf("lease %d: %+v", id, d)
 		}
+	}
+	if _, err := os.Stat(victim + ".new"); err == nil {
+		t.Error("a commit id made the agent write outside its work folder")
 	}
 }
 

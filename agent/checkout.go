@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -128,7 +129,7 @@ func (a *agent) evictPristine(key, keep string) {
 		}
 		return 0
 	}
-	slices.SortFunc(dirs, func(x, y string) int { return int(mod(x) - mod(y)) })
+	slices.SortFunc(dirs, func(x, y string) int { return cmp.Compare(mod(x), mod(y)) })
 	for _, d := range dirs[:len(dirs)-keepPristine+1] {
 		_ = os.RemoveAll(d)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ func (w *workspace) had(d digest.Digest) {
 	defer w.prep.Unlock()
 	w.has[d] = true
 }
+
+// commitID is a full SHA-1 or SHA-256 commit id.
+var commitID = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
 // checkName refuses a workspace name that is not one folder name.
 func checkName(name string) error {
@@ -178,19 +182,15 @@ func (l *lease) prepare(ws *workspace, dir string) error {
 // or to a command line.
 func (l *lease) checkout(dir string) error {
 	c := l.p.Checkout
-	if c.Commit == "" || strings.HasPrefix(c.Commit, "-") || strings.ContainsAny(c.Commit, " \t\n") {
-		return fmt.Errorf("bad commit %q", c.Commit)
+	if !commitID.MatchString(c.Commit) {
+		return fmt.Errorf("bad commit %q: not a full commit id", c.Commit)
 	}
-	if c.URL == "" {
-		return errors.New("the lease names no git URL")
+	// Only the server's own git: a lease cannot send the agent, and its credential,
+	// anywhere else.
+	if c.URL == "" || !strings.HasPrefix(c.URL, "/") || strings.HasPrefix(c.URL, "//") || strings.Contains(c.URL, "..") {
+		return fmt.Errorf("bad git URL %q: want a path on the server", c.URL)
 	}
-	url := c.URL
-	if !strings.Contains(url, "://") {
-		url = trimSlash(l.a.cfg.Server) + "/" + strings.TrimLeft(url, "/")
-	}
-	if strings.HasPrefix(url, "-") {
-		return fmt.Errorf("bad git URL %q", c.URL)
-	}
+	url := trimSlash(l.a.cfg.Server) + c.URL
 	return l.a.checkout(l, url, c.Commit, dir)
 }
 

@@ -129,8 +129,15 @@ func (b *runBackend) result(ctx context.Context, t *task, spec *engine.Spec, r r
 			spec.Far.ArtifactError = "take the artifacts the agent pushed: " + err.Error()
 		}
 	}
-	if done.Built != "" && spec.Built != nil {
-		spec.Built(done.Built)
+	if done.Built != "" {
+		// Only an image of the run's own repository: the release will name it.
+		repo, _, _ := strings.Cut(spec.ImageRef, ":")
+		if spec.ImageRef == "" || !strings.HasPrefix(done.Built, repo+"@sha256:") {
+			return -1, fmt.Errorf("agent %s reported the image %q, not one of %s", t.agent, done.Built, repo)
+		}
+		if spec.Built != nil {
+			spec.Built(done.Built)
+		}
 	}
 	if done.Error != "" {
 		return done.ExitCode, fmt.Errorf("on agent %s: %s", t.agent, done.Error)
@@ -165,7 +172,12 @@ func (b *runBackend) stop(ctx context.Context, t *task) (int, error) {
 	select {
 	case <-t.done:
 	case <-time.After(stopGrace):
-		d.end(context.WithoutCancel(ctx), t, store.LeaseEnded, "stopped: "+engine.CancelReason(ctx))
+		d.mu.Lock()
+		leased := t.lease != nil // not yet, when its lease is still being recorded
+		d.mu.Unlock()
+		if leased {
+			d.end(context.WithoutCancel(ctx), t, store.LeaseEnded, "stopped: "+engine.CancelReason(ctx))
+		}
 	}
 	return -1, cause
 }
@@ -175,6 +187,14 @@ func (b *runBackend) EndRun(_ context.Context, run string) {
 	d := b.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stopping.Err() != nil {
+		return // the server stops, not the run: its workspaces are the next server's
+	}
+	for _, t := range d.active {
+		if t.lease.RunID == b.run.ID {
+			return // a step of it still runs somewhere (given up, not yet confirmed)
+		}
+	}
 	for agent, workspaces := range d.places[run] {
 		d.forget[agent] = append(d.forget[agent], workspaces...)
 		if a := d.agents[agent]; a != nil {
@@ -218,7 +238,7 @@ func (d *Dispatcher) whyWaiting(t *task) string {
 		switch {
 		case a.rec.Drained:
 			drained++
-		case t.secret() && !a.secure:
+		case t.secret() && !a.secure: // as of its last poll
 			plain++
 		default:
 			fit++

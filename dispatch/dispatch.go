@@ -35,6 +35,10 @@ import (
 // DefaultPeriod is how long an agent may stay silent before its leases are lost.
 const DefaultPeriod = 30 * time.Second
 
+// TakeUpWithin is how long after a restart a lease that outlived it waits for its run
+// to take it up again; then it is given up and its agent told to stop.
+const TakeUpWithin = 10 * time.Minute
+
 // Registered is how recently an agent must have been seen to count as one of the
 // server's agents: while any does, compute steps wait for agents instead of running on
 // the server.
@@ -62,6 +66,7 @@ type Dispatcher struct {
 	// stopping ends when the server stops (Start's ctx): leases stay with their
 	// agents then, for the next server to take up.
 	stopping context.Context
+	started  time.Time // when Start loaded the leases that outlived the last server
 
 	mu     sync.Mutex
 	agents map[string]*agentState
@@ -127,7 +132,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	now := d.cfg.Now()
 	d.mu.Lock()
-	d.stopping = ctx
+	d.stopping, d.started = ctx, now
 	for _, a := range agents {
 		d.agents[a.Name] = &agentState{rec: *a, saved: now, running: map[int64]bool{}, wake: make(chan struct{}, 1)}
 	}
@@ -286,13 +291,19 @@ func (d *Dispatcher) watch(ctx context.Context) {
 		}
 		now := d.cfg.Now()
 		d.mu.Lock()
-		var lost []*task
+		var lost, orphans []*task
 		for _, t := range d.active {
-			if now.After(t.expires) {
+			switch {
+			case now.After(t.expires):
 				lost = append(lost, t)
+			case t.run == nil && now.Sub(d.started) > TakeUpWithin:
+				orphans = append(orphans, t)
 			}
 		}
 		d.mu.Unlock()
+		for _, t := range orphans {
+			d.end(context.WithoutCancel(ctx), t, store.LeaseEnded, "its run did not take it up again after the server restarted")
+		}
 		for _, t := range lost {
 			why := fmt.Sprintf("stopped answering: no word from it for %s (the lease period)", d.cfg.Period)
 			d.cfg.Log.Warn("agent lost a step", "agent", t.agent, "lease", t.lease.ID, "step", t.lease.Step, "reason", why)
@@ -399,20 +410,37 @@ func (t *task) secret() bool {
 // token without a look in the store.
 const TokenPrefix = "drover_lease_"
 
-// Credential says which lease token belongs to, and the project its run is of, while the
-// lease is out; ok is false for any other token, including one of a lease that ended.
-func (d *Dispatcher) Credential(token string) (lease int64, project string, ok bool) {
+// StepCredential is what a lease's token opens while the lease is out.
+type StepCredential struct {
+	Lease   int64
+	Project string // the run's project: its git repository and registry repositories
+	// Pushes are the image tags ("REPO:TAG") the step's build: may push: the run's
+	// number and the step's tags: in PROJECT/image.
+	Pushes []string
+}
+
+// Credential says what token opens; ok is false for any token but that of a lease out
+// now (one that ended opens nothing).
+func (d *Dispatcher) Credential(token string) (c StepCredential, ok bool) {
 	if !strings.HasPrefix(token, TokenPrefix) {
-		return 0, "", false
+		return c, false
 	}
 	sum := sha256.Sum256([]byte(token))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t := d.byHash[string(sum[:])]
 	if t == nil {
-		return 0, "", false
+		return c, false
 	}
-	return t.lease.ID, t.project, true
+	c = StepCredential{Lease: t.lease.ID, Project: t.project}
+	if t.spec != nil && t.spec.ImageRef != "" && t.spec.Step.Build != nil {
+		repo, _, _ := strings.Cut(t.spec.ImageRef, ":")
+		c.Pushes = append(c.Pushes, t.spec.ImageRef)
+		for _, tag := range t.spec.Step.Build.Tags {
+			c.Pushes = append(c.Pushes, repo+":"+tag)
+		}
+	}
+	return c, true
 }
 
 func (t *task) finish(r result) {

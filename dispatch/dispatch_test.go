@@ -174,10 +174,10 @@ func TestStepsGoByLabelsAndStayInTheRunsWorkspace(t *testing.T) {
 	}
 
 	// Output and results come back; the credential opens nothing after.
-	if id, project, ok := h.d.Credential(l.Token); !ok || id != l.ID || project != "shop" || !strings.HasPrefix(l.Token, TokenPrefix) {
-		t.Errorf("the credential of lease %d: %d %q %v", l.ID, id, project, ok)
+	if c, ok := h.d.Credential(l.Token); !ok || c.Lease != l.ID || c.Project != "shop" || len(c.Pushes) != 0 || !strings.HasPrefix(l.Token, TokenPrefix) {
+		t.Errorf("the credential of lease %d: %+v %v", l.ID, c, ok)
 	}
-	if _, _, ok := h.d.Credential(TokenPrefix + "guess"); ok {
+	if _, ok := h.d.Credential(TokenPrefix + "guess"); ok {
 		t.Error("a made-up lease token opens doors")
 	}
 	if err := h.d.Log(l.ID, l.ID, 0, []byte("hello\n")); err != nil {
@@ -196,7 +196,7 @@ func TestStepsGoByLabelsAndStayInTheRunsWorkspace(t *testing.T) {
 	if first.spec.Far == nil || first.spec.Far.Agent != "l2" || len(h.seeded) != 1 {
 		t.Errorf("first's far result %+v, seeded %v", first.spec.Far, h.seeded)
 	}
-	if _, _, ok := h.d.Credential(l.Token); ok {
+	if _, ok := h.d.Credential(l.Token); ok {
 		t.Error("the first lease's credential still opens doors")
 	}
 	// A second result for the same lease, or one with another lease's credential, is refused.
@@ -232,7 +232,7 @@ func TestSilentAgentLosesItsStepAndALateResultIsRefused(t *testing.T) {
 	if !errors.As(e.err, &lost) || lost.Agent != "a1" || !strings.Contains(lost.Error(), "stopped answering") {
 		t.Fatalf("Exec: %v", e.err)
 	}
-	if _, _, ok := h.d.Credential(l.Token); ok {
+	if _, ok := h.d.Credential(l.Token); ok {
 		t.Error("the lost lease's credential is still valid")
 	}
 	if err := h.d.Done(ctx, l.ID, l.ID, &agentproto.Done{}); !errors.Is(err, ErrGone) {
@@ -388,8 +388,8 @@ func TestLeasesOutliveARestart(t *testing.T) {
 	if !h.d.Outlived(h.run.ID) {
 		t.Fatal("the restarted dispatcher does not know the lease")
 	}
-	if id, project, ok := h.d.Credential(l.Token); !ok || id != l.ID || project != "shop" {
-		t.Errorf("the lease's credential after the restart: %d %q %v", id, project, ok)
+	if c, ok := h.d.Credential(l.Token); !ok || c.Lease != l.ID || c.Project != "shop" {
+		t.Errorf("the lease's credential after the restart: %+v %v", c, ok)
 	}
 	if err := h.d.Log(l.ID, l.ID, 7, []byte("after\n")); !errors.Is(err, ErrNotYet) {
 		t.Errorf("a report before the run is taken up: %v", err)

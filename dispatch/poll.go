@@ -56,16 +56,20 @@ func (d *Dispatcher) Poll(ctx context.Context, p agentproto.Poll, secure bool) (
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	reply := &agentproto.PollReply{LeasePeriod: d.cfg.Period}
+	d.heartbeat(ctx, a, p.Running, reply)
+	// Free slots: what the agent said, and the ones its results free while the poll is
+	// held; never more than the agent has beside the leases it runs.
 	d.mu.Lock()
 	freed := a.freed
 	d.mu.Unlock()
-	for {
-		d.heartbeat(ctx, a, p.Running, reply)
-		// Free slots: what the agent said, and the ones its results freed since.
+	for first := true; ; first = false {
+		if !first {
+			d.heartbeat(ctx, a, p.Running, reply)
+		}
 		d.mu.Lock()
-		free := p.Free + a.freed - freed - len(reply.Leases)
+		free := min(p.Free+a.freed-freed, a.rec.Capacity-len(a.running)) - len(reply.Leases)
 		d.mu.Unlock()
-		leases, err := d.assign(ctx, a, free)
+		leases, err := d.assign(ctx, a, free, secure)
 		if err != nil {
 			d.cfg.Log.Error("hand an agent work", "agent", p.Name, "err", err)
 		}
@@ -147,7 +151,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context, a *agentState, running []int
 }
 
 // assign hands up to free queued attempts to the agent.
-func (d *Dispatcher) assign(ctx context.Context, a *agentState, free int) ([]agentproto.Lease, error) {
+func (d *Dispatcher) assign(ctx context.Context, a *agentState, free int, secure bool) ([]agentproto.Lease, error) {
 	d.mu.Lock()
 	if a.rec.Drained || free <= 0 || len(d.queue) == 0 {
 		d.mu.Unlock()
@@ -160,7 +164,7 @@ func (d *Dispatcher) assign(ctx context.Context, a *agentState, free int) ([]age
 	var picks []pick
 	for i := 0; i < len(d.queue) && len(picks) < free; i++ {
 		t := d.queue[i]
-		home, init, ok := d.fits(a, t)
+		home, init, ok := d.fits(a, t, secure)
 		if !ok {
 			continue
 		}
@@ -180,11 +184,16 @@ func (d *Dispatcher) assign(ctx context.Context, a *agentState, free int) ([]age
 		if err != nil {
 			firstErr = cmpErr(firstErr, err)
 			d.mu.Lock()
-			p.t.agent, p.t.inQueue = "", true
-			d.queue = slices.Insert(d.queue, 0, p.t)
 			if p.init {
 				delete(d.homes, p.t.run.run.ID)
 			}
+			if p.t.stop { // cancelled meanwhile: its Exec waits for this
+				d.mu.Unlock()
+				p.t.finish(result{reason: "stopped before it started"})
+				continue
+			}
+			p.t.agent, p.t.inQueue = "", true
+			d.queue = slices.Insert(d.queue, 0, p.t)
 			d.mu.Unlock()
 			continue
 		}
@@ -200,13 +209,14 @@ func cmpErr(first, err error) error {
 	return err
 }
 
-// fits says whether agent a may take t, and how: in the run's home workspace (home),
-// becoming the run's home (init), or else in a fresh workspace. Called with d.mu held.
-func (d *Dispatcher) fits(a *agentState, t *task) (home, init, ok bool) {
+// fits says whether agent a, polling over a secure connection or not, may take t, and
+// how: in the run's home workspace (home), becoming the run's home (init), or else in a
+// fresh workspace. Called with d.mu held.
+func (d *Dispatcher) fits(a *agentState, t *task, secure bool) (home, init, ok bool) {
 	if !matches(a.rec.Labels, t.labels) {
 		return false, false, false
 	}
-	if t.secret() && !a.secure {
+	if t.secret() && !secure {
 		return false, false, false
 	}
 	h := d.homes[t.run.run.ID]
@@ -260,9 +270,7 @@ func (d *Dispatcher) lease(ctx context.Context, a *agentState, t *task, home, in
 		Env: t.spec.Env, Hidden: ownSecrets(t.spec),
 		ImageRef: t.spec.ImageRef, Self: t.spec.Self, Annotations: t.spec.Annotations,
 	}
-	if l.Fresh {
-		l.Inputs = t.spec.Inputs
-	}
+	l.Inputs = t.spec.Inputs // the agent skips layers its workspace has already
 	d.cfg.Log.Debug("step leased", "agent", a.rec.Name, "lease", rec.ID, "run", run.ID, "step", t.spec.Name,
 		"waited", now.Sub(t.queued).Round(time.Millisecond), "slot_free_us", slotFree.Microseconds())
 	return l, nil
@@ -333,7 +341,9 @@ func (d *Dispatcher) reporting(id, by int64) (*task, error) {
 	switch {
 	case t == nil || id != by:
 		return nil, ErrGone
-	case t.run == nil:
+	case t.run == nil || d.stopping.Err() != nil:
+		// Before its run is taken up again after a restart, or while the server stops
+		// (the next one takes the report): not now.
 		return nil, ErrNotYet
 	}
 	t.expires = d.cfg.Now().Add(d.cfg.Period)

@@ -137,6 +137,7 @@ func (r *Runner) cancel(ctx context.Context, run *store.Run, by, reason string) 
 		if ok {
 			// Not executing: close what the run left open, even if the asker goes away.
 			rec := context.WithoutCancel(ctx)
+			r.endLeases(rec, run.ID, reason)
 			r.rejectPending(rec, run, by, approvalsCancelled)
 			if err := r.endSteps(rec, run.ID, string(engine.Skipped), reason); err != nil {
 				return err

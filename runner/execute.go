@@ -103,6 +103,7 @@ func (r *Runner) execute(ctx context.Context, run *store.Run, slot int) {
 		r.rejectPending(rec, run, "drover", fmt.Sprintf("the run ended (%s) before anyone decided", status))
 	}
 	_ = r.endSteps(rec, run.ID, string(engine.Skipped), reason)
+	r.endLeases(rec, run.ID, "its run ended: "+status)
 	if status == Success && r.cfg.Released != nil {
 		go r.cfg.Released(run)
 	}
@@ -295,6 +296,15 @@ func (r *Runner) agentRun(run *store.Run, layout *artifact.Store) dispatch.Run {
 		}}
 }
 
+// endLeases gives up what steps of run runID still run on agents: leases it did not
+// take up again after a restart before it ended (it failed early, was cancelled while
+// queued). Their agents are told to stop them.
+func (r *Runner) endLeases(ctx context.Context, runID int64, reason string) {
+	if r.cfg.Agents != nil {
+		r.cfg.Agents.EndOutlived(ctx, runID, reason)
+	}
+}
+
 // annotateImage is the engine's Job.AnnotateImage: images a run builds carry its
 // annotations, as its artifact does. nil when the runner has no Publisher.
 func (r *Runner) annotateImage(ann map[string]string) func(context.Context, string, []string) (string, error) {
@@ -452,6 +462,9 @@ func (r *Runner) kept(ctx context.Context, run *store.Run, g *pipeline.Graph) (m
 	for _, s := range own {
 		switch {
 		case s.Status == Success, s.Status == string(engine.Skipped), s.Status == Failure && s.Allowed:
+			resumed[s.Name] = toResult(s)
+		case run.Reason == runResumed && (s.Status == Failure || s.Status == Errored || s.Status == Cancelled):
+			// A run picked up after a restart goes on as it was: what failed stays failed.
 			resumed[s.Name] = toResult(s)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,10 +46,11 @@ func mayStepGit(p Principal, r *http.Request) bool {
 }
 
 // mayStepRegistry reports whether step token p may make registry request r: the /v2/
-// base; reading and uploading blobs of its project's repository (artifacts); and
-// pulling and pushing its project's images, PROJECT/image (build: steps, image: self).
-// Never a manifest of the project's own repository (the server publishes releases),
-// never a delete.
+// base; reading and uploading blobs of its project's repository (artifacts); pulling its
+// project's images (PROJECT/image, for image: self) and pushing the tags its own build:
+// step makes there. Never a manifest of the project's own repository (the server
+// publishes releases), never a delete, never a cross-repository mount (which would read
+// blobs of any repository).
 func mayStepRegistry(p Principal, r *http.Request) bool {
 	if p.Machine != MachineStep {
 		return false
@@ -65,11 +67,15 @@ func mayStepRegistry(p Principal, r *http.Request) bool {
 	rest := strings.TrimPrefix(r.URL.Path, "/v2/"+repo)
 	switch {
 	case strings.HasPrefix(rest, "/blobs/uploads/"):
+		if q := r.URL.Query(); q.Has("mount") || q.Has("from") {
+			return false
+		}
 		return read || r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut
 	case strings.HasPrefix(rest, "/blobs/sha256:"):
 		return read
 	case strings.HasPrefix(rest, "/manifests/") && repo != want:
-		return read || r.Method == http.MethodPut
+		tag := strings.TrimPrefix(rest, "/manifests/")
+		return read || r.Method == http.MethodPut && slices.Contains(p.Pushes, repo+":"+tag)
 	}
 	return false
 }

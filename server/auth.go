@@ -55,8 +55,10 @@ type Principal struct {
 	// Repository is the one repository a pull token reads; for a step's credential
 	// (MachineStep), the project whose run it is.
 	Repository string
-	// Lease is the lease whose credential was presented (MachineStep).
-	Lease int64
+	// Lease is the lease whose credential was presented (MachineStep); Pushes are the
+	// image tags ("REPO:TAG") its build: step may push.
+	Lease  int64
+	Pushes []string
 	// Runs marks the server's own Docker Engine, which pushes the images runs build
 	// with a token that lives in the server's memory only. Only it writes projects'
 	// image repositories over HTTP; a token's name can never make a caller this.
@@ -124,12 +126,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		if token != "" && s.cfg.Agents != nil && strings.HasPrefix(token, dispatch.TokenPrefix) {
 			// A step's credential lives in the dispatcher's memory, as long as its lease.
-			lease, project, ok := s.cfg.Agents.Credential(token)
+			c, ok := s.cfg.Agents.Credential(token)
 			if !ok {
 				s.unauthorized(w, r, "the lease of this step is over: the server lost it, gave it up or has its result")
 				return
 			}
-			p = Principal{Name: fmt.Sprintf("step lease %d", lease), Authenticated: true, Machine: MachineStep, Repository: project, Lease: lease}
+			p = Principal{Name: fmt.Sprintf("step lease %d", c.Lease), Authenticated: true, Machine: MachineStep,
+				Repository: c.Project, Lease: c.Lease, Pushes: c.Pushes}
 			token = ""
 		}
 		if token != "" {

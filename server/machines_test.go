@@ -76,7 +76,11 @@ var everyRoute = map[string]routeCase{
 		"step:GET /v2/app/blobs/sha256:" + strings.Repeat("a", 64), "step:HEAD /v2/app/blobs/sha256:" + strings.Repeat("a", 64),
 		"step:POST /v2/app/blobs/uploads/", "step:PATCH /v2/app/blobs/uploads/123", "step:PUT /v2/app/blobs/uploads/123?digest=sha256:" + strings.Repeat("a", 64),
 		// And pushes and pulls its project's images (build:, image: self).
-		"step:PUT /v2/app/image/manifests/1", "step:GET /v2/app/image/manifests/1", "step:HEAD /v2/app/image/manifests/latest",
+		// (Only the tags its own build: makes: this lease's step builds nothing.)
+		"!PUT /v2/app/image/manifests/1", "step:GET /v2/app/image/manifests/1", "step:HEAD /v2/app/image/manifests/latest",
+		// Never a mount, which would read blobs of any repository.
+		"!POST /v2/app/blobs/uploads/?mount=sha256:" + strings.Repeat("a", 64) + "&from=shop/image",
+		"!POST /v2/app/blobs/uploads/?mount=sha256:" + strings.Repeat("a", 64),
 		"step:POST /v2/app/image/blobs/uploads/", "step:GET /v2/app/image/blobs/sha256:" + strings.Repeat("a", 64),
 		"!PUT /v2/app/manifests/1", "!GET /v2/app/manifests/1", "!GET /v2/app/tags/list", "!DELETE /v2/app/blobs/sha256:" + strings.Repeat("a", 64),
 		"!DELETE /v2/app/image/manifests/1", "!GET /v2/app/image/tags/list", "!PUT /v2/app/other/manifests/1",
