@@ -351,7 +351,7 @@ func (l *lease) report(ctx context.Context, done agentproto.Done) {
 	url := l.a.url(agentproto.LeasePath + strconv.FormatInt(l.p.ID, 10) + "/done")
 	bo := backoff{min: pollBackoffMin, max: pollBackoffMax}
 	for ctx.Err() == nil {
-		status, err := l.postDone(ctx, url, body)
+		status, err := l.post(ctx, url, body, map[string]string{"Content-Type": "application/json"})
 		switch {
 		case err == nil:
 			return
@@ -367,10 +367,12 @@ func (l *lease) report(ctx context.Context, done agentproto.Done) {
 	}
 }
 
-func (l *lease) postDone(ctx context.Context, url string, body []byte) (int, error) {
+// post sends one report on the lease (a log chunk, its result); status is the HTTP
+// status of a refusal.
+func (l *lease) post(ctx context.Context, url string, body []byte, header map[string]string) (int, error) {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	resp, err := l.a.do(rctx, http.MethodPost, url, l.p.Token, bytes.NewReader(body), map[string]string{"Content-Type": "application/json"})
+	resp, err := l.a.do(rctx, http.MethodPost, url, l.p.Token, bytes.NewReader(body), header)
 	if err != nil {
 		return 0, err
 	}

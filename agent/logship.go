@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -164,7 +163,10 @@ func (l *lease) ship(ctx context.Context) {
 			if len(chunk) == 0 {
 				break
 			}
-			status, err := l.postLog(ctx, url, chunk, off)
+			status, err := l.post(ctx, url, chunk, map[string]string{
+				"Content-Type":          "application/octet-stream",
+				agentproto.OffsetHeader: strconv.FormatInt(off, 10),
+			})
 			switch {
 			case err == nil:
 				bo.reset()
@@ -183,22 +185,4 @@ func (l *lease) ship(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// postLog sends one chunk; status is the HTTP status of a refusal.
-func (l *lease) postLog(ctx context.Context, url string, chunk []byte, off int64) (int, error) {
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	resp, err := l.a.do(rctx, http.MethodPost, url, l.p.Token, bytes.NewReader(chunk), map[string]string{
-		"Content-Type":          "application/octet-stream",
-		agentproto.OffsetHeader: strconv.FormatInt(off, 10),
-	})
-	if err != nil {
-		return 0, err
-	}
-	defer drain(resp)
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, answerError(resp)
-	}
-	return resp.StatusCode, nil
 }
