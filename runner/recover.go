@@ -70,15 +70,7 @@ func (r *Runner) recover(ctx context.Context) error {
 // step staging had started deploying to staging"); "" when nothing had. What it cannot
 // tell (a pipeline that no longer reads, a step it does not know) counts as outside.
 func (r *Runner) reachedOutside(ctx context.Context, run *store.Run, steps []*store.Step) string {
-	data, err := source.ReadFileLimit(ctx, r.cfg.Repos(run.Project), run.Commit, PipelineFile, pipeline.MaxFileSize)
-	if err != nil {
-		return "it had started steps whose kind is unknown (" + err.Error() + ")"
-	}
-	p, err := pipeline.Parse(PipelineFile, data)
-	if err != nil {
-		return "it had started steps whose kind is unknown (" + err.Error() + ")"
-	}
-	g, err := pipeline.Compile(p)
+	g, err := r.graphOf(ctx, run)
 	if err != nil {
 		return "it had started steps whose kind is unknown (" + err.Error() + ")"
 	}
@@ -168,15 +160,7 @@ func (r *Runner) resumeOnAgents(ctx context.Context, run *store.Run, steps []*st
 // serverStep says what a step of run the server carries out itself had started
 // ("deploying to staging"); "" for a compute step, which runs on an agent.
 func (r *Runner) serverStep(ctx context.Context, run *store.Run, name string) string {
-	data, err := source.ReadFileLimit(ctx, r.cfg.Repos(run.Project), run.Commit, PipelineFile, pipeline.MaxFileSize)
-	if err != nil {
-		return "(its kind is unknown: " + err.Error() + ")"
-	}
-	p, err := pipeline.Parse(PipelineFile, data)
-	if err != nil {
-		return "(its kind is unknown: " + err.Error() + ")"
-	}
-	g, err := pipeline.Compile(p)
+	g, err := r.graphOf(ctx, run)
 	if err != nil {
 		return "(its kind is unknown: " + err.Error() + ")"
 	}
@@ -190,6 +174,19 @@ func (r *Runner) serverStep(ctx context.Context, run *store.Run, name string) st
 		}
 	}
 	return ""
+}
+
+// graphOf reads, parses and compiles the pipeline of run's commit.
+func (r *Runner) graphOf(ctx context.Context, run *store.Run) (*pipeline.Graph, error) {
+	data, err := source.ReadFileLimit(ctx, r.cfg.Repos(run.Project), run.Commit, PipelineFile, pipeline.MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pipeline.Parse(PipelineFile, data)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.Compile(p)
 }
 
 // endInterrupted ends an interrupted run in error, saying what it had started.
