@@ -100,13 +100,7 @@ func (d *Dispatcher) takeUp(b *runBackend, spec *engine.Spec, out io.Writer) *ta
 		if t.run == nil && t.lease.RunID == b.run.ID && t.lease.Step == spec.Name {
 			t.run, t.spec, t.out, t.labels = b, spec, out, spec.Step.Agent
 			spec.Attempt = t.lease.Attempt
-			workspace := b.run.workspace(t.lease)
-			places := d.places[spec.Run]
-			if places == nil {
-				places = map[string][]string{}
-				d.places[spec.Run] = places
-			}
-			places[t.agent] = append(places[t.agent], workspace)
+			d.place(spec.Run, t.agent, b.run.workspace(t.lease))
 			return t
 		}
 	}
@@ -180,6 +174,19 @@ func (b *runBackend) stop(ctx context.Context, t *task) (int, error) {
 		}
 	}
 	return -1, cause
+}
+
+// place records that run (its job ID) has a workspace on agent, for EndRun to have
+// removed. Called with d.mu held.
+func (d *Dispatcher) place(run, agent, workspace string) {
+	places := d.places[run]
+	if places == nil {
+		places = map[string][]string{}
+		d.places[run] = places
+	}
+	if !slices.Contains(places[agent], workspace) {
+		places[agent] = append(places[agent], workspace)
+	}
 }
 
 // EndRun tells the agents that ran the run's steps to remove its workspaces.

@@ -253,14 +253,7 @@ func (d *Dispatcher) lease(ctx context.Context, a *agentState, t *task, home, in
 	d.active[rec.ID] = t
 	d.byHash[string(sum[:])] = t
 	a.running[rec.ID] = true
-	places := d.places[t.spec.Run]
-	if places == nil {
-		places = map[string][]string{}
-		d.places[t.spec.Run] = places
-	}
-	if !slices.Contains(places[a.rec.Name], workspace) {
-		places[a.rec.Name] = append(places[a.rec.Name], workspace)
-	}
+	d.place(t.spec.Run, a.rec.Name, workspace)
 	d.mu.Unlock()
 	l := &agentproto.Lease{
 		ID: rec.ID, Token: token, Workspace: workspace, Fresh: !home || init,
