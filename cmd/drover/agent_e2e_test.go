@@ -75,6 +75,18 @@ func (a *testAgent) stop(sig syscall.Signal) {
 	}
 }
 
+// readUntil reads until what read returns contains want, for up to within, and returns
+// what it read last.
+func readUntil(within time.Duration, want string, read func() string) string {
+	deadline := time.Now().Add(within)
+	text := read()
+	for !strings.Contains(text, want) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		text = read()
+	}
+	return text
+}
+
 // apiStep is a step as the run API shows it, with the agent that ran it.
 type apiAgentRun struct {
 	Status string `json:"status"`
@@ -209,11 +221,8 @@ steps:
 		}
 		return false
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.text("/api/v1/projects/shop/runs/2/steps/other/log"), "a2 drained") && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if log := s.text("/api/v1/projects/shop/runs/2/steps/other/log"); !strings.Contains(log, "waiting for an agent with the labels os=other: a2 drained") {
+	const drained = "waiting for an agent with the labels os=other: a2 drained"
+	if log := readUntil(10*time.Second, drained, func() string { return s.text("/api/v1/projects/shop/runs/2/steps/other/log") }); !strings.Contains(log, drained) {
 		t.Errorf("the waiting step's log: %q", log)
 	}
 	if res := s.as(s.Token, "agent", "resume", "a2"); res.code != 0 {

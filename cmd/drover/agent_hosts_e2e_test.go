@@ -192,12 +192,8 @@ steps:
 		// Back on the network, the cut-off agent's late report is refused (its lease's
 		// credential was revoked), and it stops the step.
 		const refused = "the server gave the attempt up: stopping it and reporting nothing more"
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(h.agents[victim].log.String(), refused) && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if !strings.Contains(h.agents[victim].log.String(), refused) {
-			t.Errorf("the cut-off agent's log:\n%s", h.agents[victim].log)
+		if log := readUntil(30*time.Second, refused, h.agents[victim].log.String); !strings.Contains(log, refused) {
+			t.Errorf("the cut-off agent's log:\n%s", log)
 		}
 		if got := s.agentRun("cut", 1).Steps[0]; got.Agent != step.Agent || got.Status != "success" {
 			t.Errorf("the late result changed the step: %+v", got)
@@ -210,11 +206,7 @@ steps:
   - {name: win, agent: {labels: {os: windows}}, run: echo never}
 `)
 		want := "waiting for an agent with the labels os=windows: no connected agent has them (n1 (zone=a), n2 (pool=x,zone=b), n3 (pool=x,zone=c))"
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(s.text("/api/v1/projects/nomatch/runs/1/steps/win/log"), want) && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if log := s.text("/api/v1/projects/nomatch/runs/1/steps/win/log"); !strings.Contains(log, want) {
+		if log := readUntil(20*time.Second, want, func() string { return s.text("/api/v1/projects/nomatch/runs/1/steps/win/log") }); !strings.Contains(log, want) {
 			t.Errorf("the waiting step's log: %q", log)
 		}
 		if code := s.api("POST", "/api/v1/projects/nomatch/runs/1/cancel", "", nil, nil); code != 202 {
